@@ -1,0 +1,32 @@
+"""What a training run needs from a data set, independent of which data set it is."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class DataBundle:
+    """Batches for each split plus what models, checkpoints and reports need to know."""
+
+    task: str  # "fashion_mnist" | "trec": tells predict.py and the reports how to read inputs
+    train: Any  # has set_epoch(epoch) and yields (inputs, targets)
+    val: Any
+    test: Any
+    class_names: list[str]
+    model_kwargs: dict[str, Any]  # data-dependent model arguments, e.g. num_classes, vocab_size
+    meta: dict[str, Any] = field(default_factory=dict)  # plain types for the checkpoint (normalisation, vocab)
+    test_examples: Any = None  # the test inputs as a person sees them: uint8 images or question strings
+
+
+def split_train_val(count: int, val_size: int, seed: int, limit_train: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the training and validation examples: a seeded permutation, val first."""
+    if val_size >= count:
+        raise ValueError(f"--val-size {val_size} leaves no training examples out of {count}")
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    val, train = order[:val_size], order[val_size:]
+    if limit_train:
+        train = train[:limit_train]
+    return train.sort().values, val.sort().values

@@ -1,0 +1,81 @@
+"""Mini-batches of images cut from one uint8 tensor: normalise and augment whole batches at once."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from data.sampling import epoch_generator, shard
+
+
+class ImageBatches:
+    """Iterate `(inputs, targets)` over a split held as `images` (N, H, W) uint8 and `labels` (N,).
+
+    Shuffling is a seeded permutation per epoch (call `set_epoch`); augmentation (random crop with
+    zero padding, horizontal flip) is done on the whole batch. Inputs are float (B, 1, H, W).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
+                 mean: float, std: float, shuffle: bool = False, augment: bool = False,
+                 crop_padding: int = 2, seed: int = 0, device: torch.device | str = "cpu",
+                 rank: int = 0, world_size: int = 1, channels_last: bool = False) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.batch_size = batch_size
+        self.mean, self.std = mean, std
+        self.shuffle, self.augment, self.crop_padding = shuffle, augment, crop_padding
+        self.seed, self.epoch = seed, 0
+        self.rank, self.world_size = rank, world_size
+        self.channels_last = channels_last
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order and augmentation the next iteration uses."""
+        self.epoch = epoch
+
+    def _indices(self) -> torch.Tensor:
+        count = len(self.labels)
+        if self.shuffle:
+            order = torch.randperm(count, generator=epoch_generator(self.seed, self.epoch))
+        else:
+            order = torch.arange(count)
+        return shard(order, self.rank, self.world_size, equal=self.shuffle)
+
+    def __len__(self) -> int:
+        return -(-len(self._indices()) // self.batch_size)
+
+    @property
+    def num_examples(self) -> int:
+        """How many examples this process sees per epoch."""
+        return len(self._indices())
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        indices = self._indices().to(self.device)
+        generator = epoch_generator(self.seed + 1, self.epoch)
+        for start in range(0, len(indices), self.batch_size):
+            batch = indices[start:start + self.batch_size]
+            images = self.images[batch]
+            if self.augment:
+                images = random_crop_and_flip(images, self.crop_padding, generator)
+            inputs = images.unsqueeze(1).float().div_(255.0).sub_(self.mean).div_(self.std)
+            if self.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            yield inputs, self.labels[batch]
+
+
+def random_crop_and_flip(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Randomly crop (after zero padding) and horizontally flip each image of a (B, H, W) batch."""
+    count, height, width = images.shape
+    device = images.device
+    flip = (torch.rand(count, generator=generator) < 0.5).to(device)
+    images = torch.where(flip[:, None, None], images.flip(-1), images)
+    if padding == 0:
+        return images
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    top = torch.randint(0, 2 * padding + 1, (count,), generator=generator).to(device)
+    left = torch.randint(0, 2 * padding + 1, (count,), generator=generator).to(device)
+    rows = (top[:, None] + torch.arange(height, device=device))[:, :, None]  # (B, H, 1)
+    cols = (left[:, None] + torch.arange(width, device=device))[:, None, :]  # (B, 1, W)
+    return padded[torch.arange(count, device=device)[:, None, None], rows, cols]

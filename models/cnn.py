@@ -1,0 +1,37 @@
+"""The seed's two-convolution CNN for 28x28 grayscale images."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.layers import activation_layer
+
+
+class ConvNet(nn.Module):
+    """Conv -> act -> pool -> conv -> act -> pool -> FC -> act -> FC (logits).
+
+    Defaults reproduce the seed: Conv2d(1, 32, 3, padding=1), Conv2d(32, 64, 3, padding=1),
+    Linear(64*7*7 = 3136, 128), Linear(128, 10). Batch norm goes after each convolution and the
+    hidden FC layer; dropout before each FC layer.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
+                 channels: tuple[int, int] = (32, 64), hidden_size: int = 128,
+                 activation: str = "relu", batch_norm: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+
+        def conv_block(cin: int, cout: int) -> list[nn.Module]:
+            norm = [nn.BatchNorm2d(cout)] if batch_norm else []
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=not batch_norm), *norm,
+                    activation_layer(activation), nn.MaxPool2d(2)]
+
+        self.features = nn.Sequential(*conv_block(in_channels, channels[0]), *conv_block(channels[0], channels[1]))
+        flat_size = channels[1] * (image_size // 4) ** 2
+        hidden_norm = [nn.BatchNorm1d(hidden_size)] if batch_norm else []
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat_size, hidden_size, bias=not batch_norm),
+            *hidden_norm, activation_layer(activation), nn.Dropout(dropout), nn.Linear(hidden_size, num_classes))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.features(images)  # (batch, channels[1], H/4, W/4)
+        return self.classifier(features)  # (batch, num_classes)

@@ -1,0 +1,28 @@
+"""A fully connected network with two hidden layers."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.layers import activation_layer
+
+
+class MLP(nn.Module):
+    """Flatten -> [Linear -> (BatchNorm) -> act -> (Dropout)] x 2 -> Linear (logits)."""
+
+    def __init__(self, num_classes: int = 10, input_size: int = 784, hidden_sizes: tuple[int, int] = (256, 128),
+                 activation: str = "relu", batch_norm: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        previous = input_size
+        for width in hidden_sizes:
+            layers.append(nn.Linear(previous, width, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(width))
+            layers += [activation_layer(activation), nn.Dropout(dropout)]
+            previous = width
+        layers.append(nn.Linear(previous, num_classes))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layers(images)  # (batch, num_classes)

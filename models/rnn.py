@@ -1,0 +1,60 @@
+"""One recurrent text classifier: Embedding -> RNN | GRU | LSTM -> pooling -> Linear."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+POOLINGS = ("last", "mean", "max", "attention")
+
+
+class RecurrentClassifier(nn.Module):
+    """Classify padded token sequences; padding never changes a prediction.
+
+    Sequences are packed, so the recurrence stops at each one's length; mean, max and attention
+    pooling mask the padded steps. `attention` scores each step against a learned query vector.
+    """
+
+    def __init__(self, vocab_size: int, num_classes: int, cell: str = "lstm", embed_dim: int = 100,
+                 hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = False,
+                 dropout: float = 0.0, pooling: str = "last", padding_idx: int = 0) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
+        self.pooling = pooling
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
+        self.recurrent = CELLS[cell](embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
+                                     bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+        output_size = hidden_size * (2 if bidirectional else 1)
+        self.query = nn.Parameter(torch.randn(output_size) / output_size ** 0.5) if pooling == "attention" else None
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(output_size, num_classes)
+
+    def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        token_ids, lengths = inputs  # (batch, time), (batch,)
+        embedded = self.dropout(self.embedding(token_ids))  # (batch, time, embed_dim)
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed_outputs, hidden = self.recurrent(packed)
+        if self.pooling == "last":
+            final = hidden[0] if isinstance(hidden, tuple) else hidden  # (layers * directions, batch, hidden)
+            directions = 2 if self.recurrent.bidirectional else 1
+            pooled = torch.cat(list(final[-directions:]), dim=-1)  # (batch, output_size)
+        else:
+            outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True)  # (batch, max_len, output_size)
+            mask = (torch.arange(outputs.size(1), device=outputs.device)[None, :]
+                    < lengths.to(outputs.device)[:, None])  # (batch, max_len)
+            pooled = self._pool(outputs, mask)
+        return self.classifier(self.dropout(pooled))  # (batch, num_classes)
+
+    def _pool(self, outputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "mean":
+            summed = (outputs * mask[..., None]).sum(dim=1)
+            return summed / mask.sum(dim=1, keepdim=True).to(outputs.dtype)
+        if self.pooling == "max":
+            return outputs.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values
+        scores = (outputs @ self.query.to(outputs.dtype)).masked_fill(~mask, float("-inf"))  # (batch, max_len)
+        weights = torch.softmax(scores, dim=1)
+        return (weights[..., None] * outputs).sum(dim=1)

@@ -1,0 +1,48 @@
+"""Train a fully connected network (two hidden layers) on FashionMNIST.
+
+    python train_dnn.py --data-dir ../shared/data
+    python train_dnn.py --hidden1-size 1024 --activation gelu --batch-norm
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from utils.cli import run_script
+from utils.config import option
+from utils.tasks import ImageConfig, image_data
+
+
+@dataclass
+class DNNConfig(ImageConfig):
+    """The MLP's flags: the shared ones with this recipe's defaults, plus its layer sizes."""
+
+    epochs: int = option(30, "number of training epochs (total, also when resuming)")
+    optimizer: str = option("adamw", "optimizer", ["sgd", "adam", "adamw"])
+    weight_decay: float = option(0.05, "weight decay (L2 for sgd/adam, decoupled for adamw)")
+    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy target")
+    dropout: float = option(0.2, "dropout probability after each hidden layer")
+    hidden1_size: int = option(512, "units of the first hidden layer")
+    hidden2_size: int = option(256, "units of the second hidden layer")
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Arguments of models.dnn.MLP taken from these flags."""
+        return {"hidden_sizes": (self.hidden1_size, self.hidden2_size), "activation": self.activation,
+                "batch_norm": self.batch_norm, "dropout": self.dropout}
+
+
+PRESETS = {
+    "fast": {"batch_size": 256, "lr": 3e-3, "epochs": 15, "scheduler": "onecycle"},
+    "best": {"batch_norm": True, "hidden1_size": 1024, "hidden2_size": 512, "dropout": 0.3, "augment": True,
+             "epochs": 60},
+}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Train (or evaluate) as the flags in `argv` say; returns the run summary."""
+    return run_script(DNNConfig, __doc__, argv, script_name="dnn", model_name="dnn",
+                      make_data=image_data, presets=PRESETS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The one training engine: a single step path for every model, device and precision.
+
+`train_one_epoch` and `evaluate` take plain values; `fit` loops over epochs and calls back after
+each one so the caller can save checkpoints. Batches are `(inputs, targets)`, where inputs is a
+tensor or a tuple of tensors (token ids and lengths).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from utils.optim import set_lr
+from utils.runtime import Runtime, all_reduce_sum, autocast
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the message names the epoch and step."""
+
+
+class Interrupted(RuntimeError):
+    """Training stopped on request (SIGINT/SIGTERM) after the current step."""
+
+
+@dataclass
+class Trainer:
+    """What one optimizer step needs, and the count of steps taken so far."""
+
+    model: nn.Module  # the module to call: possibly wrapped by DDP or torch.compile
+    optimizer: torch.optim.Optimizer
+    runtime: Runtime
+    lr_at_step: Callable[[int], float]
+    scaler: torch.amp.GradScaler
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0
+    step: int = 0
+    should_stop: Callable[[], bool] = field(default=lambda: False)
+
+
+def to_device(inputs: Any, device: torch.device) -> Any:
+    """Move a tensor, or each tensor of a tuple, to `device` (non-blocking)."""
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(to_device(item, device) for item in inputs)
+    return inputs.to(device, non_blocking=True)
+
+
+def batch_size_of(targets: torch.Tensor) -> int:
+    """Number of examples in a batch."""
+    return int(targets.shape[0])
+
+
+def train_step(trainer: Trainer, inputs: Any, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step; returns the (detached) mean loss and the logits."""
+    set_lr(trainer.optimizer, trainer.lr_at_step(trainer.step))
+    with autocast(trainer.runtime):
+        logits = trainer.model(inputs)
+        loss = F.cross_entropy(logits.float(), targets, label_smoothing=trainer.label_smoothing)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.scaler.scale(loss).backward()
+    if trainer.grad_clip > 0:
+        trainer.scaler.unscale_(trainer.optimizer)
+        nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.grad_clip)
+    trainer.scaler.step(trainer.optimizer)
+    trainer.scaler.update()
+    trainer.step += 1
+    return loss.detach(), logits.detach()
+
+
+def stop_requested(trainer: Trainer) -> bool:
+    """True when any process was asked to stop (all processes agree, so none is left waiting)."""
+    stop = trainer.should_stop()
+    if trainer.runtime.distributed:
+        flag = torch.tensor([float(stop)], device=trainer.runtime.device if trainer.runtime.device.type == "cuda"
+                            else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        stop = bool(flag.item())
+    return stop
+
+
+def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, progress: bool = True) -> dict[str, float]:
+    """Train on every batch once; returns train_loss, train_acc, lr, seconds, samples_per_s."""
+    trainer.model.train()
+    device = trainer.runtime.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    start = time.perf_counter()
+    bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, unit="batch", dynamic_ncols=True,
+               disable=not (progress and trainer.runtime.is_main))
+    for inputs, targets in bar:
+        inputs, targets = to_device(inputs, device), targets.to(device, non_blocking=True)
+        loss, logits = train_step(trainer, inputs, targets)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch}, step {trainer.step} "
+                                "(try a lower --lr or --grad-clip); the last good checkpoint is kept")
+        count = batch_size_of(targets)
+        loss_sum += loss * count
+        correct += (logits.argmax(dim=1) == targets).sum()
+        seen += count
+        if trainer.step % 20 == 0:
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", samples_per_s=f"{seen / elapsed:.0f}")
+        if stop_requested(trainer):
+            raise Interrupted(f"stopped during epoch {epoch}")
+    seconds = time.perf_counter() - start
+    loss_total, correct_total, seen_total = all_reduce_sum([loss_sum.item(), correct.item(), seen], trainer.runtime)
+    return {"train_loss": loss_total / max(seen_total, 1), "train_acc": correct_total / max(seen_total, 1),
+            "lr": trainer.lr_at_step(max(trainer.step - 1, 0)), "seconds": seconds,
+            "samples_per_s": seen_total / seconds if seconds > 0 else 0.0}
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, batches: Iterable, runtime: Runtime, collect: bool = False) -> dict[str, Any]:
+    """Mean loss and accuracy over all batches, summed across processes (exact for the whole split).
+
+    With `collect`, also returns this process's `predictions`, `targets` and `probabilities`.
+    """
+    model.eval()
+    device = runtime.device
+    loss_sum, correct, seen = 0.0, 0, 0
+    predictions, targets_seen, probabilities = [], [], []
+    for inputs, targets in batches:
+        inputs, targets = to_device(inputs, device), targets.to(device, non_blocking=True)
+        with autocast(runtime):
+            logits = model(inputs).float()
+        loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
+        predicted = logits.argmax(dim=1)
+        correct += (predicted == targets).sum().item()
+        seen += batch_size_of(targets)
+        if collect:
+            predictions.append(predicted.cpu())
+            targets_seen.append(targets.cpu())
+            probabilities.append(torch.softmax(logits, dim=1).cpu())
+    loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], runtime)
+    result: dict[str, Any] = {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "count": int(seen)}
+    if collect:
+        result.update(predictions=torch.cat(predictions), targets=torch.cat(targets_seen),
+                      probabilities=torch.cat(probabilities))
+    return result
+
+
+def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model: nn.Module, *,
+        epochs: int, start_epoch: int = 1, best_val_acc: float = -math.inf, best_epoch: int = 0,
+        patience: int = 0, progress: bool = True,
+        on_epoch_end: Callable[[dict[str, float], bool], None] = lambda metrics, is_best: None,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train epochs `start_epoch..epochs`, validating after each; returns the best epoch and accuracy.
+
+    `eval_model` is the unwrapped module (evaluation needs no gradient sync). After each epoch
+    `on_epoch_end(metrics, is_best)` runs, e.g. to save checkpoints. With `patience` > 0, stops
+    when validation accuracy has not improved for that many epochs.
+    """
+    stopped_early = False
+    for epoch in range(start_epoch, epochs + 1):
+        train_batches.set_epoch(epoch)
+        train_metrics = train_one_epoch(trainer, train_batches, epoch, progress)
+        val = evaluate(eval_model, val_batches, trainer.runtime)
+        metrics = {"epoch": epoch, **train_metrics, "val_loss": val["loss"], "val_acc": val["acc"]}
+        is_best = val["acc"] > best_val_acc
+        if is_best:
+            best_val_acc, best_epoch = val["acc"], epoch
+        on_epoch_end(metrics, is_best)
+        log(f"epoch {epoch:3d}/{epochs}  train loss {metrics['train_loss']:.4f} acc {metrics['train_acc']:.4f}  "
+            f"val loss {metrics['val_loss']:.4f} acc {metrics['val_acc']:.4f}  lr {metrics['lr']:.2e}  "
+            f"{metrics['seconds']:.1f}s {metrics['samples_per_s']:.0f} samples/s" + ("  *best" if is_best else ""))
+        if patience and epoch - best_epoch >= patience:
+            log(f"early stop: validation accuracy has not improved for {patience} epochs")
+            stopped_early = True
+            break
+    return {"best_epoch": best_epoch, "best_val_acc": best_val_acc, "stopped_early": stopped_early}

@@ -1,0 +1,66 @@
+"""Figures of a run: learning curves, confusion matrix, misclassified images (PNG, headless)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_curves(histories: dict[str, list[dict]], path: str) -> None:
+    """Train/validation loss and accuracy per epoch, one line pair per run label."""
+    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, history in histories.items():
+        epochs = [row["epoch"] for row in history]
+        prefix = f"{label} " if len(histories) > 1 else ""
+        for axis, key in ((loss_axis, "loss"), (acc_axis, "acc")):
+            line, = axis.plot(epochs, [row[f"train_{key}"] for row in history], label=f"{prefix}train")
+            axis.plot(epochs, [row[f"val_{key}"] for row in history], "--", color=line.get_color(),
+                      label=f"{prefix}validation")
+    for axis, title in ((loss_axis, "loss"), (acc_axis, "accuracy")):
+        axis.set_xlabel("epoch")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str) -> None:
+    """Counts in each cell, colour normalised by row (the recall of each true class)."""
+    row_sums = matrix.sum(axis=1, keepdims=True)
+    normalised = matrix / np.maximum(row_sums, 1)
+    size = max(5.0, 0.55 * len(class_names) + 2)
+    figure, axis = plt.subplots(figsize=(size + 1, size))
+    image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(class_names)), class_names)
+    for row in range(len(class_names)):
+        for col in range(len(class_names)):
+            axis.text(col, row, str(int(matrix[row, col])), ha="center", va="center", fontsize=8,
+                      color="white" if normalised[row, col] > 0.5 else "black")
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title("test confusion matrix (colour: fraction of the true class)")
+    figure.colorbar(image, fraction=0.046, pad=0.04)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_mistakes(images: Sequence[np.ndarray], captions: Sequence[str], path: str, columns: int = 6) -> None:
+    """A grid of grayscale images, each captioned with its true and predicted label."""
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.3 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, caption in zip(axes.flat, images, captions):
+        axis.imshow(np.asarray(image), cmap="gray_r", vmin=0, vmax=255)
+        axis.set_title(caption, fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,112 @@
+"""Device, precision, seeding and torch.distributed set-up."""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how this process computes: device, precision, and its place among processes."""
+
+    device: torch.device
+    precision: str  # "fp32" | "bf16" | "fp16"
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """True for the one process that prints and writes files."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """True when several processes train one model together."""
+        return self.world_size > 1
+
+
+def select_device(name: str) -> torch.device:
+    """The torch.device for `auto|cpu|cuda|mps`; auto takes CUDA when present."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but no CUDA GPU is available")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError("--device mps was asked for, but MPS is not available")
+    return torch.device(name)
+
+
+def select_precision(name: str, device: torch.device) -> str:
+    """The arithmetic to train in: auto means bf16 on CUDA GPUs that support it, else fp32."""
+    if name != "auto":
+        if name == "fp16" and device.type == "cpu":
+            raise RuntimeError("--precision fp16 needs a GPU; use fp32 or bf16 on the CPU")
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def autocast(runtime: Runtime) -> contextlib.AbstractContextManager:
+    """The autocast context for the runtime's precision (a no-op for fp32)."""
+    if runtime.precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if runtime.precision == "bf16" else torch.float16
+    return torch.autocast(device_type=runtime.device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def init_runtime(device_name: str, precision_name: str) -> Runtime:
+    """Set up this process: join the torchrun process group if launched by torchrun."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = select_device(device_name)
+    if world_size > 1:
+        if device.type == "cuda":
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return Runtime(device, select_precision(precision_name, device), rank, world_size)
+
+
+def all_reduce_sum(values: list[float], runtime: Runtime) -> list[float]:
+    """Element-wise sum of `values` over all processes (the values themselves when alone)."""
+    if not runtime.distributed:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64,
+                          device=runtime.device if runtime.device.type == "cuda" else "cpu")
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def broadcast_object(obj, runtime: Runtime):
+    """`obj` as rank 0 holds it, on every process."""
+    if not runtime.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shutdown(runtime: Runtime) -> None:
+    """Leave the process group, if any."""
+    if runtime.distributed and dist.is_initialized():
+        dist.destroy_process_group()
