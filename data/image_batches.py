@@ -43,6 +43,10 @@ class ImageBatches:
             order = torch.arange(count)
         return shard(order, self.rank, self.world_size, equal=self.shuffle)
 
+    def example_order(self) -> torch.Tensor:
+        """Indices of the examples this process serves, in the order served."""
+        return self._indices()
+
     def __len__(self) -> int:
         return -(-len(self._indices()) // self.batch_size)
 

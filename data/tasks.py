@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import torch
 
+from data import DataError
 from data.bundle import DataBundle, split_train_val
 from data.fashion_mnist import CLASS_NAMES, MEAN, STD, load_fashion_mnist
 from data.image_batches import ImageBatches
+from data.text import TextBatches, Vocabulary, build_vocabulary, tokenize
+from data.trec import COARSE_LABELS, Question, load_trec_files, load_trec_hub
 
 
 def fashion_mnist_bundle(data_dir: str, *, batch_size: int, eval_batch_size: int, val_size: int, seed: int,
@@ -26,4 +29,45 @@ def fashion_mnist_bundle(data_dir: str, *, batch_size: int, eval_batch_size: int
         model_kwargs={"num_classes": len(CLASS_NAMES)},
         meta={"mean": MEAN, "std": STD, "image_size": 28},
         test_examples=test.images,
+    )
+
+
+def trec_bundle(data_dir: str, *, source: str, labels: str, batch_size: int, eval_batch_size: int, val_size: int,
+                seed: int, min_freq: int, bucket: bool, device: torch.device, rank: int = 0, world_size: int = 1,
+                limit_train: int = 0, vocabulary_tokens: list[str] | None = None) -> DataBundle:
+    """TREC questions as bucketed batches of token ids; `labels` is "coarse" (6) or "fine" (50).
+
+    The vocabulary is built from the training part only, unless `vocabulary_tokens` (from a
+    checkpoint) is given.
+    """
+    splits = load_trec_hub() if source == "hub" else load_trec_files(data_dir)
+    full_train, test = splits["train"], splits["test"]
+    class_names = COARSE_LABELS if labels == "coarse" else sorted({q.fine for q in full_train})
+    label_index = {name: i for i, name in enumerate(class_names)}
+
+    def label_ids(questions: list[Question]) -> list[int]:
+        unknown = sorted({getattr(q, labels) for q in questions} - set(label_index))
+        if unknown:
+            raise DataError(f"test labels {', '.join(unknown)} never occur in the training data")
+        return [label_index[getattr(q, labels)] for q in questions]
+
+    train_idx, val_idx = split_train_val(len(full_train), val_size, seed, limit_train)
+    train_part = [full_train[i] for i in train_idx.tolist()]
+    val_part = [full_train[i] for i in val_idx.tolist()]
+    vocabulary = (Vocabulary(vocabulary_tokens) if vocabulary_tokens
+                  else build_vocabulary((tokenize(q.text) for q in train_part), min_freq))
+
+    def batches(questions: list[Question], size: int, shuffle: bool) -> TextBatches:
+        return TextBatches([vocabulary.encode(tokenize(q.text)) for q in questions], label_ids(questions), size,
+                           shuffle=shuffle, bucket=bucket, seed=seed, rank=rank, world_size=world_size, device=device)
+
+    return DataBundle(
+        task="trec",
+        train=batches(train_part, batch_size, shuffle=True),
+        val=batches(val_part, eval_batch_size, shuffle=False),
+        test=batches(test, eval_batch_size, shuffle=False),
+        class_names=list(class_names),
+        model_kwargs={"num_classes": len(class_names), "vocab_size": len(vocabulary)},
+        meta={"vocabulary": vocabulary.tokens, "lowercase": True},
+        test_examples=[q.text for q in test],
     )

@@ -120,7 +120,8 @@ def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, progress: b
 def evaluate(model: nn.Module, batches: Iterable, runtime: Runtime, collect: bool = False) -> dict[str, Any]:
     """Mean loss and accuracy over all batches, summed across processes (exact for the whole split).
 
-    With `collect`, also returns this process's `predictions`, `targets` and `probabilities`.
+    With `collect`, also returns `predictions`, `targets` and `probabilities` of the whole split,
+    in the split's own order (gathered from every process).
     """
     model.eval()
     device = runtime.device
@@ -141,9 +142,20 @@ def evaluate(model: nn.Module, batches: Iterable, runtime: Runtime, collect: boo
     loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], runtime)
     result: dict[str, Any] = {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "count": int(seen)}
     if collect:
-        result.update(predictions=torch.cat(predictions), targets=torch.cat(targets_seen),
-                      probabilities=torch.cat(probabilities))
+        served = (batches.example_order(), torch.cat(predictions), torch.cat(targets_seen), torch.cat(probabilities))
+        order, predicted, targets, probs = gather_from_processes(served, runtime)
+        inverse = order.argsort()
+        result.update(predictions=predicted[inverse], targets=targets[inverse], probabilities=probs[inverse])
     return result
+
+
+def gather_from_processes(tensors: tuple[torch.Tensor, ...], runtime: Runtime) -> tuple[torch.Tensor, ...]:
+    """Concatenate each of `tensors` over all processes (CPU tensors; unchanged when alone)."""
+    if not runtime.distributed:
+        return tensors
+    gathered: list = [None] * runtime.world_size
+    dist.all_gather_object(gathered, tensors)
+    return tuple(torch.cat([part[i] for part in gathered]) for i in range(len(tensors)))
 
 
 def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model: nn.Module, *,

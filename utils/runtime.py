@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from utils.config import ConfigError
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -36,9 +38,9 @@ def select_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but no CUDA GPU is available")
+        raise ConfigError("--device cuda was asked for, but no CUDA GPU is available")
     if name == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError("--device mps was asked for, but MPS is not available")
+        raise ConfigError("--device mps was asked for, but MPS is not available")
     return torch.device(name)
 
 
@@ -46,7 +48,7 @@ def select_precision(name: str, device: torch.device) -> str:
     """The arithmetic to train in: auto means bf16 on CUDA GPUs that support it, else fp32."""
     if name != "auto":
         if name == "fp16" and device.type == "cpu":
-            raise RuntimeError("--precision fp16 needs a GPU; use fp32 or bf16 on the CPU")
+            raise ConfigError("--precision fp16 needs a GPU; use fp32 or bf16 on the CPU")
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -95,15 +97,6 @@ def all_reduce_sum(values: list[float], runtime: Runtime) -> list[float]:
                           device=runtime.device if runtime.device.type == "cuda" else "cpu")
     dist.all_reduce(tensor)
     return tensor.tolist()
-
-
-def broadcast_object(obj, runtime: Runtime):
-    """`obj` as rank 0 holds it, on every process."""
-    if not runtime.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def shutdown(runtime: Runtime) -> None:

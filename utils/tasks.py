@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from data.bundle import DataBundle
-from data.tasks import fashion_mnist_bundle
+from data.tasks import fashion_mnist_bundle, trec_bundle
 from utils.config import TrainConfig, default_data_dir, option
 from utils.runtime import Runtime
 
@@ -25,3 +25,25 @@ def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | Non
         eval_batch_size=config.eval_batch_size, val_size=config.val_size, seed=config.seed,
         augment=config.augment, channels_last=config.channels_last, device=runtime.device,
         rank=runtime.rank, world_size=runtime.world_size, limit_train=config.limit_train)
+
+
+@dataclass
+class TextConfig(TrainConfig):
+    """Flags of the TREC scripts."""
+
+    labels: str = option("coarse", "label set: 6 coarse classes or 50 fine ones", ["coarse", "fine"])
+    source: str = option("files", "read the original .label files (downloaded if missing) or the hub",
+                         ["files", "hub"])
+    min_freq: int = option(1, "keep training words seen at least this often; the rest become <unk>")
+    bucket: bool = option(True, "batch questions of similar length together (less padding)")
+    val_size: int = option(500, "training questions held out for validation (chosen by the seed)")
+
+
+def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
+    """TREC batches as `config` asks for them; a checkpoint's `meta` supplies its vocabulary."""
+    return trec_bundle(
+        config.data_dir or default_data_dir(), source=config.source, labels=config.labels,
+        batch_size=config.batch_size, eval_batch_size=config.eval_batch_size, val_size=config.val_size,
+        seed=config.seed, min_freq=config.min_freq, bucket=config.bucket, device=runtime.device,
+        rank=runtime.rank, world_size=runtime.world_size, limit_train=config.limit_train,
+        vocabulary_tokens=(meta or {}).get("vocabulary"))

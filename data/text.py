@@ -1,0 +1,119 @@
+"""Text pipeline as small pure functions, and length-bucketed batches of token ids."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Sequence
+
+import torch
+
+from data.sampling import epoch_generator, shard
+
+PAD, UNK = "<pad>", "<unk>"
+BUCKET_POOL = 50  # batches' worth of examples sorted together: short padding, still random batches
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased tokens; TREC questions are already separated by spaces."""
+    return text.lower().split()
+
+
+@dataclass
+class Vocabulary:
+    """Token <-> id. Id 0 is padding, id 1 stands for every unknown token."""
+
+    tokens: list[str]
+    index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.index = {token: i for i, token in enumerate(self.tokens)}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, tokens: Iterable[str]) -> list[int]:
+        """Ids of `tokens`, unknown ones as the <unk> id."""
+        unknown = self.index[UNK]
+        return [self.index.get(token, unknown) for token in tokens]
+
+
+def build_vocabulary(token_lists: Iterable[Sequence[str]], min_freq: int = 1) -> Vocabulary:
+    """Tokens seen at least `min_freq` times, most frequent first (ties alphabetical)."""
+    counts = Counter(token for tokens in token_lists for token in tokens)
+    kept = sorted((token for token, count in counts.items() if count >= min_freq), key=lambda t: (-counts[t], t))
+    return Vocabulary([PAD, UNK, *kept])
+
+
+def pad_sequences(sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One (N, max_len) tensor of ids, padded with 0, and the (N,) lengths."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    if (lengths == 0).any():
+        raise ValueError("cannot batch an empty sequence")
+    padded = torch.zeros(len(sequences), int(lengths.max()), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        padded[row, :len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+    return padded, lengths
+
+
+class TextBatches:
+    """Iterate `((token_ids, lengths), targets)` over encoded sequences held as one padded tensor.
+
+    Training order: a seeded permutation per epoch, cut into pools of BUCKET_POOL batches, each
+    pool sorted by length, its batches shuffled. Evaluation order: sorted by length. Each batch
+    is trimmed to its longest sequence, so little padding is computed.
+    """
+
+    def __init__(self, sequences: Sequence[Sequence[int]], labels: Sequence[int], batch_size: int, *,
+                 shuffle: bool = False, bucket: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 device: torch.device | str = "cpu") -> None:
+        if len(sequences) != len(labels):
+            raise ValueError(f"{len(sequences)} sequences but {len(labels)} labels")
+        self.token_ids, self.lengths = pad_sequences(sequences)
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.batch_size, self.shuffle, self.bucket = batch_size, shuffle, bucket
+        self.seed, self.epoch, self.rank, self.world_size = seed, 0, rank, world_size
+        self.device = torch.device(device)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order the next iteration uses."""
+        self.epoch = epoch
+
+    def _indices(self) -> torch.Tensor:
+        count = len(self.labels)
+        if not self.shuffle:
+            return shard(torch.arange(count), self.rank, self.world_size, equal=False)
+        order = torch.randperm(count, generator=epoch_generator(self.seed, self.epoch))
+        return shard(order, self.rank, self.world_size, equal=True)
+
+    def batch_indices(self) -> list[torch.Tensor]:
+        """The example indices of each batch of this epoch, in the order they are served."""
+        indices = self._indices()
+        if not self.bucket:
+            return list(indices.split(self.batch_size))
+        if not self.shuffle:
+            ordered = indices[self.lengths[indices].argsort(stable=True)]
+            return list(ordered.split(self.batch_size))
+        generator = epoch_generator(self.seed + 1, self.epoch)
+        batches = []
+        for pool in indices.split(self.batch_size * BUCKET_POOL):
+            pool = pool[self.lengths[pool].argsort(stable=True)]
+            batches += list(pool.split(self.batch_size))
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+    def example_order(self) -> torch.Tensor:
+        """Indices of the examples this process serves, in the order served."""
+        return torch.cat(self.batch_indices())
+
+    def __len__(self) -> int:
+        return -(-len(self._indices()) // self.batch_size)
+
+    @property
+    def num_examples(self) -> int:
+        """How many examples this process sees per epoch."""
+        return len(self._indices())
+
+    def __iter__(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]]:
+        for batch in self.batch_indices():
+            lengths = self.lengths[batch]
+            token_ids = self.token_ids[batch, :int(lengths.max())]
+            yield (token_ids.to(self.device), lengths), self.labels[batch].to(self.device)

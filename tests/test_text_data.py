@@ -1,0 +1,91 @@
+"""TREC parsing, vocabulary, encoding and bucketed batches."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from conftest import write_trec
+from data import DataError
+from data.tasks import trec_bundle
+from data.text import PAD, UNK, TextBatches, build_vocabulary, tokenize
+from data.trec import load_trec_files, parse_line, questions_from_hub_rows, read_label_file
+
+
+def test_parse_line_keeps_coarse_and_fine():
+    question = parse_line("DESC:manner How did serfdom develop in and then leave Russia ?\n", "f", 1)
+    assert (question.coarse, question.fine) == ("DESC", "DESC:manner")
+    assert question.text == "How did serfdom develop in and then leave Russia ?"
+
+
+@pytest.mark.parametrize("line,problem", [("no label here", "expected 'COARSE:fine"),
+                                          ("XYZ:abc What ?", "unknown coarse label 'XYZ'"),
+                                          ("LOC:city   ", "the question is empty")])
+def test_malformed_lines_name_file_and_line(line, problem):
+    with pytest.raises(DataError, match=f"f.label, line 7: {problem}"):
+        parse_line(line, "f.label", 7)
+
+
+def test_latin1_byte_is_read(trec_dir):
+    splits = load_trec_files(trec_dir, allow_download=False)
+    assert splits["train"][1].text == "Which city is a sister\u00f0city of Paris ?"
+    assert len(splits["train"]) == 240 and len(splits["test"]) == 60
+
+
+def test_malformed_file_reports_line_number(trec_dir):
+    path = os.path.join(trec_dir, "TREC", "TREC_10.label")
+    with open(path, "a", encoding="latin-1") as f:
+        f.write("garbage\n")
+    with pytest.raises(DataError, match=r"TREC_10.label, line 61"):
+        read_label_file(path)
+
+
+def test_missing_files_say_how_to_fix(tmp_path):
+    with pytest.raises(DataError, match="--data-dir"):
+        load_trec_files(str(tmp_path), allow_download=False)
+
+
+def test_vocabulary_from_training_only_and_unknown_words():
+    vocabulary = build_vocabulary([tokenize("What is a cat ?"), tokenize("what IS it ?")], min_freq=2)
+    assert vocabulary.tokens[:2] == [PAD, UNK]
+    assert set(vocabulary.tokens[2:]) == {"what", "is", "?"}
+    assert vocabulary.encode(["what", "zebra"]) == [vocabulary.index["what"], 1]
+
+
+def test_hub_rows_become_questions():
+    rows = [{"text": "Where is Paris ?", "coarse_label": 4, "fine_label": 1}]
+    questions = questions_from_hub_rows(rows, ["ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"], ["ABBR:abb", "LOC:city"])
+    assert questions[0].coarse == "LOC" and questions[0].fine == "LOC:city"
+
+
+def test_bucketed_batches_cover_everything_with_little_padding():
+    torch.manual_seed(0)
+    sequences = [[2] * int(n) for n in torch.randint(1, 30, (500,))]
+    labels = list(range(500))
+    bucketed = TextBatches(sequences, labels, 20, shuffle=True, bucket=True, seed=0)
+    plain = TextBatches(sequences, labels, 20, shuffle=True, bucket=False, seed=0)
+    def padded_cells(batches):
+        return sum(ids.numel() for (ids, _), _ in batches)
+    assert sorted(t for _, targets in bucketed for t in targets.tolist()) == labels
+    assert padded_cells(bucketed) < 0.7 * padded_cells(plain)
+    for (ids, lengths), _ in bucketed:
+        assert ids.shape[1] == lengths.max() and (ids[torch.arange(len(ids)), lengths - 1] == 2).all()
+
+
+def test_example_order_maps_batches_back():
+    sequences = [[3] * n for n in (5, 1, 3, 2)]
+    batches = TextBatches(sequences, [0, 1, 2, 3], 2)
+    assert batches.example_order().tolist() == [1, 3, 2, 0]
+
+
+def test_bundle_labels_and_vocabulary(trec_dir):
+    common = dict(source="files", batch_size=16, eval_batch_size=64, val_size=40, seed=0, min_freq=1,
+                  bucket=True, device=torch.device("cpu"))
+    coarse = trec_bundle(trec_dir, labels="coarse", **common)
+    assert coarse.class_names == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+    assert coarse.train.num_examples == 200 and coarse.val.num_examples == 40
+    fine = trec_bundle(trec_dir, labels="fine", **common)
+    assert "LOC:city" in fine.class_names and fine.model_kwargs["num_classes"] == len(fine.class_names)
+    again = trec_bundle(trec_dir, labels="coarse", vocabulary_tokens=coarse.meta["vocabulary"], **common)
+    assert again.meta["vocabulary"] == coarse.meta["vocabulary"]

@@ -1,0 +1,53 @@
+"""Train a recurrent classifier (RNN, GRU or LSTM) on TREC question classification.
+
+    python train_rnn.py --cell lstm --data-dir ../shared/data
+    python train_rnn.py --cell gru --bidirectional --pooling attention
+    python train_rnn.py --cell rnn --labels fine
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from utils.cli import run_script
+from utils.config import option
+from utils.tasks import TextConfig, text_data
+
+
+@dataclass
+class RNNConfig(TextConfig):
+    """The recurrent model's flags: the shared ones with this recipe's defaults, plus its shape."""
+
+    cell: str = option("lstm", "recurrent cell", ["rnn", "gru", "lstm"])
+    epochs: int = option(20, "number of training epochs (total, also when resuming)")
+    lr: float = option(2e-3, "peak learning rate")
+    weight_decay: float = option(0.0, "weight decay (L2 for sgd/adam, decoupled for adamw)")
+    dropout: float = option(0.5, "dropout on the embeddings, between layers and before the classifier")
+    embed_dim: int = option(100, "size of each word embedding")
+    hidden_size: int = option(128, "units of the recurrent state (per direction)")
+    num_layers: int = option(1, "stacked recurrent layers")
+    bidirectional: bool = option(True, "read each question in both directions")
+    pooling: str = option("max", "how the step outputs become one vector", ["last", "mean", "max", "attention"])
+    grad_clip: float = option(1.0, "clip the gradient norm to this value (0 = off)")
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Arguments of models.rnn.RecurrentClassifier taken from these flags."""
+        return {"cell": self.cell, "embed_dim": self.embed_dim, "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers, "bidirectional": self.bidirectional, "dropout": self.dropout,
+                "pooling": self.pooling}
+
+
+PRESETS = {
+    "fast": {"batch_size": 128, "lr": 4e-3, "epochs": 10},
+    "best": {"embed_dim": 200, "hidden_size": 256, "pooling": "attention", "epochs": 30},
+}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Train (or evaluate) as the flags in `argv` say; returns the run summary."""
+    return run_script(RNNConfig, __doc__, argv, script_name="rnn", model_name="rnn",
+                      make_data=text_data, presets=PRESETS)
+
+
+if __name__ == "__main__":
+    main()
