@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from utils.optim import set_lr
-from utils.runtime import Runtime, all_reduce_sum, autocast
+from utils.runtime import Runtime, all_reduce_sum, autocast, seed_everything
 
 
 class NonFiniteLoss(RuntimeError):
@@ -159,12 +159,14 @@ def gather_from_processes(tensors: tuple[torch.Tensor, ...], runtime: Runtime) -
 
 
 def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model: nn.Module, *,
-        epochs: int, start_epoch: int = 1, best_val_acc: float = -math.inf, best_epoch: int = 0,
+        epochs: int, seed: int = 0, start_epoch: int = 1, best_val_acc: float = -math.inf, best_epoch: int = 0,
         patience: int = 0, progress: bool = True,
         on_epoch_end: Callable[[dict[str, float], bool], None] = lambda metrics, is_best: None,
         log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train epochs `start_epoch..epochs`, validating after each; returns the best epoch and accuracy.
 
+    Each epoch reseeds the global random generators (dropout) from (seed, epoch, rank), so a run
+    resumed after epoch k continues exactly as if it had never stopped.
     `eval_model` is the unwrapped module (evaluation needs no gradient sync). After each epoch
     `on_epoch_end(metrics, is_best)` runs, e.g. to save checkpoints. With `patience` > 0, stops
     when validation accuracy has not improved for that many epochs.
@@ -172,6 +174,7 @@ def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model:
     stopped_early = False
     for epoch in range(start_epoch, epochs + 1):
         train_batches.set_epoch(epoch)
+        seed_everything(seed * 1_000_003 + epoch * 1_009 + trainer.runtime.rank)
         train_metrics = train_one_epoch(trainer, train_batches, epoch, progress)
         val = evaluate(eval_model, val_batches, trainer.runtime)
         metrics = {"epoch": epoch, **train_metrics, "val_loss": val["loss"], "val_acc": val["acc"]}

@@ -6,6 +6,7 @@ config.json, metrics.jsonl, last.pt, best.pt, summary.json and the test report.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import shutil
@@ -26,6 +27,8 @@ from utils.optim import build_optimizer, lr_schedule
 from utils.report import write_test_report
 from utils.runtime import Runtime, init_runtime, seed_everything, shutdown
 
+COMMAND_LINE_ONLY = {"data_dir", "device", "precision", "eval_batch_size", "out_dir", "eval_only", "checkpoint",
+                     "resume", "progress", "source"}
 MakeData = Callable[[TrainConfig, Runtime, "dict | None"], DataBundle]
 
 
@@ -94,7 +97,11 @@ def evaluate_checkpoint(config: TrainConfig, make_data: MakeData, runtime: Runti
                         say: Callable[[str], None]) -> dict[str, Any]:
     """Evaluate --checkpoint on the test set and write the report beside it (or to --out-dir)."""
     checkpoint = load_checkpoint(config.checkpoint)
-    data = make_data(config, runtime, checkpoint["meta"])
+    # data settings (label set, split) come from the run that made the checkpoint; where to look
+    # and how to compute come from this command line
+    saved = {key: value for key, value in checkpoint["config"].items()
+             if key in vars(config) and key not in COMMAND_LINE_ONLY}
+    data = make_data(dataclasses.replace(config, **saved), runtime, checkpoint["meta"])
     if checkpoint["task"] != data.task:
         raise ValueError(f"{config.checkpoint} is a {checkpoint['task']} checkpoint, not {data.task}")
     model = model_from_checkpoint(checkpoint, runtime.device)
@@ -169,7 +176,7 @@ def train(config: TrainConfig, script_name: str, model_name: str, make_data: Mak
                           config.grad_clip, step=progress["step"], should_stop=should_stop)
         start = time.perf_counter()
         try:
-            outcome = fit(trainer, data.train, data.val, model, epochs=config.epochs,
+            outcome = fit(trainer, data.train, data.val, model, epochs=config.epochs, seed=config.seed,
                           start_epoch=progress["epoch"] + 1, best_val_acc=progress["best_val_acc"],
                           best_epoch=progress["best_epoch"], patience=config.patience,
                           progress=config.progress, on_epoch_end=on_epoch_end, log=say)

@@ -1,0 +1,149 @@
+"""The training engine, schedules, checkpoints and atomic writes."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import ROOT, separable_images
+from data.image_batches import ImageBatches
+from models import build_model
+from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.engine import NonFiniteLoss, Trainer, evaluate, fit, train_one_epoch
+from utils.optim import build_optimizer, lr_schedule
+from utils.runtime import Runtime
+
+CPU = Runtime(torch.device("cpu"), "fp32")
+
+
+def make_trainer(model: nn.Module, lr: float = 1e-2, total_steps: int = 100) -> Trainer:
+    optimizer = build_optimizer("adam", model.parameters(), lr)
+    return Trainer(model, optimizer, CPU, lr_schedule("none", lr, total_steps), torch.amp.GradScaler("cpu", enabled=False))
+
+
+def separable_batches(count: int = 200, batch_size: int = 32, shuffle: bool = True) -> ImageBatches:
+    images, labels = separable_images(count, seed=0)
+    return ImageBatches(torch.from_numpy(images), torch.from_numpy(labels).long(), batch_size,
+                        mean=0.3, std=0.3, shuffle=shuffle)
+
+
+def test_loss_falls_on_separable_data():
+    torch.manual_seed(0)
+    model = build_model("dnn", hidden_sizes=(32, 32))
+    trainer = make_trainer(model)
+    batches = separable_batches()
+    first = train_one_epoch(trainer, batches, 1, progress=False)
+    for epoch in range(2, 6):
+        batches.set_epoch(epoch)
+        last = train_one_epoch(trainer, batches, epoch, progress=False)
+    assert last["train_loss"] < 0.5 * first["train_loss"]
+    assert evaluate(model, separable_batches(shuffle=False), CPU)["acc"] > 0.9
+
+
+def test_optimizer_steps_once_per_batch():
+    model = build_model("dnn", hidden_sizes=(8, 8))
+    trainer = make_trainer(model)
+    calls = []
+    trainer.optimizer.register_step_post_hook(lambda optimizer, args, kwargs: calls.append(1))
+    batches = separable_batches(count=100, batch_size=32)
+    train_one_epoch(trainer, batches, 1, progress=False)
+    assert len(calls) == len(batches) == trainer.step == 4
+
+
+def test_non_finite_loss_names_epoch_and_step():
+    class Exploding(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(1))
+
+        def forward(self, inputs):
+            return self.weight * torch.full((len(inputs), 10), float("nan"))
+
+    trainer = make_trainer(Exploding())
+    with pytest.raises(NonFiniteLoss, match="at epoch 3, step 1"):
+        train_one_epoch(trainer, separable_batches(), 3, progress=False)
+
+
+def test_fit_stops_early_with_patience():
+    torch.manual_seed(0)
+    model = build_model("dnn", hidden_sizes=(8, 8))
+    trainer = make_trainer(model, lr=0.0)  # nothing improves after epoch 1
+    outcome = fit(trainer, separable_batches(), separable_batches(shuffle=False), model, epochs=10, patience=2,
+                  progress=False, log=lambda message: None)
+    assert outcome["stopped_early"] and outcome["best_epoch"] == 1 and trainer.step == 3 * 7
+
+
+def test_evaluate_returns_predictions_in_split_order():
+    model = build_model("dnn", hidden_sizes=(8, 8))
+    result = evaluate(model, separable_batches(count=50, batch_size=16, shuffle=False), CPU, collect=True)
+    _, labels = separable_images(50, seed=0)
+    assert result["targets"].tolist() == labels.tolist() and result["probabilities"].shape == (50, 10)
+
+
+@pytest.mark.parametrize("name", ["none", "step", "cosine", "onecycle"])
+def test_schedules(name):
+    schedule = lr_schedule(name, 1.0, total_steps=100, warmup_steps=10, step_size=40)
+    values = [schedule(step) for step in range(100)]
+    assert max(values) <= 1.0 + 1e-9 and min(values) >= 0
+    if name == "cosine":
+        assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0) and values[-1] < 0.01
+    if name == "onecycle":
+        assert values[0] < 0.05 and max(values) == pytest.approx(1.0, abs=0.01) and values[-1] < 0.01
+    if name == "step":
+        assert values[50] == pytest.approx(0.1) and values[90] == pytest.approx(0.01)
+
+
+def test_checkpoint_round_trip_reproduces_outputs_exactly(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("cnn", batch_norm=True).eval()
+    inputs = torch.randn(3, 1, 28, 28)
+    path = str(tmp_path / "model.pt")
+    save_checkpoint(path, {"model": model.state_dict(), "model_kwargs": {"batch_norm": True}, "epoch": 3})
+    loaded = load_checkpoint(path)
+    clone = build_model("cnn", **loaded["model_kwargs"]).eval()
+    clone.load_state_dict(loaded["model"])
+    assert torch.equal(model(inputs), clone(inputs)) and loaded["epoch"] == 3
+    assert os.listdir(tmp_path) == ["model.pt"]  # no temporary file left behind
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot be read"):
+        load_checkpoint(str(path))
+
+
+WRITER = """
+import sys, torch
+sys.path.insert(0, {root!r})
+from utils.checkpoint import save_checkpoint
+step = 0
+while True:
+    step += 1
+    save_checkpoint({path!r}, {{"step": step, "weights": torch.full((300_000,), float(step))}})
+    print(step, flush=True)
+"""
+
+
+def test_kill_during_write_leaves_last_complete_checkpoint(tmp_path):
+    path = str(tmp_path / "last.pt")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER.format(root=ROOT, path=path)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        writer.stdout.readline()  # at least one checkpoint is complete
+        for delay in (0.013, 0.029, 0.047):
+            time.sleep(delay)
+            loaded = load_checkpoint(path)
+            assert torch.equal(loaded["weights"], torch.full((300_000,), float(loaded["step"])))
+    finally:
+        writer.kill()
+        writer.wait()
+    loaded = load_checkpoint(path)  # after kill -9, wherever the write was
+    assert torch.equal(loaded["weights"], torch.full((300_000,), float(loaded["step"])))
+    assert math.isfinite(loaded["step"])

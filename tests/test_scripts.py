@@ -1,0 +1,159 @@
+"""Each script's main([...]) in-process on tiny synthetic data: outputs, errors, resume, signals."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+import train_cnn
+import train_dnn
+import train_rnn
+import utils.experiment
+from utils.checkpoint import load_checkpoint, read_jsonl
+
+RUN_FILES = {"config.json", "metrics.jsonl", "last.pt", "best.pt", "summary.json", "predictions.json",
+             "report.json", "curves.png", "confusion_matrix.png"}
+METRIC_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s"}
+
+
+def image_args(data_dir: str, out_dir: str, *extra: str) -> list[str]:
+    return ["--data-dir", data_dir, "--out-dir", out_dir, "--epochs", "1", "--val-size", "50",
+            "--batch-size", "32", "--no-progress", *extra]
+
+
+def text_args(data_dir: str, out_dir: str, *extra: str) -> list[str]:
+    return ["--data-dir", data_dir, "--out-dir", out_dir, "--epochs", "1", "--val-size", "40",
+            "--batch-size", "16", "--no-progress", "--embed-dim", "16", "--hidden-size", "16", *extra]
+
+
+@pytest.mark.parametrize("script", [train_cnn, train_dnn])
+def test_image_script_writes_a_complete_run(script, fashion_dir, tmp_path):
+    out = str(tmp_path / "run")
+    summary = script.main(image_args(fashion_dir, out))
+    assert RUN_FILES | {"mistakes.png"} <= set(os.listdir(out))
+    assert set(summary) >= {"best_epoch", "best_val_acc", "test_loss", "test_acc", "num_params",
+                            "train_seconds", "device"}
+    assert 0.0 <= summary["test_acc"] <= 1.0 and summary["device"] == "cpu"
+    (metrics,) = read_jsonl(os.path.join(out, "metrics.jsonl"))
+    assert set(metrics) == METRIC_KEYS
+    checkpoint = load_checkpoint(os.path.join(out, "best.pt"))
+    assert checkpoint["task"] == "fashion_mnist" and checkpoint["epoch"] == 1
+    assert json.load(open(os.path.join(out, "config.json")))["batch_size"] == 32
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_rnn_script_each_cell(cell, trec_dir, tmp_path):
+    out = str(tmp_path / cell)
+    summary = train_rnn.main(text_args(trec_dir, out, "--cell", cell))
+    assert RUN_FILES | {"mistakes.txt"} <= set(os.listdir(out))
+    checkpoint = load_checkpoint(os.path.join(out, "best.pt"))
+    assert checkpoint["model_kwargs"]["cell"] == cell and checkpoint["meta"]["vocabulary"][:2] == ["<pad>", "<unk>"]
+    assert checkpoint["class_names"] == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+    assert summary["test_acc"] >= 0.0
+
+
+def test_rnn_learns_the_synthetic_questions(trec_dir, tmp_path):
+    summary = train_rnn.main(text_args(trec_dir, str(tmp_path / "r"), "--epochs", "8", "--lr", "5e-3"))
+    assert summary["test_acc"] > 0.9
+
+
+def comparable(rows):
+    return [{k: v for k, v in row.items() if k not in ("seconds", "samples_per_s")} for row in rows]
+
+
+def test_same_seed_same_numbers(fashion_dir, tmp_path):
+    runs = [str(tmp_path / name) for name in ("a", "b")]
+    summaries = [train_dnn.main(image_args(fashion_dir, run, "--epochs", "2", "--augment")) for run in runs]
+    metrics = [comparable(read_jsonl(os.path.join(run, "metrics.jsonl"))) for run in runs]
+    assert metrics[0] == metrics[1] and summaries[0]["test_acc"] == summaries[1]["test_acc"]
+    weights = [load_checkpoint(os.path.join(run, "last.pt"))["model"] for run in runs]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(fashion_dir, tmp_path, monkeypatch, capsys):
+    straight, stopped = str(tmp_path / "straight"), str(tmp_path / "stopped")
+    extra = ("--epochs", "3", "--dropout", "0.3", "--augment")
+    train_dnn.main(image_args(fashion_dir, straight, *extra))
+
+    real_save = utils.experiment.save_checkpoint
+    def save_then_interrupt(path, state):
+        real_save(path, state)
+        if state["epoch"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # like Ctrl-C, right after epoch 2 is saved
+    monkeypatch.setattr(utils.experiment, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(SystemExit) as stop:
+        train_dnn.main(image_args(fashion_dir, stopped, *extra))
+    assert stop.value.code == 130
+    assert f"--resume {stopped}" in capsys.readouterr().err
+    assert load_checkpoint(os.path.join(stopped, "last.pt"))["epoch"] == 2
+    monkeypatch.setattr(utils.experiment, "save_checkpoint", real_save)
+
+    train_dnn.main(["--resume", stopped, "--no-progress"])
+    a, b = (load_checkpoint(os.path.join(run, "last.pt")) for run in (straight, stopped))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert comparable(a["history"]) == comparable(b["history"])
+    assert comparable(read_jsonl(os.path.join(stopped, "metrics.jsonl"))) == comparable(a["history"])
+
+
+def test_resume_can_raise_the_epoch_count(fashion_dir, tmp_path):
+    out = str(tmp_path / "run")
+    train_dnn.main(image_args(fashion_dir, out))
+    summary = train_dnn.main(["--resume", out, "--epochs", "2", "--no-progress"])
+    assert summary["epochs_run"] == 2 and len(read_jsonl(os.path.join(out, "metrics.jsonl"))) == 2
+
+
+def test_eval_only_reports_on_a_checkpoint(fashion_dir, tmp_path):
+    out = str(tmp_path / "run")
+    trained = train_cnn.main(image_args(fashion_dir, out))
+    report_dir = str(tmp_path / "eval")
+    result = train_cnn.main(["--data-dir", fashion_dir, "--eval-only", "--checkpoint", os.path.join(out, "best.pt"),
+                             "--out-dir", report_dir])
+    assert result["test_acc"] == trained["test_acc"]
+    assert {"eval.json", "report.json", "confusion_matrix.png"} <= set(os.listdir(report_dir))
+
+
+def test_eval_only_rejects_a_checkpoint_of_the_other_task(fashion_dir, trec_dir, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    train_dnn.main(image_args(fashion_dir, out))
+    with pytest.raises(SystemExit) as error:
+        train_rnn.main(["--data-dir", trec_dir, "--eval-only", "--checkpoint", os.path.join(out, "best.pt")])
+    assert error.value.code == 2 and "fashion_mnist checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--epochs", "0"], "error: --epochs must be positive"),
+    (["--preset", "nope"], "error: unknown preset 'nope'"),
+    (["--resume", "/nonexistent/run"], "error: cannot resume"),
+    (["--eval-only"], "error: --eval-only needs --checkpoint"),
+])
+def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as error:
+        train_cnn.main(["--data-dir", str(tmp_path), *argv])
+    assert error.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message)
+
+
+def test_missing_data_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("data.fashion_mnist.DEBIAN_DIR", str(tmp_path / "no-debian"))
+    monkeypatch.setattr("data.fashion_mnist.MIRRORS", ["http://127.0.0.1:9/"])  # refused at once, no network
+    with pytest.raises(SystemExit) as error:
+        train_dnn.main(["--data-dir", str(tmp_path / "empty"), "--out-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert error.value.code == 2 and len(err) == 1 and "--data-dir" in err[0]
+
+
+def test_unknown_flag_exits_non_zero(capsys):
+    with pytest.raises(SystemExit) as error:
+        train_dnn.main(["--no-such-flag"])
+    assert error.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_preset_sets_defaults_and_flags_win(fashion_dir, tmp_path):
+    out = str(tmp_path / "run")
+    train_dnn.main(image_args(fashion_dir, out, "--preset", "fast", "--batch-size", "16"))
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["scheduler"] == "onecycle" and config["batch_size"] == 16 and config["epochs"] == 1
