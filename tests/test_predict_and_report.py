@@ -1,0 +1,123 @@
+"""predict.py on saved checkpoints, the report redraw command, and the metrics behind reports."""
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import predict
+import train_cnn
+import train_rnn
+from utils import report
+from utils.checkpoint import save_checkpoint
+from utils.inference import image_to_fashion_mnist
+from utils.metrics import classification_report, confusion_matrix
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One tiny trained CNN run and one tiny trained LSTM run."""
+    from conftest import write_fashion_mnist, write_trec
+    root = tmp_path_factory.mktemp("runs")
+    fashion, trec = write_fashion_mnist(str(root / "f")), write_trec(str(root / "t"))
+    cnn, rnn = str(root / "cnn"), str(root / "rnn")
+    train_cnn.main(["--data-dir", fashion, "--out-dir", cnn, "--epochs", "1", "--val-size", "50", "--no-progress"])
+    train_rnn.main(["--data-dir", trec, "--out-dir", rnn, "--epochs", "6", "--val-size", "40", "--lr", "5e-3",
+                    "--batch-size", "16", "--no-progress"])
+    return {"cnn": cnn, "rnn": rnn, "fashion": fashion}
+
+
+def test_predict_questions_as_json(runs, capsys):
+    checkpoint = os.path.join(runs["rnn"], "best.pt")
+    assert predict.main([checkpoint, "Where is paris ?", "Who invented radio ?", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["input"] for row in rows] == ["Where is paris ?", "Who invented radio ?"]
+    assert [row["label"] for row in rows] == ["LOC", "HUM"]
+    for row in rows:
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert row["label"] == max(row["probabilities"], key=row["probabilities"].get)
+
+
+def test_predict_questions_from_stdin(runs, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("When was tea born ?\n\nWhat does nasa stand for ?\n"))
+    assert predict.main([os.path.join(runs["rnn"], "best.pt")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("When was tea born ?: NUM")
+
+
+def test_predict_empty_question_is_an_error(runs, capsys):
+    assert predict.main([os.path.join(runs["rnn"], "best.pt"), "   "]) == 2
+    assert capsys.readouterr().err.strip() == "error: empty question: give some words to classify"
+
+
+def test_predict_image_files_any_size_and_colour(runs, tmp_path, capsys):
+    path = str(tmp_path / "photo.jpg")
+    Image.new("RGB", (90, 60), (250, 250, 250)).save(path)
+    assert predict.main([os.path.join(runs["cnn"], "best.pt"), path, "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["input"] == path and len(row["probabilities"]) == 10
+
+
+def test_predict_test_index(runs, capsys):
+    assert predict.main([os.path.join(runs["cnn"], "best.pt"), "--test-index", "3", "--data-dir", runs["fashion"]]) == 0
+    assert capsys.readouterr().out.startswith("test[3] (true: ")
+
+
+@pytest.mark.parametrize("make_input,message", [
+    (lambda tmp: str(tmp / "missing.png"), "cannot read image"),
+    (lambda tmp: (tmp / "text.png").write_text("not an image") and str(tmp / "text.png"), "cannot read image"),
+])
+def test_predict_unreadable_image(runs, tmp_path, capsys, make_input, message):
+    assert predict.main([os.path.join(runs["cnn"], "best.pt"), make_input(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_predict_rejects_foreign_checkpoint(tmp_path, capsys):
+    path = str(tmp_path / "other.pt")
+    save_checkpoint(path, {"weights": torch.zeros(3)})
+    assert predict.main([path, "hello"]) == 2
+    assert "not a checkpoint of this repository" in capsys.readouterr().err
+
+
+def test_photo_is_drawn_like_fashion_mnist():
+    photo = np.full((100, 50, 3), 255, dtype=np.uint8)
+    photo[20:80, 10:40] = 0  # a dark object on a white background
+    array = image_to_fashion_mnist(Image.fromarray(photo))
+    assert array.shape == (28, 28) and array.dtype == np.uint8
+    assert array[14, 14] > 200 and array[0, 0] == 0  # object light, background black
+    assert array[:, :6].max() == 0  # aspect kept: narrow image centred with black sides
+
+
+def test_report_command_redraws_from_saved_files(runs, tmp_path, capsys):
+    for name in ("curves.png", "confusion_matrix.png", "mistakes.png", "report.json"):
+        os.remove(os.path.join(runs["cnn"], name))
+    compare = str(tmp_path / "compare.png")
+    assert report.main([runs["cnn"], runs["rnn"], "--compare", compare]) == 0
+    for name in ("curves.png", "confusion_matrix.png", "mistakes.png", "report.json"):
+        assert os.path.getsize(os.path.join(runs["cnn"], name)) > 0
+    assert os.path.getsize(compare) > 0 and os.path.exists(os.path.join(runs["rnn"], "mistakes.txt"))
+    assert "weighted avg" in capsys.readouterr().out
+
+
+def test_report_command_rejects_a_non_run(tmp_path, capsys):
+    assert report.main([str(tmp_path)]) == 2
+    assert "no predictions.json" in capsys.readouterr().err
+
+
+def test_classification_report_values():
+    targets = torch.tensor([0, 0, 0, 1, 1, 2])
+    predictions = torch.tensor([0, 0, 1, 1, 2, 2])
+    matrix = confusion_matrix(targets, predictions, 3)
+    assert matrix.tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    result = classification_report(matrix, ["a", "b", "c"])
+    assert result["classes"]["a"] == {"precision": 1.0, "recall": pytest.approx(2 / 3), "f1": pytest.approx(0.8),
+                                      "support": 3}
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    assert result["macro avg"]["recall"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    assert result["weighted avg"]["recall"] == pytest.approx(4 / 6)
