@@ -1,0 +1,47 @@
+"""Run under torchrun by tests/test_distributed.py: one engine epoch with DistributedDataParallel.
+
+    torchrun --nproc_per_node=2 tests/ddp_worker.py OUT_DIR BATCH_SIZE [fail]
+
+Each rank saves its weights after training to OUT_DIR/rank<R>.pt; with `fail`, rank 1 raises
+before training so the test can check that the whole run exits non-zero instead of hanging.
+"""
+import os
+import sys
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from data.image_batches import ImageBatches  # noqa: E402
+from models import build_model  # noqa: E402
+from utils.engine import Trainer, train_one_epoch  # noqa: E402
+from utils.optim import build_optimizer, lr_schedule  # noqa: E402
+from utils.runtime import init_runtime, seed_everything, shutdown  # noqa: E402
+
+
+def main() -> None:
+    out_dir, batch_size = sys.argv[1], int(sys.argv[2])
+    runtime = init_runtime("cpu", "fp32")
+    if len(sys.argv) > 3 and runtime.rank == 1:
+        raise RuntimeError("rank 1 fails on purpose")
+    seed_everything(0)
+    torch.set_num_threads(1)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (96, 28, 28), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (96,), generator=generator)
+    batches = ImageBatches(images, labels, batch_size, mean=0.5, std=0.5, shuffle=True, seed=0,
+                           rank=runtime.rank, world_size=runtime.world_size)
+    model = build_model("dnn", hidden_sizes=(16, 16))
+    wrapped = DistributedDataParallel(model) if runtime.distributed else model
+    optimizer = build_optimizer("sgd", model.parameters(), lr=0.1)
+    trainer = Trainer(wrapped, optimizer, runtime, lr_schedule("none", 0.1, 10),
+                      torch.amp.GradScaler("cpu", enabled=False))
+    train_one_epoch(trainer, batches, 1, progress=False)
+    torch.save({"model": model.state_dict(), "steps": trainer.step,
+                "examples": batches.example_order().tolist()},
+               os.path.join(out_dir, f"rank{runtime.rank}.pt"))
+    shutdown(runtime)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Sharding, and training across 2 CPU processes with torchrun (gloo), on synthetic data."""
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import train_dnn
+from conftest import ROOT
+from data.image_batches import ImageBatches
+from data.sampling import shard
+from data.text import TextBatches
+from utils.checkpoint import load_checkpoint
+from utils.config import ConfigError
+from utils.runtime import select_device, select_precision
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def torchrun(args: list[str], timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    return subprocess.run(TORCHRUN + args, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_shards_are_disjoint_and_cover_the_split(world_size):
+    order = torch.randperm(100)
+    exact = [shard(order, rank, world_size, equal=False) for rank in range(world_size)]
+    assert sorted(torch.cat(exact).tolist()) == list(range(100))
+    equal = [shard(order, rank, world_size, equal=True) for rank in range(world_size)]
+    assert len({len(part) for part in equal}) == 1
+    assert len(set(torch.cat(equal).tolist())) == len(torch.cat(equal))
+
+
+def test_loaders_shard_by_rank():
+    images, labels = torch.zeros(10, 28, 28, dtype=torch.uint8), torch.arange(10)
+    parts = [torch.cat([t for _, t in ImageBatches(images, labels, 3, mean=0, std=1, rank=r, world_size=2)])
+             for r in range(2)]
+    assert sorted(torch.cat(parts).tolist()) == list(range(10)) and not set(parts[0].tolist()) & set(parts[1].tolist())
+    sequences = [[2] * (i + 1) for i in range(10)]
+    text_parts = [TextBatches(sequences, list(range(10)), 4, rank=r, world_size=2).example_order() for r in range(2)]
+    assert sorted(torch.cat(text_parts).tolist()) == list(range(10))
+
+
+def test_two_processes_match_one_process_with_double_batch(tmp_path):
+    two, one = tmp_path / "two", tmp_path / "one"
+    two.mkdir(), one.mkdir()
+    result = torchrun([os.path.join("tests", "ddp_worker.py"), str(two), "8"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    subprocess.run([sys.executable, os.path.join("tests", "ddp_worker.py"), str(one), "16"], check=True, cwd=ROOT,
+                   env={**os.environ, "PYTHONPATH": ROOT})
+    rank0, rank1 = (torch.load(two / f"rank{r}.pt", weights_only=True) for r in range(2))
+    single = torch.load(one / "rank0.pt", weights_only=True)
+    assert not set(rank0["examples"]) & set(rank1["examples"])  # disjoint shards
+    assert rank0["steps"] == single["steps"] == 6
+    for name in single["model"]:
+        assert torch.equal(rank0["model"][name], rank1["model"][name]), name  # ranks agree exactly
+        assert torch.allclose(rank0["model"][name], single["model"][name], atol=1e-6), name
+
+
+def test_a_failing_rank_fails_the_whole_run(tmp_path):
+    result = torchrun([os.path.join("tests", "ddp_worker.py"), str(tmp_path), "8", "fail"], timeout=120)
+    assert result.returncode != 0 and "rank 1 fails on purpose" in result.stderr
+
+
+def test_torchrun_script_writes_one_run_folder(fashion_dir, tmp_path):
+    out = tmp_path / "outputs" / "run"
+    result = torchrun(["train_dnn.py", "--data-dir", fashion_dir, "--out-dir", str(out), "--epochs", "2",
+                       "--val-size", "50", "--batch-size", "16", "--no-progress"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("test accuracy") == 1  # only rank 0 reports
+    assert os.listdir(tmp_path / "outputs") == ["run"]
+    assert not any(name.endswith(".tmp") for name in os.listdir(out))
+    summary = load_checkpoint(str(out / "last.pt"))
+    assert summary["epoch"] == 2 and not any(k.startswith("module.") for k in summary["model"])
+    resumed = torchrun(["train_dnn.py", "--resume", str(out), "--epochs", "3", "--no-progress"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert load_checkpoint(str(out / "last.pt"))["epoch"] == 3
+
+
+def test_device_and_precision_selection():
+    assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert select_precision("auto", torch.device("cpu")) == "fp32"
+    assert select_precision("bf16", torch.device("cpu")) == "bf16"
+    with pytest.raises(ConfigError, match="fp16 needs a GPU"):
+        select_precision("fp16", torch.device("cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            select_device("cuda")
+
+
+def test_compiled_model_checkpoint_loads_into_a_plain_model(fashion_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    out = str(tmp_path / "run")
+    train_dnn.main(["--data-dir", fashion_dir, "--out-dir", out, "--epochs", "1", "--val-size", "50",
+                    "--compile", "--precision", "bf16", "--no-progress"])
+    checkpoint = load_checkpoint(os.path.join(out, "best.pt"), map_location="cpu")
+    assert not any(k.startswith("_orig_mod.") for k in checkpoint["model"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_run_matches_cpu_accuracy_roughly(fashion_dir, tmp_path):
+    summaries = [train_dnn.main(["--data-dir", fashion_dir, "--out-dir", str(tmp_path / device), "--epochs", "3",
+                                 "--val-size", "50", "--device", device, "--no-progress"])
+                 for device in ("cpu", "cuda")]
+    assert summaries[1]["device"].startswith("cuda")
+    assert abs(summaries[0]["test_acc"] - summaries[1]["test_acc"]) < 0.1
