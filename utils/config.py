@@ -73,15 +73,20 @@ class TrainConfig:
     progress: bool = option(True, "show a progress bar per epoch")
 
 
-def build_parser(config_class: type, description: str, defaults: dict[str, Any] | None = None
-                 ) -> argparse.ArgumentParser:
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each flag's default and keeps the script docstring's line breaks."""
+
+
+def build_parser(config_class: type, description: str, defaults: dict[str, Any] | None = None,
+                 preset_names: Sequence[str] = ()) -> argparse.ArgumentParser:
     """An argparse parser with one flag per field of `config_class`, defaults overridable."""
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     for spec in dataclasses.fields(config_class):
         flag = "--" + spec.name.replace("_", "-")
         default = (defaults or {}).get(spec.name, spec.default)
         help_text = spec.metadata.get("help", "")
+        if spec.name == "preset" and preset_names:
+            help_text += f": {', '.join(preset_names)}"
         type_name = spec.type if isinstance(spec.type, str) else spec.type.__name__
         if type_name == "bool":
             parser.add_argument(flag, default=default, help=help_text, action=argparse.BooleanOptionalAction)
@@ -100,7 +105,7 @@ def parse_config(config_class: type, argv: Sequence[str] | None, description: st
     config, flags given in `argv`.
     """
     presets = presets or {}
-    first = build_parser(config_class, description).parse_args(argv)
+    first = build_parser(config_class, description, preset_names=list(presets)).parse_args(argv)
     defaults: dict[str, Any] = {}
     if first.resume:
         defaults.update(load_saved_config(first.resume))
@@ -111,7 +116,7 @@ def parse_config(config_class: type, argv: Sequence[str] | None, description: st
         defaults = {**presets[preset], **defaults}
     if first.resume:
         defaults["resume"] = first.resume
-    args = build_parser(config_class, description, defaults).parse_args(argv)
+    args = build_parser(config_class, description, defaults, list(presets)).parse_args(argv)
     config = config_class(**vars(args))
     validate(config)
     return config

@@ -1,0 +1,70 @@
+"""Helpers shared by the benchmarks: machine facts, peak memory, tables and saved results."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+RESULTS_DIR = os.path.join(ROOT, "bench", "results")
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or "unknown"
+    if os.path.exists("/proc/cpuinfo"):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    """Rows as an aligned text table."""
+    def cell(value) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+    widths = [max(len(c), *(len(cell(r.get(c, ""))) for r in rows)) for c in columns]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in rows:
+        print("  ".join(cell(row.get(c, "")).ljust(w) for c, w in zip(columns, widths)))
+
+
+def save_results(name: str, payload: dict) -> str:
+    """Write bench/results/<name>.json with the machine facts added; returns the path."""
+    from utils.checkpoint import save_json
+    path = os.path.join(RESULTS_DIR, f"{name}.json")
+    save_json(path, {"machine": machine(), "peak_rss_mib": round(peak_rss_mib(), 1), **payload})
+    print(f"saved {os.path.relpath(path, ROOT)}")
+    return path
+
+
+def tutorial_loader(data_dir: str, train: bool, batch_size: int, shuffle: bool):
+    """The usual tutorial pipeline: torchvision FashionMNIST, ToTensor + Normalize, DataLoader.
+
+    torchvision unpacks the .gz files beside themselves, so they are copied to a temp folder first.
+    """
+    import shutil
+    import tempfile
+
+    from torchvision import datasets, transforms
+    root = os.path.join(tempfile.gettempdir(), "bench-torchvision-fashion")
+    raw = os.path.join(root, "FashionMNIST", "raw")
+    if not os.path.isdir(raw):
+        shutil.copytree(os.path.join(data_dir, "FashionMNIST", "raw"), raw)
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.2860,), (0.3530,))])
+    dataset = datasets.FashionMNIST(root, train=train, download=True, transform=transform)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle)
