@@ -19,9 +19,6 @@ class CNNConfig(ImageConfig):
     """The CNN's flags: the shared ones with this recipe's defaults, plus its widths."""
 
     epochs: int = option(50, "number of training epochs (total, also when resuming)")
-    optimizer: str = option("adamw", "optimizer", ["sgd", "adam", "adamw"])
-    weight_decay: float = option(0.05, "weight decay (L2 for sgd/adam, decoupled for adamw)")
-    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy target")
     dropout: float = option(0.25, "dropout probability before the classifier layers")
     augment: bool = option(True, "random crop (2-pixel padding) and horizontal flip of training batches")
     channels_last: bool = option(True, "channels-last memory format (faster convolutions on CPU and GPU)")

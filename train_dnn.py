@@ -18,9 +18,6 @@ class DNNConfig(ImageConfig):
     """The MLP's flags: the shared ones with this recipe's defaults, plus its layer sizes."""
 
     epochs: int = option(30, "number of training epochs (total, also when resuming)")
-    optimizer: str = option("adamw", "optimizer", ["sgd", "adam", "adamw"])
-    weight_decay: float = option(0.05, "weight decay (L2 for sgd/adam, decoupled for adamw)")
-    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy target")
     dropout: float = option(0.2, "dropout probability after each hidden layer")
     hidden1_size: int = option(512, "units of the first hidden layer")
     hidden2_size: int = option(256, "units of the second hidden layer")

@@ -68,11 +68,12 @@ class TextBatches:
                  device: torch.device | str = "cpu") -> None:
         if len(sequences) != len(labels):
             raise ValueError(f"{len(sequences)} sequences but {len(labels)} labels")
-        self.token_ids, self.lengths = pad_sequences(sequences)
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.device = torch.device(device)
+        token_ids, self.lengths = pad_sequences(sequences)  # lengths stay on the CPU, as packing needs
+        self.token_ids = token_ids.to(self.device)
+        self.labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
         self.batch_size, self.shuffle, self.bucket = batch_size, shuffle, bucket
         self.seed, self.epoch, self.rank, self.world_size = seed, 0, rank, world_size
-        self.device = torch.device(device)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order the next iteration uses."""
@@ -115,5 +116,5 @@ class TextBatches:
     def __iter__(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]]:
         for batch in self.batch_indices():
             lengths = self.lengths[batch]
-            token_ids = self.token_ids[batch, :int(lengths.max())]
-            yield (token_ids.to(self.device), lengths), self.labels[batch].to(self.device)
+            on_device = batch.to(self.device, non_blocking=True)
+            yield (self.token_ids[on_device, :int(lengths.max())], lengths), self.labels[on_device]

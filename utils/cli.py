@@ -9,7 +9,8 @@ from utils.config import ConfigError, parse_config
 from utils.engine import Interrupted, NonFiniteLoss
 from utils.experiment import MakeData, run_experiment
 
-EXIT_CODES = {ConfigError: 2, DataError: 2, FileNotFoundError: 2, ValueError: 2, NonFiniteLoss: 3, Interrupted: 130}
+EXIT_CODES = {ConfigError: 2, DataError: 2, FileNotFoundError: 2, ValueError: 2, NonFiniteLoss: 3, Interrupted: 130,
+              KeyboardInterrupt: 130}
 
 
 def run_script(config_class: type, description: str, argv: Sequence[str] | None, *, script_name: str,
@@ -25,5 +26,5 @@ def run_script(config_class: type, description: str, argv: Sequence[str] | None,
         return run_experiment(config, script_name, model_name, make_data)
     except tuple(EXIT_CODES) as error:
         code = next(code for kind, code in EXIT_CODES.items() if isinstance(error, kind))
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error or 'interrupted'}", file=sys.stderr)
         raise SystemExit(code) from None

@@ -12,8 +12,11 @@ from utils.runtime import Runtime
 
 @dataclass
 class ImageConfig(TrainConfig):
-    """Flags of the FashionMNIST scripts."""
+    """Flags of the FashionMNIST scripts, with the recipe both image models share."""
 
+    optimizer: str = option("adamw", "optimizer", ["sgd", "adam", "adamw"])
+    weight_decay: float = option(0.05, "weight decay (L2 for sgd/adam, decoupled for adamw)")
+    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy target")
     augment: bool = option(False, "random crop (2-pixel padding) and horizontal flip of training batches")
     channels_last: bool = option(False, "channels-last memory format (faster convolutions on CPU and GPU)")
 
