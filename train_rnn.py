@@ -19,8 +19,8 @@ class RNNConfig(TextConfig):
     """The recurrent model's flags: the shared ones with this recipe's defaults, plus its shape."""
 
     cell: str = option("lstm", "recurrent cell", ["rnn", "gru", "lstm"])
-    epochs: int = option(20, "number of training epochs (total, also when resuming)")
-    lr: float = option(2e-3, "peak learning rate")
+    epochs: int = option(30, "number of training epochs (total, also when resuming)")
+    lr: float = option(3e-3, "peak learning rate")
     weight_decay: float = option(0.0, "weight decay (L2 for sgd/adam, decoupled for adamw)")
     dropout: float = option(0.5, "dropout on the embeddings, between layers and before the classifier")
     embed_dim: int = option(100, "size of each word embedding")
@@ -29,6 +29,7 @@ class RNNConfig(TextConfig):
     bidirectional: bool = option(True, "read each question in both directions")
     pooling: str = option("max", "how the step outputs become one vector", ["last", "mean", "max", "attention"])
     grad_clip: float = option(1.0, "clip the gradient norm to this value (0 = off)")
+    min_freq: int = option(2, "keep training words seen at least this often; the rest become <unk>")
 
     def model_kwargs(self) -> dict[str, Any]:
         """Arguments of models.rnn.RecurrentClassifier taken from these flags."""

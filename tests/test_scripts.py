@@ -105,6 +105,16 @@ def test_resume_can_raise_the_epoch_count(fashion_dir, tmp_path):
     assert summary["epochs_run"] == 2 and len(read_jsonl(os.path.join(out, "metrics.jsonl"))) == 2
 
 
+def test_a_finished_run_is_never_overwritten(fashion_dir, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    train_dnn.main(image_args(fashion_dir, out))
+    before = open(os.path.join(out, "last.pt"), "rb").read()
+    with pytest.raises(SystemExit) as error:
+        train_dnn.main(image_args(fashion_dir, out))
+    assert error.value.code == 2 and "already holds a run" in capsys.readouterr().err
+    assert open(os.path.join(out, "last.pt"), "rb").read() == before
+
+
 def test_eval_only_reports_on_a_checkpoint(fashion_dir, tmp_path):
     out = str(tmp_path / "run")
     trained = train_cnn.main(image_args(fashion_dir, out))

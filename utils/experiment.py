@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from data.bundle import DataBundle
 from models import build_model, count_parameters
 from utils.checkpoint import atomic_write, load_checkpoint, save_checkpoint, save_json, write_jsonl
-from utils.config import TrainConfig
+from utils.config import ConfigError, TrainConfig
 from utils.engine import Interrupted, Trainer, evaluate, fit
 from utils.optim import build_optimizer, lr_schedule
 from utils.report import write_test_report
@@ -79,6 +79,27 @@ def model_from_checkpoint(checkpoint: dict[str, Any], device: torch.device | str
     return model.to(device).eval()
 
 
+def build_optimization(config: TrainConfig, model: nn.Module, steps_per_epoch: int, runtime: Runtime
+                       ) -> tuple[torch.optim.Optimizer, torch.amp.GradScaler, Callable[[int], float]]:
+    """The optimizer, the gradient scaler (active for fp16 only) and the lr at each step."""
+    optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum,
+                                config.nesterov, config.weight_decay)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
+    schedule = lr_schedule(config.scheduler, config.lr, config.epochs * steps_per_epoch,
+                           warmup_steps=int(config.warmup_epochs * steps_per_epoch),
+                           step_size=config.step_epochs * steps_per_epoch)
+    return optimizer, scaler, schedule
+
+
+def wrap_for_training(model: nn.Module, runtime: Runtime, compile_model: bool) -> nn.Module:
+    """The module to train through: DDP across processes, compiled on request. Checkpoints
+    and evaluation use the plain `model` underneath."""
+    if runtime.distributed:
+        model = DistributedDataParallel(model, device_ids=[runtime.device.index]
+                                        if runtime.device.type == "cuda" else None)
+    return torch.compile(model) if compile_model else model
+
+
 def run_experiment(config: TrainConfig, script_name: str, model_name: str, make_data: MakeData,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (or with --eval-only, evaluate) as `config` says; returns the run summary."""
@@ -120,19 +141,16 @@ def train(config: TrainConfig, script_name: str, model_name: str, make_data: Mak
           say: Callable[[str], None]) -> dict[str, Any]:
     """The training run proper; see run_experiment."""
     run_dir = config.resume or config.out_dir or default_run_dir(script_name)
+    if not config.resume and os.path.exists(os.path.join(run_dir, "last.pt")):
+        raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
+                          "or choose another --out-dir")
     resumed = load_checkpoint(os.path.join(run_dir, "last.pt")) if config.resume else None
     data = make_data(config, runtime, resumed["meta"] if resumed else None)
     model_kwargs = {**config.model_kwargs(), **data.model_kwargs}
     model = build_model(model_name, **model_kwargs).to(runtime.device)
     if getattr(config, "channels_last", False):
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum,
-                                config.nesterov, config.weight_decay)
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
-    steps_per_epoch = len(data.train)
-    schedule = lr_schedule(config.scheduler, config.lr, config.epochs * steps_per_epoch,
-                           warmup_steps=int(config.warmup_epochs * steps_per_epoch),
-                           step_size=config.step_epochs * steps_per_epoch)
+    optimizer, scaler, schedule = build_optimization(config, model, len(data.train), runtime)
     progress = {"epoch": 0, "step": 0, "best_val_acc": -math.inf, "best_epoch": 0, "history": []}
     best_weights = None
     if resumed:
@@ -143,12 +161,7 @@ def train(config: TrainConfig, script_name: str, model_name: str, make_data: Mak
         if progress["best_epoch"]:
             best_weights = load_checkpoint(os.path.join(run_dir, "best.pt"))["model"]
         say(f"resuming {run_dir} after epoch {progress['epoch']} (step {progress['step']})")
-    train_module = model
-    if runtime.distributed:
-        train_module = DistributedDataParallel(model, device_ids=[runtime.device.index]
-                                               if runtime.device.type == "cuda" else None)
-    if config.compile:
-        train_module = torch.compile(train_module)
+    train_module = wrap_for_training(model, runtime, config.compile)
 
     if runtime.is_main:
         save_json(os.path.join(run_dir, "config.json"), vars(config))
@@ -196,7 +209,7 @@ def train(config: TrainConfig, script_name: str, model_name: str, make_data: Mak
                "run_dir": run_dir}
     if runtime.is_main:
         save_json(os.path.join(run_dir, "summary.json"), summary)
-        say(write_test_report(run_dir, test, data, progress["history"]))
+        say(write_test_report(run_dir, test, data))
         say(f"test accuracy {test['acc']:.4f} (loss {test['loss']:.4f}) with the best-on-validation weights "
             f"of epoch {outcome['best_epoch']}; {summary['train_seconds']:.0f}s of training; results in {run_dir}")
     return summary

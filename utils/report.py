@@ -37,7 +37,7 @@ def mistakes_of(test: dict[str, Any], data: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def write_test_report(out_dir: str, test: dict[str, Any], data: Any, history: list[dict] | None = None) -> str:
+def write_test_report(out_dir: str, test: dict[str, Any], data: Any) -> str:
     """Save predictions.json for the test set, draw every figure, and return the printed report."""
     save_json(os.path.join(out_dir, "predictions.json"), {
         "task": data.task, "class_names": data.class_names,

@@ -1,0 +1,65 @@
+"""The README's results tables, printed as Markdown from bench/results/*.json.
+
+    python bench/summary.py
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import common
+
+
+def load(name: str) -> dict | None:
+    path = os.path.join(common.RESULTS_DIR, f"{name}.json")
+    return json.load(open(path)) if os.path.exists(path) else None
+
+
+def main() -> None:
+    seeds = sorted(glob.glob(os.path.join(common.RESULTS_DIR, "seeds-*.json")))
+    if seeds:
+        print("| recipe | command | test accuracy (mean ± std) | seeds | training s per run | peak memory |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for path in seeds:
+            result = json.load(open(path))
+            seconds = sum(r["train_seconds"] for r in result["rows"]) / len(result["rows"])
+            command = f"`python bench/seeds.py {result['script']} -- {' '.join(result['args'])}`"
+            print(f"| {os.path.basename(path)[6:-5]} | {command} | {result['test_acc_mean']:.4f} ± "
+                  f"{result['test_acc_std']:.4f} | {len(result['rows'])} | {seconds:.0f} | "
+                  f"{result['peak_rss_mib']:.0f} MiB |")
+        print()
+    throughput = load("throughput")
+    if throughput:
+        print("| pipeline (`python bench/throughput.py`) | tutorial samples/s | ours samples/s | ratio |")
+        print("| --- | --- | --- | --- |")
+        for row in throughput["rows"]:
+            print(f"| {row['model']} | {row.get('tutorial_samples_per_s', '')} | {row['ours_samples_per_s']} | "
+                  f"{row.get('ratio', '')} |")
+        print()
+    efficiency = load("efficiency")
+    if efficiency:
+        print(f"Dense float32 matmul: {efficiency['matmul_gflop_per_s']:.1f} GFLOP/s (`python bench/efficiency.py`).\n")
+        print("| batch | channels_last | GFLOP/step | ms/step | GFLOP/s | fraction of matmul |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for row in efficiency["rows"]:
+            print(f"| {row['batch_size']} | {row['channels_last']} | {row['gflop_per_step']:.3f} | {row['step_ms']:.1f} | "
+                  f"{row['gflop_per_s']:.1f} | {row['fraction_of_matmul']:.2f} |")
+        print()
+    timing = load("time_to_accuracy")
+    if timing:
+        print("| recipe (`python bench/time_to_accuracy.py`) | s to 0.91 | s to 0.93 | best test acc |")
+        print("| --- | --- | --- | --- |")
+        for row in timing["rows"]:
+            print(f"| {row['recipe']} | {row['seconds_to_0.91']} | {row['seconds_to_0.93']} | {row['best_test_acc']:.4f} |")
+        print()
+    for result in (throughput, efficiency, timing):
+        if result:
+            machine = result["machine"]
+            print(f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
+                  f"CUDA: {machine['cuda'] or 'none'}.")
+            break
+
+
+if __name__ == "__main__":
+    main()
