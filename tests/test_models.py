@@ -65,3 +65,13 @@ def test_padding_never_changes_a_prediction(cell, pooling):
     batch[2, :8] = torch.arange(10, 18)
     padded = model((batch, torch.tensor([7, 3, 8])))
     assert torch.allclose(alone[0], padded[1], atol=1e-6)
+
+
+def test_cnn_pools_before_relu_without_changing_the_function():
+    torch.manual_seed(0)
+    model = build_model("cnn").eval()
+    conv1, conv2 = model.features[0], model.features[3]
+    images = torch.randn(5, 1, 28, 28)
+    pool = torch.nn.functional.max_pool2d
+    reference = pool(torch.relu(conv2(pool(torch.relu(conv1(images)), 2))), 2)  # the seed's order
+    assert torch.allclose(model.features(images), reference, atol=1e-6)
