@@ -30,8 +30,6 @@ class DNNConfig(ImageConfig):
 
 PRESETS = {
     "fast": {"batch_size": 256, "lr": 3e-3, "epochs": 15, "scheduler": "onecycle"},
-    "best": {"batch_norm": True, "hidden1_size": 1024, "hidden2_size": 512, "dropout": 0.3, "augment": True,
-             "epochs": 60},
 }
 
 

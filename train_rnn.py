@@ -29,7 +29,6 @@ class RNNConfig(TextConfig):
     bidirectional: bool = option(True, "read each question in both directions")
     pooling: str = option("max", "how the step outputs become one vector", ["last", "mean", "max", "attention"])
     grad_clip: float = option(1.0, "clip the gradient norm to this value (0 = off)")
-    min_freq: int = option(2, "keep training words seen at least this often; the rest become <unk>")
 
     def model_kwargs(self) -> dict[str, Any]:
         """Arguments of models.rnn.RecurrentClassifier taken from these flags."""
@@ -40,7 +39,6 @@ class RNNConfig(TextConfig):
 
 PRESETS = {
     "fast": {"batch_size": 128, "lr": 4e-3, "epochs": 10},
-    "best": {"embed_dim": 200, "hidden_size": 256, "pooling": "attention", "epochs": 30},
 }
 
 

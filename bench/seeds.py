@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import statistics
+import sys
 import time
 
 import common
@@ -21,9 +22,10 @@ def main() -> None:
     parser.add_argument("script", choices=["cnn", "dnn", "rnn"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tag", default="", help="suffix of the results file, e.g. the preset")
-    parser.add_argument("script_args", nargs=argparse.REMAINDER, help="flags for the training script, after --")
-    args = parser.parse_args()
-    script_args = [a for a in args.script_args if a != "--"]
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    script_args = argv[split + 1:]  # flags for the training script, after --
     trainer = importlib.import_module(f"train_{args.script}")
     name = f"seeds-{args.script}" + (f"-{args.tag}" if args.tag else "")
     rows = []

@@ -10,6 +10,7 @@ only; the timer counts training, not those evaluations. Saves bench/results/time
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import common
@@ -85,9 +86,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--tutorial-epochs", type=int, default=10)
-    parser.add_argument("cnn_flags", nargs=argparse.REMAINDER, help="train_cnn.py flags for ours, after --")
-    args = parser.parse_args()
-    cnn_flags = [a for a in args.cnn_flags if a != "--"] or ["--preset", "fast"]
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    cnn_flags = argv[split + 1:] or ["--preset", "fast"]  # train_cnn.py flags for ours, after --
     ours, config = our_curve(["--data-dir", args.data_dir, *cnn_flags])
     tutorial = tutorial_curve(args.data_dir, args.tutorial_epochs)
     rows = [{"recipe": "tutorial", **first_reached(tutorial), "best_test_acc": max(r["test_acc"] for r in tutorial)},

@@ -37,7 +37,8 @@ class TextConfig(TrainConfig):
     labels: str = option("coarse", "label set: 6 coarse classes or 50 fine ones", ["coarse", "fine"])
     source: str = option("files", "read the original .label files (downloaded if missing) or the hub",
                          ["files", "hub"])
-    min_freq: int = option(1, "keep training words seen at least this often; the rest become <unk>")
+    min_freq: int = option(2, "keep training words seen at least this often; the rest become <unk>, "
+                           "which so gets trained too")
     bucket: bool = option(True, "batch questions of similar length together (less padding)")
     val_size: int = option(500, "training questions held out for validation (chosen by the seed)")
 
