@@ -16,6 +16,13 @@ def load(name: str) -> dict | None:
     return json.load(open(path)) if os.path.exists(path) else None
 
 
+def markdown_table(header: list[str], rows: list[list]) -> None:
+    """Print a Markdown table followed by a blank line."""
+    for cells in [header, ["---"] * len(header), *rows]:
+        print("| " + " | ".join(str(cell) for cell in cells) + " |")
+    print()
+
+
 def main() -> None:
     seeds = sorted(glob.glob(os.path.join(common.RESULTS_DIR, "seeds-*.json")))
     if seeds:
@@ -32,28 +39,20 @@ def main() -> None:
         print()
     throughput = load("throughput")
     if throughput:
-        print("| pipeline (`python bench/throughput.py`) | tutorial samples/s | ours samples/s | ratio |")
-        print("| --- | --- | --- | --- |")
-        for row in throughput["rows"]:
-            print(f"| {row['model']} | {row.get('tutorial_samples_per_s', '')} | {row['ours_samples_per_s']} | "
-                  f"{row.get('ratio', '')} |")
-        print()
+        markdown_table(["pipeline (`python bench/throughput.py`)", "tutorial samples/s", "ours samples/s", "ratio"],
+                       [[r["model"], r.get("tutorial_samples_per_s", ""), r["ours_samples_per_s"], r.get("ratio", "")]
+                        for r in throughput["rows"]])
     efficiency = load("efficiency")
     if efficiency:
         print(f"Dense float32 matmul: {efficiency['matmul_gflop_per_s']:.1f} GFLOP/s (`python bench/efficiency.py`).\n")
-        print("| batch | channels_last | GFLOP/step | ms/step | GFLOP/s | fraction of matmul |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        for row in efficiency["rows"]:
-            print(f"| {row['batch_size']} | {row['channels_last']} | {row['gflop_per_step']:.3f} | {row['step_ms']:.1f} | "
-                  f"{row['gflop_per_s']:.1f} | {row['fraction_of_matmul']:.2f} |")
-        print()
+        markdown_table(["batch", "channels_last", "GFLOP/step", "ms/step", "GFLOP/s", "fraction of matmul"],
+                       [[r["batch_size"], r["channels_last"], f"{r['gflop_per_step']:.3f}", f"{r['step_ms']:.1f}",
+                         f"{r['gflop_per_s']:.1f}", f"{r['fraction_of_matmul']:.2f}"] for r in efficiency["rows"]])
     timing = load("time_to_accuracy")
     if timing:
-        print("| recipe (`python bench/time_to_accuracy.py`) | s to 0.91 | s to 0.93 | best test acc |")
-        print("| --- | --- | --- | --- |")
-        for row in timing["rows"]:
-            print(f"| {row['recipe']} | {row['seconds_to_0.91']} | {row['seconds_to_0.93']} | {row['best_test_acc']:.4f} |")
-        print()
+        markdown_table(["recipe (`python bench/time_to_accuracy.py`)", "s to 0.91", "s to 0.93", "best test acc"],
+                       [[r["recipe"], r["seconds_to_0.91"], r["seconds_to_0.93"], f"{r['best_test_acc']:.4f}"]
+                        for r in timing["rows"]])
     for result in (throughput, efficiency, timing):
         if result:
             machine = result["machine"]

@@ -21,7 +21,7 @@ import train_cnn
 from models import build_model
 from utils.config import parse_config
 from utils.engine import Trainer, evaluate, train_one_epoch
-from utils.optim import build_optimizer, lr_schedule
+from utils.experiment import build_optimization
 from utils.runtime import Runtime, seed_everything
 from utils.tasks import image_data
 
@@ -66,11 +66,8 @@ def our_curve(cnn_flags: list[str]) -> tuple[list[dict], dict]:
     model = build_model("cnn", **config.model_kwargs(), **data.model_kwargs)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum, config.nesterov,
-                                config.weight_decay)
-    steps = config.epochs * len(data.train)
-    trainer = Trainer(model, optimizer, CPU, lr_schedule(config.scheduler, config.lr, steps),
-                      torch.amp.GradScaler("cpu", enabled=False), config.label_smoothing, config.grad_clip)
+    optimizer, scaler, schedule = build_optimization(config, model, len(data.train), CPU)
+    trainer = Trainer(model, optimizer, CPU, schedule, scaler, config.label_smoothing, config.grad_clip)
     curve, elapsed = [], 0.0
     for epoch in range(1, config.epochs + 1):
         data.train.set_epoch(epoch)
