@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from utils.optim import set_lr
-from utils.runtime import Runtime, all_reduce_sum, autocast, seed_everything
+from utils.runtime import Runtime, all_reduce_sum, autocast, epoch_seed, seed_everything
 
 
 class NonFiniteLoss(RuntimeError):
@@ -174,7 +174,7 @@ def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model:
     stopped_early = False
     for epoch in range(start_epoch, epochs + 1):
         train_batches.set_epoch(epoch)
-        seed_everything(seed * 1_000_003 + epoch * 1_009 + trainer.runtime.rank)
+        seed_everything(epoch_seed(seed, epoch, trainer.runtime.rank))
         train_metrics = train_one_epoch(trainer, train_batches, epoch, progress)
         val = evaluate(eval_model, val_batches, trainer.runtime)
         metrics = {"epoch": epoch, **train_metrics, "val_loss": val["loss"], "val_acc": val["acc"]}

@@ -63,6 +63,11 @@ def autocast(runtime: Runtime) -> contextlib.AbstractContextManager:
     return torch.autocast(device_type=runtime.device.type, dtype=dtype)
 
 
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of one epoch on one process: random numbers depend only on (seed, epoch, rank)."""
+    return seed * 1_000_003 + epoch * 1_009 + rank
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)
