@@ -1,7 +1,7 @@
 """Train the two-convolution CNN on FashionMNIST.
 
     python train_cnn.py --data-dir ../shared/data       # the default recipe: 50 epochs, batch 64
-    python train_cnn.py --preset fast                   # 5 epochs, one-cycle schedule
+    python train_cnn.py --preset fast                   # 5 epochs, one-cycle schedule, batch norm
     python train_cnn.py --resume runs/cnn-20261125-101500
 """
 from __future__ import annotations
@@ -33,8 +33,9 @@ class CNNConfig(ImageConfig):
 
 
 PRESETS = {
-    # short and unregularised: 5 one-cycle epochs, no augmentation (batch 64 is this CPU's fastest per example)
-    "fast": {"epochs": 5, "lr": 3e-3, "scheduler": "onecycle", "augment": False, "label_smoothing": 0.0},
+    # short: 5 one-cycle epochs with batch norm, no augmentation (batch 64 is this CPU's fastest per example)
+    "fast": {"epochs": 5, "lr": 3e-3, "scheduler": "onecycle", "batch_norm": True, "augment": False,
+             "label_smoothing": 0.0},
 }
 
 

@@ -28,13 +28,14 @@ class RNNConfig(TextConfig):
     num_layers: int = option(1, "stacked recurrent layers")
     bidirectional: bool = option(True, "read each question in both directions")
     pooling: str = option("max", "how the step outputs become one vector", ["last", "mean", "max", "attention"])
+    word_dropout: float = option(0.0, "probability of replacing a training word by <unk>")
     grad_clip: float = option(1.0, "clip the gradient norm to this value (0 = off)")
 
     def model_kwargs(self) -> dict[str, Any]:
         """Arguments of models.rnn.RecurrentClassifier taken from these flags."""
         return {"cell": self.cell, "embed_dim": self.embed_dim, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "bidirectional": self.bidirectional, "dropout": self.dropout,
-                "pooling": self.pooling}
+                "pooling": self.pooling, "word_dropout": self.word_dropout}
 
 
 PRESETS = {

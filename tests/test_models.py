@@ -75,3 +75,20 @@ def test_cnn_pools_before_relu_without_changing_the_function():
     pool = torch.nn.functional.max_pool2d
     reference = pool(torch.relu(conv2(pool(torch.relu(conv1(images)), 2))), 2)  # the seed's order
     assert torch.allclose(model.features(images), reference, atol=1e-6)
+
+
+def test_word_dropout_replaces_only_real_tokens_and_only_in_training():
+    torch.manual_seed(0)
+    model = build_model("rnn", **TEXT_KWARGS, word_dropout=0.5)
+    lengths = torch.randint(1, 40, (200,))
+    token_ids = torch.randint(2, 30, (200, 40)) * (torch.arange(40)[None, :] < lengths[:, None])
+    dropped = model._drop_words(token_ids)
+    real = token_ids != 0
+    assert torch.equal(dropped[~real], token_ids[~real])  # padding untouched
+    changed = dropped[real] != token_ids[real]
+    assert torch.all(dropped[real][changed] == 1)  # replaced by <unk>
+    assert 0.45 < changed.float().mean() < 0.55
+    plain = build_model("rnn", **TEXT_KWARGS)
+    plain.load_state_dict(model.state_dict())
+    model.eval(), plain.eval()
+    assert torch.equal(model((token_ids, lengths)), plain((token_ids, lengths)))  # off when evaluating
