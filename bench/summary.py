@@ -26,15 +26,17 @@ def markdown_table(header: list[str], rows: list[list]) -> None:
 def main() -> None:
     seeds = sorted(glob.glob(os.path.join(common.RESULTS_DIR, "seeds-*.json")))
     if seeds:
-        print("| recipe | command | test accuracy (mean ± std) | seeds | training s per run | peak memory |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        print("| recipe | command | test accuracy (mean ± std) | validation accuracy (mean) | seeds | "
+              "training s per run | peak memory |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
         for path in seeds:
             result = json.load(open(path))
             seconds = sum(r["train_seconds"] for r in result["rows"]) / len(result["rows"])
+            val_acc = sum(r["best_val_acc"] for r in result["rows"]) / len(result["rows"])
             tag = os.path.basename(path)[len(f"seeds-{result['script']}-"):-len(".json")]
             command = f"`python bench/seeds.py {result['script']} --tag {tag} -- {' '.join(result['args'])}`"
             print(f"| {os.path.basename(path)[6:-5]} | {command} | {result['test_acc_mean']:.4f} ± "
-                  f"{result['test_acc_std']:.4f} | {len(result['rows'])} | {seconds:.0f} | "
+                  f"{result['test_acc_std']:.4f} | {val_acc:.4f} | {len(result['rows'])} | {seconds:.0f} | "
                   f"{result['peak_rss_mib']:.0f} MiB |")
         print()
     throughput = load("throughput")
