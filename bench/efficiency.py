@@ -25,22 +25,8 @@ from utils.runtime import Runtime
 CPU = Runtime(torch.device("cpu"), "fp32")
 
 
-def matmul_flops_per_s(size: int = 2048, repeats: int = 10) -> float:
-    """Best-of-3 FLOP/s of (size x size) @ (size x size) float32 products."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = 0.0
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
-        best = max(best, 2 * size ** 3 * repeats / (time.perf_counter() - start))
-    return best
-
-
 def best_seconds_per_step(step, steps: int, rounds: int = 3) -> float:
-    """Seconds per call of `step`, from the fastest of `rounds` timings of `steps` calls each
-    (best-of, like the matmul rate it is compared with)."""
+    """Seconds per call of `step`: the fastest of `rounds` timings of `steps` calls each."""
     best = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()
@@ -48,6 +34,13 @@ def best_seconds_per_step(step, steps: int, rounds: int = 3) -> float:
             step()
         best = min(best, (time.perf_counter() - start) / steps)
     return best
+
+
+def matmul_flops_per_s(size: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of (size x size) @ (size x size) float32 products, from the fastest of 3 rounds."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    return 2 * size ** 3 / best_seconds_per_step(lambda: a @ b, repeats)
 
 
 def step_flops(model, inputs, targets) -> int:
