@@ -33,8 +33,9 @@ def main() -> None:
             result = json.load(open(path))
             seconds = sum(r["train_seconds"] for r in result["rows"]) / len(result["rows"])
             val_acc = sum(r["best_val_acc"] for r in result["rows"]) / len(result["rows"])
-            tag = os.path.basename(path)[len(f"seeds-{result['script']}-"):-len(".json")]
-            command = f"`python bench/seeds.py {result['script']} --tag {tag} -- {' '.join(result['args'])}`"
+            tag = os.path.basename(path)[len(f"seeds-{result['script']}-"):-len(".json")]  # "" without --tag
+            tag_flag = f" --tag {tag}" if tag else ""
+            command = f"`python bench/seeds.py {result['script']}{tag_flag} -- {' '.join(result['args'])}`"
             print(f"| {os.path.basename(path)[6:-5]} | {command} | {result['test_acc_mean']:.4f} ± "
                   f"{result['test_acc_std']:.4f} | {val_acc:.4f} | {len(result['rows'])} | {seconds:.0f} | "
                   f"{result['peak_rss_mib']:.0f} MiB |")
