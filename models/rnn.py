@@ -28,7 +28,7 @@ class RecurrentClassifier(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
         self.pooling = pooling
-        self.word_dropout, self.unknown_idx, self.padding_idx = word_dropout, unknown_idx, padding_idx
+        self.word_dropout, self.unknown_idx = word_dropout, unknown_idx
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
         self.recurrent = CELLS[cell](embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
                                      bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
@@ -58,7 +58,7 @@ class RecurrentClassifier(nn.Module):
     def _drop_words(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Replace each real token by <unk> with probability `word_dropout` (padding stays)."""
         dropped = torch.rand(token_ids.shape, device=token_ids.device) < self.word_dropout
-        return token_ids.masked_fill(dropped & (token_ids != self.padding_idx), self.unknown_idx)
+        return token_ids.masked_fill(dropped & (token_ids != self.embedding.padding_idx), self.unknown_idx)
 
     def _pool(self, outputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "mean":
