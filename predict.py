@@ -8,68 +8,83 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Sequence
 
-from data import DataError
 from data.fashion_mnist import load_fashion_mnist
-from utils.config import default_data_dir
+from utils.checkpoint import dumps
+from utils.cli import run_tool
+from utils.config import ArgumentParser, default_data_dir
 from utils.inference import (InputError, class_probabilities, image_inputs, load_for_inference, question_inputs,
                              read_image)
 
 
 def parse_args(argv: Sequence[str] | None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a best.pt or last.pt from a training run")
     parser.add_argument("inputs", nargs="*", help="questions (TREC) or image files (FashionMNIST); "
                         "questions are read one per line from stdin when none are given")
     parser.add_argument("--test-index", type=int, nargs="+", default=[], help="FashionMNIST test images by index")
     parser.add_argument("--data-dir", default="", help="data folder for --test-index")
-    parser.add_argument("--top", type=int, default=3, help="how many classes to print per input")
+    parser.add_argument("--top", type=int, default=3, help="how many classes to print per input (at least 1)")
     parser.add_argument("--json", action="store_true", help="one JSON object per input and line")
-    return parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may stand between the inputs
+    if args.top < 1:
+        parser.error(f"argument --top: must be at least 1, got {args.top}")
+    return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Print the top classes of each input; returns the exit code."""
-    args = parse_args(argv)
-    try:
-        model, checkpoint = load_for_inference(args.checkpoint)
-        meta, names = checkpoint["meta"], checkpoint["class_names"]
-        if checkpoint["task"] == "trec":
-            if args.test_index:
-                raise InputError("--test-index is for FashionMNIST checkpoints; give questions instead")
-            labels = args.inputs or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-            if not labels:
-                raise InputError("no question given (as arguments or one per line on stdin)")
-            inputs = question_inputs(labels, meta)
-        else:
-            images = [read_image(path) for path in args.inputs]
-            labels = list(args.inputs)
-            if args.test_index:
-                test = load_fashion_mnist(args.data_dir or default_data_dir())["test"]
-                for index in args.test_index:
-                    if not 0 <= index < len(test.labels):
-                        raise InputError(f"--test-index {index} is outside 0..{len(test.labels) - 1}")
-                    images.append(test.images[index].numpy())
-                    labels.append(f"test[{index}] (true: {names[test.labels[index]]})")
-            if not images:
-                raise InputError("no image given (image files or --test-index N)")
-            inputs = image_inputs(images, meta)
-    except (InputError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+def stdin_lines() -> list[str]:
+    """Non-empty lines of standard input, decoded as UTF-8 (Latin-1 for a line that is not UTF-8)."""
+    lines = []
+    for raw in sys.stdin.buffer.read().split(b"\n"):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            line = raw.decode("latin-1")  # never fails: every byte is a character
+        if line.strip():
+            lines.append(line.rstrip("\r"))
+    return lines
+
+
+def classify(args) -> None:
+    """Load the checkpoint, read the inputs and print the top classes of each."""
+    model, checkpoint = load_for_inference(args.checkpoint)
+    meta, names = checkpoint["meta"], checkpoint["class_names"]
+    if checkpoint["task"] == "trec":
+        if args.test_index:
+            raise InputError("--test-index is for FashionMNIST checkpoints; give questions instead")
+        labels = args.inputs or stdin_lines()
+        if not labels:
+            raise InputError("no question given (as arguments or one per line on stdin)")
+        inputs = question_inputs(labels, meta)
+    else:
+        images = [read_image(path) for path in args.inputs]
+        labels = list(args.inputs)
+        if args.test_index:
+            test = load_fashion_mnist(args.data_dir or default_data_dir())["test"]
+            for index in args.test_index:
+                if not 0 <= index < len(test.labels):
+                    raise InputError(f"--test-index {index} is outside 0..{len(test.labels) - 1}")
+                images.append(test.images[index].numpy())
+                labels.append(f"test[{index}] (true: {names[test.labels[index]]})")
+        if not images:
+            raise InputError("no image given (image files or --test-index N)")
+        inputs = image_inputs(images, meta)
     probabilities = class_probabilities(model, inputs)
     for label, row in zip(labels, probabilities):
         ranked = row.argsort(descending=True).tolist()
         if args.json:
-            print(json.dumps({"input": label, "label": names[ranked[0]],
-                              "probabilities": {names[i]: round(row[i].item(), 6) for i in ranked}}))
+            print(dumps({"input": label, "label": names[ranked[0]],
+                         "probabilities": {names[i]: round(row[i].item(), 6) for i in ranked}}))
         else:
             top = ", ".join(f"{names[i]} {row[i].item():.3f}" for i in ranked[:args.top])
             print(f"{label}: {top}")
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the top classes of each input; returns the exit code (errors: one line, exit 2)."""
+    return run_tool(lambda: classify(parse_args(argv)))
 
 
 if __name__ == "__main__":

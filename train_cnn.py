@@ -23,9 +23,9 @@ class CNNConfig(ImageConfig):
     dropout: float = option(0.25, "dropout probability before the classifier layers")
     augment: bool = option(True, "random crop (2-pixel padding) and horizontal flip of training batches")
     channels_last: bool = option(True, "channels-last memory format (faster convolutions on CPU and GPU)")
-    conv1_channels: int = option(32, "output channels of the first convolution")
-    conv2_channels: int = option(64, "output channels of the second convolution")
-    hidden_size: int = option(128, "units of the hidden fully connected layer")
+    conv1_channels: int = option(32, "output channels of the first convolution", minimum=1, maximum=4096)
+    conv2_channels: int = option(64, "output channels of the second convolution", minimum=1, maximum=4096)
+    hidden_size: int = option(128, "units of the hidden fully connected layer", minimum=1, maximum=1 << 16)
 
     def model_kwargs(self) -> dict[str, Any]:
         """Arguments of models.cnn.ConvNet taken from these flags."""

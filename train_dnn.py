@@ -19,8 +19,8 @@ class DNNConfig(ImageConfig):
 
     epochs: int = option(30, "number of training epochs (total, also when resuming)")
     dropout: float = option(0.2, "dropout probability after each hidden layer")
-    hidden1_size: int = option(512, "units of the first hidden layer")
-    hidden2_size: int = option(256, "units of the second hidden layer")
+    hidden1_size: int = option(512, "units of the first hidden layer", minimum=1, maximum=1 << 16)
+    hidden2_size: int = option(256, "units of the second hidden layer", minimum=1, maximum=1 << 16)
 
     def model_kwargs(self) -> dict[str, Any]:
         """Arguments of models.dnn.MLP taken from these flags."""

@@ -23,12 +23,12 @@ class RNNConfig(TextConfig):
     lr: float = option(3e-3, "peak learning rate")
     weight_decay: float = option(0.0, "weight decay (L2 for sgd/adam, decoupled for adamw)")
     dropout: float = option(0.5, "dropout on the embeddings, between layers and before the classifier")
-    embed_dim: int = option(100, "size of each word embedding")
-    hidden_size: int = option(128, "units of the recurrent state (per direction)")
-    num_layers: int = option(1, "stacked recurrent layers")
+    embed_dim: int = option(100, "size of each word embedding", minimum=1, maximum=1 << 14)
+    hidden_size: int = option(128, "units of the recurrent state (per direction)", minimum=1, maximum=1 << 14)
+    num_layers: int = option(1, "stacked recurrent layers", minimum=1, maximum=64)
     bidirectional: bool = option(True, "read each question in both directions")
     pooling: str = option("max", "how the step outputs become one vector", ["last", "mean", "max", "attention"])
-    word_dropout: float = option(0.0, "probability of replacing a training word by <unk>")
+    word_dropout: float = option(0.0, "probability of replacing a training word by <unk>", minimum=0, below=1)
     grad_clip: float = option(1.0, "clip the gradient norm to this value (0 = off)")
 
     def model_kwargs(self) -> dict[str, Any]:

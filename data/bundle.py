@@ -19,6 +19,7 @@ class DataBundle:
     model_kwargs: dict[str, Any]  # data-dependent model arguments, e.g. num_classes, vocab_size
     meta: dict[str, Any] = field(default_factory=dict)  # plain types for the checkpoint (normalisation, vocab)
     test_examples: Any = None  # the test inputs as a person sees them: uint8 images or question strings
+    notes: list[str] = field(default_factory=list)  # what the caller should tell the user (e.g. truncation)
 
 
 def split_train_val(count: int, val_size: int, seed: int, limit_train: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +64,7 @@ def read_bytes(path: str) -> bytes:
         with open(path, "rb") as f:
             content = f.read()
         return gzip.decompress(content) if content[:2] == b"\x1f\x8b" else content
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{path}: cannot read ({error}); the file is truncated or corrupt, "
                         "delete it to download it again") from error
 

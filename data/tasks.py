@@ -34,11 +34,12 @@ def fashion_mnist_bundle(data_dir: str, *, batch_size: int, eval_batch_size: int
 
 def trec_bundle(data_dir: str, *, source: str, labels: str, batch_size: int, eval_batch_size: int, val_size: int,
                 seed: int, min_freq: int, bucket: bool, device: torch.device, rank: int = 0, world_size: int = 1,
-                limit_train: int = 0, vocabulary_tokens: list[str] | None = None) -> DataBundle:
+                limit_train: int = 0, max_length: int = 64, vocabulary_tokens: list[str] | None = None) -> DataBundle:
     """TREC questions as bucketed batches of token ids; `labels` is "coarse" (6) or "fine" (50).
 
     The vocabulary is built from the training part only, unless `vocabulary_tokens` (from a
-    checkpoint) is given.
+    checkpoint) is given. Questions are cut to `max_length` tokens, so that one huge line cannot
+    blow up the padded tensors; the bundle's notes say how many were cut.
     """
     splits = load_trec_hub() if source == "hub" else load_trec_files(data_dir)
     full_train, test = splits["train"], splits["test"]
@@ -57,17 +58,26 @@ def trec_bundle(data_dir: str, *, source: str, labels: str, batch_size: int, eva
     vocabulary = (Vocabulary(vocabulary_tokens) if vocabulary_tokens
                   else build_vocabulary((tokenize(q.text) for q in train_part), min_freq))
 
-    def batches(questions: list[Question], size: int, shuffle: bool) -> TextBatches:
-        return TextBatches([vocabulary.encode(tokenize(q.text)) for q in questions], label_ids(questions), size,
-                           shuffle=shuffle, bucket=bucket, seed=seed, rank=rank, world_size=world_size, device=device)
+    notes = []
+
+    def batches(questions: list[Question], size: int, shuffle: bool, split: str) -> TextBatches:
+        encoded = [vocabulary.encode(tokenize(q.text)) for q in questions]
+        longest = max(len(ids) for ids in encoded)
+        if longest > max_length:
+            cut = sum(len(ids) > max_length for ids in encoded)
+            notes.append(f"note: cut {cut} {split} question(s) to --max-length {max_length} tokens "
+                         f"(the longest has {longest})")
+        return TextBatches([ids[:max_length] for ids in encoded], label_ids(questions), size, shuffle=shuffle,
+                           bucket=bucket, seed=seed, rank=rank, world_size=world_size, device=device)
 
     return DataBundle(
         task="trec",
-        train=batches(train_part, batch_size, shuffle=True),
-        val=batches(val_part, eval_batch_size, shuffle=False),
-        test=batches(test, eval_batch_size, shuffle=False),
+        train=batches(train_part, batch_size, shuffle=True, split="training"),
+        val=batches(val_part, eval_batch_size, shuffle=False, split="validation"),
+        test=batches(test, eval_batch_size, shuffle=False, split="test"),
         class_names=list(class_names),
         model_kwargs={"num_classes": len(class_names), "vocab_size": len(vocabulary)},
-        meta={"vocabulary": vocabulary.tokens, "lowercase": True},
+        meta={"vocabulary": vocabulary.tokens, "lowercase": True, "max_length": max_length},
         test_examples=[q.text for q in test],
+        notes=notes,
     )

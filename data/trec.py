@@ -40,10 +40,13 @@ def parse_line(line: str, path: str, line_number: int) -> Question:
 def read_label_file(path: str) -> list[Question]:
     """All questions of one TREC .label file (decoded as Latin-1)."""
     try:
-        with open(path, encoding=ENCODING) as f:
-            lines = f.read().splitlines()
+        with open(path, "rb") as f:
+            content = f.read()
     except OSError as error:
-        raise DataError(f"{path}: cannot read ({error})") from error
+        raise DataError(f"{path}: cannot read ({error.strerror or error})") from error
+    # only LF (or CRLF) ends a line: str.splitlines would also break at bytes such as 0x85 or 0x1c,
+    # which Latin-1 decodes to characters that may stand inside a question
+    lines = [line.rstrip("\r") for line in content.decode(ENCODING).split("\n")]
     questions = [parse_line(line, path, number) for number, line in enumerate(lines, 1) if line.strip()]
     if not questions:
         raise DataError(f"{path}: holds no questions")

@@ -44,7 +44,7 @@ def test_predict_questions_as_json(runs, capsys):
 
 
 def test_predict_questions_from_stdin(runs, capsys, monkeypatch):
-    monkeypatch.setattr("sys.stdin", io.StringIO("When was tea born ?\n\nWhat does nasa stand for ?\n"))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"When was tea born ?\n\nWhat does nasa stand for ?\n")))
     assert predict.main([os.path.join(runs["rnn"], "best.pt")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[0].startswith("When was tea born ?: NUM")

@@ -11,7 +11,7 @@ import torch
 import train_cnn
 import train_dnn
 import train_rnn
-import utils.experiment
+from utils.run_folder import RunFolder
 from utils.checkpoint import load_checkpoint, read_jsonl
 
 RUN_FILES = {"config.json", "metrics.jsonl", "last.pt", "best.pt", "summary.json", "predictions.json",
@@ -78,18 +78,18 @@ def test_interrupted_then_resumed_equals_uninterrupted(fashion_dir, tmp_path, mo
     extra = ("--epochs", "3", "--dropout", "0.3", "--augment")
     train_dnn.main(image_args(fashion_dir, straight, *extra))
 
-    real_save = utils.experiment.save_checkpoint
-    def save_then_interrupt(path, state):
-        real_save(path, state)
+    real_commit = RunFolder.commit
+    def commit_then_interrupt(folder, state):
+        real_commit(folder, state)
         if state["epoch"] == 2:
-            os.kill(os.getpid(), signal.SIGINT)  # like Ctrl-C, right after epoch 2 is saved
-    monkeypatch.setattr(utils.experiment, "save_checkpoint", save_then_interrupt)
+            os.kill(os.getpid(), signal.SIGINT)  # like Ctrl-C, right after epoch 2 is committed
+    monkeypatch.setattr(RunFolder, "commit", commit_then_interrupt)
     with pytest.raises(SystemExit) as stop:
         train_dnn.main(image_args(fashion_dir, stopped, *extra))
     assert stop.value.code == 130
     assert f"--resume {stopped}" in capsys.readouterr().err
     assert load_checkpoint(os.path.join(stopped, "last.pt"))["epoch"] == 2
-    monkeypatch.setattr(utils.experiment, "save_checkpoint", real_save)
+    monkeypatch.setattr(RunFolder, "commit", real_commit)
 
     train_dnn.main(["--resume", stopped, "--no-progress"])
     a, b = (load_checkpoint(os.path.join(run, "last.pt")) for run in (straight, stopped))
@@ -134,7 +134,7 @@ def test_eval_only_rejects_a_checkpoint_of_the_other_task(fashion_dir, trec_dir,
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--epochs", "0"], "error: --epochs must be positive"),
+    (["--epochs", "0"], "error: --epochs must be in [1, 100000]"),
     (["--preset", "nope"], "error: unknown preset 'nope'"),
     (["--resume", "/nonexistent/run"], "error: cannot resume"),
     (["--eval-only"], "error: --eval-only needs --checkpoint"),

@@ -1,53 +1,130 @@
-"""Atomic file writes and checkpoints that hold plain types only (weights_only-loadable)."""
+"""Atomic file writes, always-valid JSON, and checkpoints that hold plain types only.
+
+Every file a run writes goes through `atomic_write`: the content is written to a temporary file
+beside the target (`NAME.<pid>.<random>.tmp`), flushed to disk, then moved onto the target in one
+`os.replace`. A crash or `kill -9` at any moment leaves the old file or the new one, never half
+of one; a leftover temporary file is removed by the next run that opens the folder.
+"""
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
+import pickle
+import secrets
+import zipfile
 from typing import Any, Callable
 
 import torch
+
+TMP_SUFFIX = ".tmp"
+
+
+class WriteError(OSError):
+    """A file could not be written (disk full, read-only folder, ...); the previous file is kept."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit its model; the message names the file."""
 
 
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
     """Call `write(tmp_path)`, then move the finished file onto `path` in one step.
 
-    A crash at any moment leaves either the old file or the new one, never half of one.
+    The file gets the usual permissions (0666 less the umask). Any failure of the writer or of
+    the file system raises WriteError naming `path`; the previous `path` is then untouched.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    os.close(handle)
+    tmp_path = f"{path}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
     try:
+        os.makedirs(folder, exist_ok=True)
+        os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # umask applies
         write(tmp_path)
+        with open(tmp_path, "rb+") as f:  # on disk before it replaces the old file
+            os.fsync(f.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+    except BaseException as error:
+        remove_quietly(tmp_path)
+        if isinstance(error, (OSError, RuntimeError)) and not isinstance(error, WriteError):
+            # torch.save reports a full disk as a RuntimeError
+            raise WriteError(f"cannot write {path}: {one_line(error)}; the previous file is kept") from error
         raise
+
+
+def remove_quietly(path: str) -> None:
+    """Remove `path` if it exists, ignoring errors (cleanup after a failed write)."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def one_line(error: BaseException | str) -> str:
+    """An error message folded onto one line (exception type when the message is empty)."""
+    text = str(error).strip() or (type(error).__name__ if isinstance(error, BaseException) else "")
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def json_safe(obj: Any) -> Any:
+    """`obj` with every non-finite float replaced by None, so that it is valid JSON (no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(value) for value in obj]
+    return obj
+
+
+def dumps(obj: Any, **kwargs: Any) -> str:
+    """Strict JSON text of `obj` (non-finite floats become null)."""
+    return json.dumps(json_safe(obj), allow_nan=False, **kwargs)
 
 
 def save_json(path: str, obj: Any) -> None:
     """Write `obj` as indented JSON, atomically."""
-    def write(tmp_path: str) -> None:
-        with open(tmp_path, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-    atomic_write(path, write)
+    save_text(path, dumps(obj, indent=2) + "\n")
 
 
 def write_jsonl(path: str, rows: list[Any]) -> None:
     """Write one JSON object per line, atomically."""
+    save_text(path, "".join(dumps(row) + "\n" for row in rows))
+
+
+def save_text(path: str, text: str) -> None:
+    """Write `text` (UTF-8), atomically."""
     def write(tmp_path: str) -> None:
-        with open(tmp_path, "w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in rows)
+        with open(tmp_path, "w", encoding="utf-8") as f:
+            f.write(text)
     atomic_write(path, write)
 
 
+def read_json(path: str) -> Any:
+    """The JSON value in `path`; a missing, unreadable or malformed file raises CheckpointError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path} cannot be read ({one_line(error)}); it is missing, truncated "
+                              "or not JSON") from error
+
+
 def read_jsonl(path: str) -> list[dict]:
-    """All JSON objects of a .jsonl file, in order."""
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """All JSON objects of a .jsonl file, in order; a malformed line raises CheckpointError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except (OSError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path} cannot be read ({one_line(error)})") from error
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise CheckpointError(f"{path}, line {number}: not JSON ({error.msg}); the file is truncated "
+                                      "or was edited") from error
+    return rows
 
 
 def save_checkpoint(path: str, state: dict[str, Any]) -> None:
@@ -56,10 +133,26 @@ def save_checkpoint(path: str, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely (weights_only=True: no arbitrary unpickling)."""
+    """Load a checkpoint safely (weights_only=True: no arbitrary unpickling).
+
+    A missing file raises FileNotFoundError; one that is corrupt, truncated, not a checkpoint or
+    holds anything but tensors and plain types raises CheckpointError, in one line.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        raise ValueError(f"checkpoint {path} cannot be read: {error}") from error
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "unsupported global" not in str(error).lower():  # garbage rather than a forbidden class
+            raise CheckpointError(f"checkpoint {path} cannot be read: it is truncated, corrupt or not a "
+                                  "PyTorch file") from error
+        # torch's message here suggests loading untrusted code; we never do, so it is not repeated
+        raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain types "
+                              "and is refused (only weights-only checkpoints are loaded)") from error
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError,
+            MemoryError) as error:
+        raise CheckpointError(f"checkpoint {path} cannot be read: it is truncated, corrupt or not a "
+                              f"PyTorch file ({type(error).__name__})") from error
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
+    return checkpoint

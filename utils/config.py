@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -21,9 +22,42 @@ class ConfigError(ValueError):
     """A flag value that cannot be used; the message says which and why."""
 
 
-def option(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
-    """A dataclass field that carries its own help text (and allowed values) for argparse."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+def option(default: Any, help: str, choices: Sequence[str] | None = None, *, minimum: float | None = None,
+           maximum: float | None = None, above: float | None = None, below: float | None = None) -> Any:
+    """A dataclass field that carries its help text and its allowed values (choices, or a range:
+    `minimum`/`maximum` inclusive, `above`/`below` exclusive). The range is shown in `--help` and
+    checked by `validate`, so the two cannot drift apart. Floats must also be finite."""
+    bounds = {"minimum": minimum, "maximum": maximum, "above": above, "below": below}
+    return field(default=default, metadata={"help": help, "choices": choices,
+                                            "bounds": {k: v for k, v in bounds.items() if v is not None}})
+
+
+def field_metadata(config_class: type, name: str) -> dict[str, Any]:
+    """A field's metadata, where a subclass that only changes the default inherits the range and
+    choices declared by its base class."""
+    merged: dict[str, Any] = {}
+    for klass in reversed(config_class.__mro__):
+        spec = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if spec is not None:
+            merged.update({key: value for key, value in spec.metadata.items() if value})
+    return merged
+
+
+def describe_range(bounds: dict[str, float]) -> str:
+    """`bounds` in words, e.g. 'in [0, 1)' or '>= 1'."""
+    low = ("[", bounds["minimum"]) if "minimum" in bounds else ("(", bounds["above"]) if "above" in bounds else None
+    high = ("]", bounds["maximum"]) if "maximum" in bounds else (")", bounds["below"]) if "below" in bounds else None
+    if low and high:
+        return f"in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+    if low:
+        return f"{'>=' if low[0] == '[' else '>'} {low[1]:g}"
+    return f"{'<=' if high[0] == ']' else '<'} {high[1]:g}" if high else ""
+
+
+def within(value: float, bounds: dict[str, float]) -> bool:
+    """True when `value` lies in the range `bounds` describes."""
+    return (value >= bounds.get("minimum", -math.inf) and value <= bounds.get("maximum", math.inf)
+            and value > bounds.get("above", -math.inf) and value < bounds.get("below", math.inf))
 
 
 def default_data_dir() -> str:
@@ -36,36 +70,39 @@ class TrainConfig:
     """Flags shared by every training script; each script subclasses it and changes defaults."""
 
     # optimisation
-    epochs: int = option(10, "number of training epochs (total, also when resuming)")
-    batch_size: int = option(64, "examples per optimizer step, per process (global = this x processes)")
-    lr: float = option(1e-3, "peak learning rate")
+    epochs: int = option(10, "number of training epochs (total, also when resuming)", minimum=1, maximum=100_000)
+    batch_size: int = option(64, "examples per optimizer step, per process (global = this x processes)",
+                             minimum=1, maximum=1 << 20)
+    lr: float = option(1e-3, "peak learning rate", above=0)
     optimizer: str = option("adam", "optimizer", ["sgd", "adam", "adamw"])
-    momentum: float = option(0.9, "momentum (sgd) or beta1 (adam, adamw)")
+    momentum: float = option(0.9, "momentum (sgd) or beta1 (adam, adamw)", minimum=0, below=1)
     nesterov: bool = option(False, "Nesterov momentum (sgd only)")
-    weight_decay: float = option(0.0, "weight decay (L2 for sgd/adam, decoupled for adamw)")
+    weight_decay: float = option(0.0, "weight decay (L2 for sgd/adam, decoupled for adamw)", minimum=0)
     scheduler: str = option("cosine", "learning-rate schedule over all steps", ["none", "step", "cosine", "onecycle"])
-    warmup_epochs: float = option(0.0, "linear warm-up at the start of cosine/step schedules, in epochs")
-    step_epochs: int = option(10, "step schedule: multiply the lr by 0.1 every this many epochs")
-    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy target")
-    grad_clip: float = option(0.0, "clip the gradient norm to this value (0 = off)")
+    warmup_epochs: float = option(0.0, "linear warm-up at the start of cosine/step schedules, in epochs",
+                                  minimum=0)
+    step_epochs: int = option(10, "step schedule: multiply the lr by 0.1 every this many epochs", minimum=1)
+    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy target", minimum=0, maximum=1)
+    grad_clip: float = option(0.0, "clip the gradient norm to this value (0 = off)", minimum=0)
     # model
     activation: str = option("relu", "activation function", ["relu", "gelu"])
     batch_norm: bool = option(False, "batch normalisation after each hidden layer")
-    dropout: float = option(0.0, "dropout probability before the classifier layers")
+    dropout: float = option(0.0, "dropout probability before the classifier layers", minimum=0, below=1)
     # data
     data_dir: str = option("", f"data folder (default: ${DATA_DIR_ENV} or ./datasets); e.g. ../shared/data")
-    val_size: int = option(5000, "training examples held out for validation (chosen by the seed)")
-    limit_train: int = option(0, "use only this many training examples (0 = all), for quick checks")
+    val_size: int = option(5000, "training examples held out for validation (chosen by the seed)", minimum=1)
+    limit_train: int = option(0, "use only this many training examples (0 = all), for quick checks", minimum=0)
     # runtime
-    seed: int = option(0, "random seed; on CPU the same seed gives the same numbers")
+    seed: int = option(0, "random seed; on CPU the same seed gives the same numbers", minimum=0, maximum=2**32 - 1)
     device: str = option("auto", "device (auto = cuda when present, else cpu)", ["auto", "cpu", "cuda", "mps"])
     precision: str = option("auto", "arithmetic (auto = bf16 on CUDA when supported, else fp32)",
                             ["auto", "fp32", "bf16", "fp16"])
     compile: bool = option(False, "torch.compile the model")
-    eval_batch_size: int = option(1024, "examples per batch when evaluating")
+    eval_batch_size: int = option(1024, "examples per batch when evaluating", minimum=1, maximum=1 << 20)
     # run bookkeeping
     out_dir: str = option("", "output folder (default: runs/<script>-<timestamp>)")
-    patience: int = option(0, "stop when validation accuracy has not improved for this many epochs (0 = off)")
+    patience: int = option(0, "stop when validation accuracy has not improved for this many epochs (0 = off)",
+                          minimum=0)
     resume: str = option("", "continue the run in this folder from its last.pt")
     eval_only: bool = option(False, "only evaluate --checkpoint on the test set and write the report")
     checkpoint: str = option("", "checkpoint for --eval-only")
@@ -77,14 +114,25 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Shows each flag's default and keeps the script docstring's line breaks."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as ConfigError (one `error:` line, exit 2) instead
+    of printing its usage block, and accepts options between positional arguments."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser(config_class: type, description: str, defaults: dict[str, Any] | None = None,
                  preset_names: Sequence[str] = ()) -> argparse.ArgumentParser:
     """An argparse parser with one flag per field of `config_class`, defaults overridable."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    parser = ArgumentParser(description=description, formatter_class=HelpFormatter)
     for spec in dataclasses.fields(config_class):
         flag = "--" + spec.name.replace("_", "-")
         default = (defaults or {}).get(spec.name, spec.default)
-        help_text = spec.metadata.get("help", "")
+        metadata = field_metadata(config_class, spec.name)
+        help_text = metadata.get("help", "")
+        if metadata.get("bounds"):
+            help_text += f"; {describe_range(metadata['bounds'])}"
         if spec.name == "preset" and preset_names:
             help_text += f": {', '.join(preset_names)}"
         type_name = spec.type if isinstance(spec.type, str) else spec.type.__name__
@@ -93,7 +141,7 @@ def build_parser(config_class: type, description: str, defaults: dict[str, Any] 
         else:
             kind = {"int": int, "float": float, "str": str}[type_name]
             parser.add_argument(flag, default=default, type=kind, help=help_text,
-                                choices=spec.metadata.get("choices"))
+                                choices=metadata.get("choices"))
     return parser
 
 
@@ -132,16 +180,20 @@ def load_saved_config(run_dir: str) -> dict[str, Any]:
 
 
 def validate(config: TrainConfig) -> None:
-    """Raise ConfigError for values no run can use."""
-    positive = ["epochs", "batch_size", "eval_batch_size"]
-    for name in positive:
-        if getattr(config, name) <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
-    if config.lr <= 0:
-        raise ConfigError(f"--lr must be positive, got {config.lr}")
-    if not 0.0 <= config.dropout < 1.0:
-        raise ConfigError(f"--dropout must be in [0, 1), got {config.dropout}")
-    if config.val_size < 0 or config.limit_train < 0 or config.patience < 0:
-        raise ConfigError("--val-size, --limit-train and --patience cannot be negative")
+    """Raise ConfigError for values no run can use: each field's range, finiteness, and the
+    combinations of flags that do not go together."""
+    for spec in dataclasses.fields(config):
+        value, flag = getattr(config, spec.name), "--" + spec.name.replace("_", "-")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{flag} must be a finite number, got {value}")
+        metadata = field_metadata(type(config), spec.name)
+        bounds = metadata.get("bounds")
+        if bounds and not isinstance(value, bool) and not within(value, bounds):
+            raise ConfigError(f"{flag} must be {describe_range(bounds)}, got {value}")
+        choices = metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
     if config.eval_only and not config.checkpoint:
         raise ConfigError("--eval-only needs --checkpoint PATH")
+    if config.eval_only and config.resume:
+        raise ConfigError("--eval-only and --resume do not go together: evaluate with --checkpoint RUN/best.pt")

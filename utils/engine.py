@@ -99,7 +99,7 @@ def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, progress: b
         loss, logits = train_step(trainer, inputs, targets)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch}, step {trainer.step} "
-                                "(try a lower --lr or --grad-clip); the last good checkpoint is kept")
+                                "(try a lower --lr or --grad-clip)")
         count = batch_size_of(targets)
         loss_sum += loss * count
         correct += (logits.argmax(dim=1) == targets).sum()
@@ -160,33 +160,38 @@ def gather_from_processes(tensors: tuple[torch.Tensor, ...], runtime: Runtime) -
 
 def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model: nn.Module, *,
         epochs: int, seed: int = 0, start_epoch: int = 1, best_val_acc: float = -math.inf, best_epoch: int = 0,
-        patience: int = 0, progress: bool = True,
-        on_epoch_end: Callable[[dict[str, float], bool], None] = lambda metrics, is_best: None,
+        patience: int = 0, stopped_early: bool = False, progress: bool = True,
+        on_epoch_end: Callable[[dict[str, float], dict[str, Any]], None] = lambda metrics, outcome: None,
         log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train epochs `start_epoch..epochs`, validating after each; returns the best epoch and accuracy.
 
     Each epoch reseeds the global random generators (dropout) from (seed, epoch, rank), so a run
     resumed after epoch k continues exactly as if it had never stopped.
     `eval_model` is the unwrapped module (evaluation needs no gradient sync). After each epoch
-    `on_epoch_end(metrics, is_best)` runs, e.g. to save checkpoints. With `patience` > 0, stops
-    when validation accuracy has not improved for that many epochs.
+    `on_epoch_end(metrics, outcome)` runs, e.g. to commit a checkpoint; `outcome` holds `is_best`,
+    `best_epoch`, `best_val_acc` and `stopped_early`, so the early-stop decision is committed with
+    the epoch that made it. An epoch whose validation loss is not finite is never the best. With
+    `patience` > 0, stops when validation accuracy has not improved for that many epochs; a run
+    resumed with `stopped_early` trains no further.
     """
-    stopped_early = False
+    outcome = {"is_best": False, "best_epoch": best_epoch, "best_val_acc": best_val_acc,
+               "stopped_early": stopped_early}
     for epoch in range(start_epoch, epochs + 1):
+        if outcome["stopped_early"]:
+            break
         train_batches.set_epoch(epoch)
         seed_everything(epoch_seed(seed, epoch, trainer.runtime.rank))
         train_metrics = train_one_epoch(trainer, train_batches, epoch, progress)
         val = evaluate(eval_model, val_batches, trainer.runtime)
         metrics = {"epoch": epoch, **train_metrics, "val_loss": val["loss"], "val_acc": val["acc"]}
-        is_best = val["acc"] > best_val_acc
+        is_best = math.isfinite(val["loss"]) and val["acc"] > outcome["best_val_acc"]
         if is_best:
-            best_val_acc, best_epoch = val["acc"], epoch
-        on_epoch_end(metrics, is_best)
+            outcome.update(best_val_acc=val["acc"], best_epoch=epoch)
+        outcome.update(is_best=is_best, stopped_early=bool(patience) and epoch - outcome["best_epoch"] >= patience)
+        on_epoch_end(metrics, dict(outcome))
         log(f"epoch {epoch:3d}/{epochs}  train loss {metrics['train_loss']:.4f} acc {metrics['train_acc']:.4f}  "
             f"val loss {metrics['val_loss']:.4f} acc {metrics['val_acc']:.4f}  lr {metrics['lr']:.2e}  "
             f"{metrics['seconds']:.1f}s {metrics['samples_per_s']:.0f} samples/s" + ("  *best" if is_best else ""))
-        if patience and epoch - best_epoch >= patience:
+        if outcome["stopped_early"]:
             log(f"early stop: validation accuracy has not improved for {patience} epochs")
-            stopped_early = True
-            break
-    return {"best_epoch": best_epoch, "best_val_acc": best_val_acc, "stopped_early": stopped_early}
+    return {key: outcome[key] for key in ("best_epoch", "best_val_acc", "stopped_early")}

@@ -1,7 +1,7 @@
 """What every training script does: set up, train with checkpoints, test the best model, report.
 
-Scripts call `run_experiment(config, script_name, model_name, make_data)`. A run folder holds
-config.json, metrics.jsonl, last.pt, best.pt, summary.json and the test report.
+Scripts call `run_experiment(config, script_name, model_name, make_data)`. The run folder (its
+layout, lock, commit step and repair) is utils.run_folder's; this module trains into it.
 """
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import shutil
 import signal
 import time
 from typing import Any, Callable, Iterator
@@ -20,11 +19,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from data.bundle import DataBundle
 from models import build_model, count_parameters
-from utils.checkpoint import atomic_write, load_checkpoint, save_checkpoint, save_json, write_jsonl
+from utils.checkpoint import CheckpointError, load_checkpoint, one_line, save_json
 from utils.config import ConfigError, TrainConfig
-from utils.engine import Interrupted, Trainer, evaluate, fit
+from utils.engine import Interrupted, NonFiniteLoss, Trainer, evaluate, fit
 from utils.optim import build_optimizer, lr_schedule
 from utils.report import write_test_report
+from utils.run_folder import SUMMARY, RunFolder
 from utils.runtime import Runtime, init_runtime, seed_everything, shutdown
 
 COMMAND_LINE_ONLY = {"data_dir", "device", "precision", "eval_batch_size", "out_dir", "eval_only", "checkpoint",
@@ -64,19 +64,42 @@ def stop_on_signals() -> Iterator[Callable[[], bool]]:
 
 
 def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                     progress: dict[str, Any], config: TrainConfig, model_name: str,
-                     model_kwargs: dict[str, Any], data: DataBundle) -> dict[str, Any]:
-    """A checkpoint of plain types: weights, optimizer, progress and all a predictor needs."""
+                     progress: dict[str, Any], best_weights: dict[str, torch.Tensor] | None, config: TrainConfig,
+                     script_name: str, model_name: str, model_kwargs: dict[str, Any], data: DataBundle
+                     ) -> dict[str, Any]:
+    """The commit record of an epoch, in plain types: weights, optimizer, progress, best weights
+    and all a predictor needs."""
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            **progress, "config": vars(config).copy(), "model_name": model_name, "model_kwargs": model_kwargs,
-            "task": data.task, "class_names": data.class_names, "meta": data.meta}
+            **progress, "best_model": best_weights, "config": vars(config).copy(), "script": script_name,
+            "model_name": model_name, "model_kwargs": model_kwargs, "task": data.task,
+            "class_names": data.class_names, "meta": data.meta}
 
 
-def model_from_checkpoint(checkpoint: dict[str, Any], device: torch.device | str = "cpu") -> nn.Module:
-    """Rebuild the model a checkpoint was saved from, with its weights, in eval mode."""
-    model = build_model(checkpoint["model_name"], **checkpoint["model_kwargs"])
-    model.load_state_dict(checkpoint["model"])
+def model_from_checkpoint(checkpoint: dict[str, Any], device: torch.device | str = "cpu",
+                          path: str = "the checkpoint") -> nn.Module:
+    """Rebuild the model a checkpoint was saved from, with its weights, in eval mode.
+
+    A checkpoint whose parts do not fit together raises CheckpointError naming `path`.
+    """
+    try:
+        model = build_model(checkpoint["model_name"], **checkpoint["model_kwargs"])
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+        raise CheckpointError(f"{path} does not describe a model of this repository that its weights fit "
+                              f"({type(error).__name__}: {one_line(error)[:200]})") from error
     return model.to(device).eval()
+
+
+def same_model_or_error(saved: dict[str, Any], model_kwargs: dict[str, Any], run_dir: str) -> None:
+    """Raise ConfigError when a resume would build another model than the run's (e.g. --cell changed)."""
+    def plain(value: Any) -> Any:
+        return list(value) if isinstance(value, tuple) else value
+
+    changed = [f"{key} {plain(saved.get(key))!r} -> {plain(model_kwargs.get(key))!r}"
+               for key in sorted(set(saved) | set(model_kwargs)) if plain(saved.get(key)) != plain(model_kwargs.get(key))]
+    if changed:
+        raise ConfigError(f"cannot resume {run_dir} with another model ({'; '.join(changed)}): "
+                          "drop the flags that change it, or start a new run")
 
 
 def build_optimization(config: TrainConfig, model: nn.Module, steps_per_epoch: int, runtime: Runtime
@@ -118,71 +141,89 @@ def evaluate_checkpoint(config: TrainConfig, make_data: MakeData, runtime: Runti
                         say: Callable[[str], None]) -> dict[str, Any]:
     """Evaluate --checkpoint on the test set and write the report beside it (or to --out-dir)."""
     checkpoint = load_checkpoint(config.checkpoint)
+    missing = {"config", "meta", "task", "model_name", "model_kwargs", "model", "class_names"} - set(checkpoint)
+    if missing:
+        raise CheckpointError(f"{config.checkpoint} is not a checkpoint of this repository "
+                              f"(no {', '.join(sorted(missing))})")
     # data settings (label set, split) come from the run that made the checkpoint; where to look
     # and how to compute come from this command line
     saved = {key: value for key, value in checkpoint["config"].items()
              if key in vars(config) and key not in COMMAND_LINE_ONLY}
     data = make_data(dataclasses.replace(config, **saved), runtime, checkpoint["meta"])
     if checkpoint["task"] != data.task:
-        raise ValueError(f"{config.checkpoint} is a {checkpoint['task']} checkpoint, not {data.task}")
-    model = model_from_checkpoint(checkpoint, runtime.device)
+        raise ConfigError(f"{config.checkpoint} is a {checkpoint['task']} checkpoint, not {data.task}")
+    model = model_from_checkpoint(checkpoint, runtime.device, config.checkpoint)
     out_dir = config.out_dir or os.path.dirname(os.path.abspath(config.checkpoint))
-    test = evaluate(model, data.test, runtime, collect=True)
-    summary = {"checkpoint": config.checkpoint, "test_loss": test["loss"], "test_acc": test["acc"],
-               "num_params": count_parameters(model), "device": str(runtime.device)}
-    if runtime.is_main:
-        save_json(os.path.join(out_dir, "eval.json"), summary)
-        say(write_test_report(out_dir, test, data))
-        say(f"test accuracy {test['acc']:.4f} (loss {test['loss']:.4f}) of {config.checkpoint}")
+    with RunFolder(out_dir, writer=runtime.is_main):  # not while a run writes its reports there
+        test = evaluate(model, data.test, runtime, collect=True)
+        summary = {"checkpoint": config.checkpoint, "test_loss": test["loss"], "test_acc": test["acc"],
+                   "num_params": count_parameters(model), "device": str(runtime.device)}
+        if runtime.is_main:
+            save_json(os.path.join(out_dir, "eval.json"), summary)
+            say(write_test_report(out_dir, test, data))
+            say(f"test accuracy {test['acc']:.4f} (loss {test['loss']:.4f}) of {config.checkpoint}")
     return summary
 
 
 def train(config: TrainConfig, script_name: str, model_name: str, make_data: MakeData, runtime: Runtime,
           say: Callable[[str], None]) -> dict[str, Any]:
-    """The training run proper; see run_experiment."""
+    """The training run proper, in a locked run folder; see run_experiment and utils.run_folder."""
     run_dir = config.resume or config.out_dir or default_run_dir(script_name)
-    if not config.resume and os.path.exists(os.path.join(run_dir, "last.pt")):
-        raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
-                          "or choose another --out-dir")
-    resumed = load_checkpoint(os.path.join(run_dir, "last.pt")) if config.resume else None
+    with RunFolder(run_dir, writer=runtime.is_main) as folder:
+        saved_script = folder.saved_config().get("script", script_name) if config.resume else script_name
+        if saved_script != script_name:
+            raise ConfigError(f"{run_dir} is a run of train_{saved_script}.py: resume it with "
+                              f"python train_{saved_script}.py --resume {run_dir}")
+        resumed = folder.open(resume=bool(config.resume))
+        for note in folder.notes:
+            say(note)
+        return train_in_folder(config, script_name, model_name, make_data, runtime, say, folder, resumed)
+
+
+def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make_data: MakeData, runtime: Runtime,
+                    say: Callable[[str], None], folder: RunFolder, resumed: dict[str, Any] | None) -> dict[str, Any]:
+    """Train from `resumed` (or from scratch), committing each epoch to `folder`; then test and report."""
     data = make_data(config, runtime, resumed["meta"] if resumed else None)
+    for note in data.notes:
+        say(note)
     model_kwargs = {**config.model_kwargs(), **data.model_kwargs}
+    if resumed:
+        same_model_or_error(resumed["model_kwargs"], model_kwargs, folder.path)
     model = build_model(model_name, **model_kwargs).to(runtime.device)
     if getattr(config, "channels_last", False):
         model = model.to(memory_format=torch.channels_last)
     optimizer, scaler, schedule = build_optimization(config, model, len(data.train), runtime)
-    progress = {"epoch": 0, "step": 0, "best_val_acc": -math.inf, "best_epoch": 0, "history": []}
+    progress = {"epoch": 0, "step": 0, "best_val_acc": -math.inf, "best_epoch": 0, "stopped_early": False,
+                "history": []}
     best_weights = None
     if resumed:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scaler.load_state_dict(resumed["scaler"])
+        try:
+            model.load_state_dict(resumed["model"])
+            optimizer.load_state_dict(resumed["optimizer"])
+            scaler.load_state_dict(resumed["scaler"])
+        except (KeyError, ValueError, RuntimeError) as error:
+            raise CheckpointError(f"{folder.file('last.pt')} does not fit this run's model or optimizer "
+                                  f"({one_line(error)[:200]}): start a new run") from error
         progress = {key: resumed[key] for key in progress}
-        if progress["best_epoch"]:
-            best_weights = load_checkpoint(os.path.join(run_dir, "best.pt"))["model"]
-        say(f"resuming {run_dir} after epoch {progress['epoch']} (step {progress['step']})")
+        best_weights = resumed["best_model"]
+        say(f"resuming {folder.path} after epoch {progress['epoch']} (step {progress['step']})")
+    if progress["epoch"] < config.epochs and not progress["stopped_early"]:
+        folder.forget_results()
     train_module = wrap_for_training(model, runtime, config.compile)
+    folder.save_config({**vars(config), "script": script_name})
+    say(f"run folder {folder.path}: {model_name} with {count_parameters(model):,} parameters on {runtime.device} "
+        f"({runtime.precision}, {runtime.world_size} process{'es' if runtime.distributed else ''}), "
+        f"{data.train.num_examples * runtime.world_size:,} training examples")
 
-    if runtime.is_main:
-        save_json(os.path.join(run_dir, "config.json"), vars(config))
-        say(f"run folder {run_dir}: {model_name} with {count_parameters(model):,} parameters on {runtime.device} "
-            f"({runtime.precision}, {runtime.world_size} process{'es' if runtime.distributed else ''}), "
-            f"{data.train.num_examples * runtime.world_size:,} training examples")
-
-    def on_epoch_end(metrics: dict[str, float], is_best: bool) -> None:
+    def on_epoch_end(metrics: dict[str, float], outcome: dict[str, Any]) -> None:
         nonlocal best_weights
-        progress["history"].append(metrics)
-        progress.update(epoch=metrics["epoch"], step=trainer.step)
-        if is_best:
-            progress.update(best_val_acc=metrics["val_acc"], best_epoch=metrics["epoch"])
+        if outcome["is_best"]:
             best_weights = {name: value.detach().clone() for name, value in model.state_dict().items()}
-        if runtime.is_main:
-            last_path = os.path.join(run_dir, "last.pt")
-            save_checkpoint(last_path, checkpoint_state(model, optimizer, scaler, progress, config, model_name,
-                                                        model_kwargs, data))
-            if is_best:
-                atomic_write(os.path.join(run_dir, "best.pt"), lambda tmp: shutil.copyfile(last_path, tmp))
-            write_jsonl(os.path.join(run_dir, "metrics.jsonl"), progress["history"])
+        progress["history"].append(metrics)
+        progress.update(epoch=metrics["epoch"], step=trainer.step, best_val_acc=outcome["best_val_acc"],
+                        best_epoch=outcome["best_epoch"], stopped_early=outcome["stopped_early"])
+        folder.commit(checkpoint_state(model, optimizer, scaler, progress, best_weights, config, script_name,
+                                       model_name, model_kwargs, data))
 
     with stop_on_signals() as should_stop:
         trainer = Trainer(train_module, optimizer, runtime, schedule, scaler, config.label_smoothing,
@@ -192,10 +233,10 @@ def train(config: TrainConfig, script_name: str, model_name: str, make_data: Mak
             outcome = fit(trainer, data.train, data.val, model, epochs=config.epochs, seed=config.seed,
                           start_epoch=progress["epoch"] + 1, best_val_acc=progress["best_val_acc"],
                           best_epoch=progress["best_epoch"], patience=config.patience,
-                          progress=config.progress, on_epoch_end=on_epoch_end, log=say)
-        except Interrupted as stop:
-            raise Interrupted(f"{stop}; {run_dir}/last.pt holds epoch {progress['epoch']}. "
-                              f"Resume with: python train_{script_name}.py --resume {run_dir}") from None
+                          stopped_early=progress["stopped_early"], progress=config.progress,
+                          on_epoch_end=on_epoch_end, log=say)
+        except (Interrupted, NonFiniteLoss) as stop:
+            raise type(stop)(f"{stop}; {folder.describe(progress['epoch'], script_name)}") from None
         wall_seconds = time.perf_counter() - start
 
     if best_weights is not None:
@@ -206,10 +247,10 @@ def train(config: TrainConfig, script_name: str, model_name: str, make_data: Mak
                "train_seconds": sum(m["seconds"] for m in progress["history"]), "wall_seconds": wall_seconds,
                "epochs_run": progress["epoch"], "stopped_early": outcome["stopped_early"],
                "device": str(runtime.device), "precision": runtime.precision, "world_size": runtime.world_size,
-               "run_dir": run_dir}
+               "run_dir": folder.path}
     if runtime.is_main:
-        save_json(os.path.join(run_dir, "summary.json"), summary)
-        say(write_test_report(run_dir, test, data))
+        say(write_test_report(folder.path, test, data))
+        save_json(folder.file(SUMMARY), summary)  # last: its presence marks a finished run
         say(f"test accuracy {test['acc']:.4f} (loss {test['loss']:.4f}) with the best-on-validation weights "
-            f"of epoch {outcome['best_epoch']}; {summary['train_seconds']:.0f}s of training; results in {run_dir}")
+            f"of epoch {outcome['best_epoch']}; {summary['train_seconds']:.0f}s of training; results in {folder.path}")
     return summary

@@ -1,32 +1,61 @@
 """Classify new inputs with a saved checkpoint alone: images as FashionMNIST, questions as TREC."""
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from data.text import Vocabulary, pad_sequences, tokenize
-from utils.checkpoint import load_checkpoint
+from data.text import PAD, UNK, Vocabulary, pad_sequences, tokenize
+from utils.checkpoint import CheckpointError, load_checkpoint, one_line
 from utils.experiment import model_from_checkpoint
 
-CHECKPOINT_KEYS = {"model", "model_name", "model_kwargs", "task", "class_names", "meta"}
+MAX_IMAGE_PIXELS = 40_000_000  # a 6000x6000 photo; a larger file is refused before it is decoded
+CHECKPOINT_TYPES = {"model": dict, "model_name": str, "model_kwargs": dict, "task": str, "class_names": list,
+                    "meta": dict}
+TASK_META = {"fashion_mnist": ("mean", "std"), "trec": ("vocabulary",)}
 
 
 class InputError(ValueError):
     """An input or checkpoint that cannot be classified; the message says which and why."""
 
 
+def check_predictor_checkpoint(checkpoint: dict[str, Any], path: str) -> None:
+    """Raise CheckpointError unless `checkpoint` holds, with the right types, all a predictor needs."""
+    for key, kind in CHECKPOINT_TYPES.items():
+        if not isinstance(checkpoint.get(key), kind):
+            raise CheckpointError(f"{path} is not a checkpoint of this repository: its {key!r} is missing or "
+                                  f"not a {kind.__name__}")
+    task, names = checkpoint["task"], checkpoint["class_names"]
+    if task not in TASK_META:
+        raise CheckpointError(f"{path}: unknown task {task!r} (expected one of {', '.join(TASK_META)})")
+    missing = [key for key in TASK_META[task] if key not in checkpoint["meta"]]
+    if missing:
+        raise CheckpointError(f"{path}: its meta lacks {', '.join(missing)}, needed to read {task} inputs")
+    if not names or not all(isinstance(name, str) for name in names):
+        raise CheckpointError(f"{path}: class_names must be a non-empty list of strings")
+    meta = checkpoint["meta"]
+    if task == "trec" and (not isinstance(meta["vocabulary"], list) or meta["vocabulary"][:2] != [PAD, UNK]
+                           or checkpoint["model_kwargs"].get("vocab_size") != len(meta["vocabulary"])):
+        raise CheckpointError(f"{path}: its vocabulary does not start with {PAD}, {UNK} or does not match the "
+                              "model's vocab_size")
+    if task == "fashion_mnist" and not all(isinstance(meta[key], (int, float)) and math.isfinite(meta[key])
+                                           for key in ("mean", "std")) or task == "fashion_mnist" and meta["std"] <= 0:
+        raise CheckpointError(f"{path}: its image normalisation (mean, std) is not a pair of finite numbers "
+                              "with std > 0")
+    if checkpoint["model_kwargs"].get("num_classes", len(names)) != len(names):
+        raise CheckpointError(f"{path}: the model has {checkpoint['model_kwargs']['num_classes']} outputs "
+                              f"but {len(names)} class names")
+
+
 def load_for_inference(path: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The model of a checkpoint, in eval mode on the CPU, and the checkpoint itself."""
-    try:
-        checkpoint = load_checkpoint(path)
-    except (FileNotFoundError, ValueError) as error:
-        raise InputError(str(error)) from error
-    if not isinstance(checkpoint, dict) or not CHECKPOINT_KEYS <= set(checkpoint):
-        raise InputError(f"{path} is not a checkpoint of this repository (no model_name/task/class_names)")
-    return model_from_checkpoint(checkpoint), checkpoint
+    checkpoint = load_checkpoint(path)
+    check_predictor_checkpoint(checkpoint, path)
+    return model_from_checkpoint(checkpoint, path=path), checkpoint
 
 
 def image_to_fashion_mnist(image: Image.Image, size: int = 28) -> np.ndarray:
@@ -35,7 +64,7 @@ def image_to_fashion_mnist(image: Image.Image, size: int = 28) -> np.ndarray:
     Photos usually show a dark object on a light background, so the image is inverted when its
     border is brighter than its middle.
     """
-    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    gray = grayscale_0_255(image)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]).mean()
     if border > gray.mean():
         gray = 255.0 - gray
@@ -49,13 +78,48 @@ def image_to_fashion_mnist(image: Image.Image, size: int = 28) -> np.ndarray:
     return canvas
 
 
+def grayscale_0_255(image: Image.Image) -> np.ndarray:
+    """The image's luminance as float32 in [0, 255], whatever its bit depth.
+
+    8-bit modes convert directly; 16- and 32-bit integer and float images (e.g. 16-bit PNGs) are
+    scaled by the range of their type instead of being clipped at 255.
+    """
+    if image.mode.startswith("I;16"):
+        return np.asarray(image, dtype=np.float32) * (255.0 / 65535.0)
+    if image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        if image.mode == "F" and low >= 0.0 and high <= 1.0:
+            return (values * 255.0).astype(np.float32)
+        if low >= 0 and high <= 255:
+            return values.astype(np.float32)
+        if low >= 0 and high <= 65535:  # how Pillow opens many 16-bit files
+            return (values * (255.0 / 65535.0)).astype(np.float32)
+        return ((values - low) * (255.0 / max(high - low, 1e-12))).astype(np.float32)
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
 def read_image(path: str) -> np.ndarray:
-    """An image file (PNG, JPEG, ... any size and colour) as a FashionMNIST-like array."""
+    """An image file (PNG, JPEG, ... any size, colour and bit depth) as a FashionMNIST-like array.
+
+    Files that cannot be read, and images of more than MAX_IMAGE_PIXELS pixels, raise InputError.
+    """
     try:
-        with Image.open(path) as image:
-            return image_to_fashion_mnist(image)
-    except (OSError, UnidentifiedImageError) as error:
-        raise InputError(f"cannot read image {path!r}: {error}") from error
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is below
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise InputError(f"image {path!r} is {width}x{height} pixels, more than the "
+                                     f"{MAX_IMAGE_PIXELS:,} this tool reads: scale it down first")
+                return image_to_fashion_mnist(image)
+    except InputError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise InputError(f"image {path!r} is too large to read safely ({one_line(error)[:120]}): "
+                         "scale it down first") from error
+    except (OSError, ValueError, SyntaxError, EOFError) as error:  # Pillow's decoders raise all of these
+        raise InputError(f"cannot read image {path!r}: {one_line(error)[:200]}") from error
 
 
 def image_inputs(arrays: Sequence[np.ndarray], meta: dict[str, Any]) -> torch.Tensor:
@@ -65,14 +129,16 @@ def image_inputs(arrays: Sequence[np.ndarray], meta: dict[str, Any]) -> torch.Te
 
 
 def question_inputs(questions: Sequence[str], meta: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids and lengths of questions, encoded with the checkpoint's vocabulary."""
+    """Token ids and lengths of questions, encoded with the checkpoint's vocabulary and cut to the
+    length the model was trained with."""
     vocabulary = Vocabulary(meta["vocabulary"])
+    max_length = meta.get("max_length")
     encoded = []
     for question in questions:
         tokens = tokenize(question)
         if not tokens:
             raise InputError("empty question: give some words to classify")
-        encoded.append(vocabulary.encode(tokens))
+        encoded.append(vocabulary.encode(tokens[:max_length]))
     return pad_sequences(encoded)
 
 

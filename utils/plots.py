@@ -9,6 +9,21 @@ matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from utils.checkpoint import atomic_write  # noqa: E402
+
+
+def save_figure(figure: plt.Figure, path: str) -> None:
+    """Write `figure` as a PNG, atomically, and free it."""
+    try:
+        atomic_write(path, lambda tmp_path: figure.savefig(tmp_path, dpi=110, format="png"))
+    finally:
+        plt.close(figure)
+
+
+def column(rows: list[dict], key: str) -> list[float]:
+    """One metric over the epochs; a value saved as null (not finite) becomes NaN, a gap in the line."""
+    return [float("nan") if row.get(key) is None else row[key] for row in rows]
+
 
 def plot_curves(histories: dict[str, list[dict]], path: str) -> None:
     """Train/validation loss and accuracy per epoch, one line pair per run label."""
@@ -17,8 +32,8 @@ def plot_curves(histories: dict[str, list[dict]], path: str) -> None:
         epochs = [row["epoch"] for row in history]
         prefix = f"{label} " if len(histories) > 1 else ""
         for axis, key in ((loss_axis, "loss"), (acc_axis, "acc")):
-            line, = axis.plot(epochs, [row[f"train_{key}"] for row in history], label=f"{prefix}train")
-            axis.plot(epochs, [row[f"val_{key}"] for row in history], "--", color=line.get_color(),
+            line, = axis.plot(epochs, column(history, f"train_{key}"), label=f"{prefix}train")
+            axis.plot(epochs, column(history, f"val_{key}"), "--", color=line.get_color(),
                       label=f"{prefix}validation")
     for axis, title in ((loss_axis, "loss"), (acc_axis, "accuracy")):
         axis.set_xlabel("epoch")
@@ -26,8 +41,7 @@ def plot_curves(histories: dict[str, list[dict]], path: str) -> None:
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str) -> None:
@@ -48,8 +62,7 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str) ->
     axis.set_title("test confusion matrix (colour: fraction of the true class)")
     figure.colorbar(image, fraction=0.046, pad=0.04)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def plot_mistakes(images: Sequence[np.ndarray], captions: Sequence[str], path: str, columns: int = 6) -> None:
@@ -62,5 +75,4 @@ def plot_mistakes(images: Sequence[np.ndarray], captions: Sequence[str], path: s
         axis.imshow(np.asarray(image), cmap="gray_r", vmin=0, vmax=255)
         axis.set_title(caption, fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -5,8 +5,6 @@
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from typing import Any, Sequence
@@ -14,7 +12,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from utils.checkpoint import atomic_write, read_jsonl, save_json
+from utils.checkpoint import CheckpointError, read_json, read_jsonl, save_json, save_text
+from utils.config import ArgumentParser
 from utils.metrics import classification_report, confusion_matrix, format_report
 
 MAX_IMAGE_MISTAKES = 36
@@ -54,8 +53,7 @@ def draw_run(run_dir: str) -> str:
     if os.path.exists(metrics_path):
         plot_curves({os.path.basename(run_dir.rstrip("/")): read_jsonl(metrics_path)},
                     os.path.join(run_dir, "curves.png"))
-    with open(os.path.join(run_dir, "predictions.json")) as f:
-        saved = json.load(f)
+    saved = read_predictions(os.path.join(run_dir, "predictions.json"))
     names = saved["class_names"]
     matrix = confusion_matrix(torch.tensor(saved["targets"]), torch.tensor(saved["predictions"]), len(names))
     report = classification_report(matrix, names)
@@ -67,33 +65,49 @@ def draw_run(run_dir: str) -> str:
                       [f"true {m['true']}\npred {m['predicted']} ({m['confidence']:.2f})" for m in mistakes],
                       os.path.join(run_dir, "mistakes.png"))
     else:
-        lines = [f"true {m['true']:5}  predicted {m['predicted']:5} ({m['confidence']:.2f})  {m['example']}\n"
-                 for m in mistakes]
-
-        def write(tmp_path: str) -> None:
-            with open(tmp_path, "w") as f:
-                f.writelines(lines)
-        atomic_write(os.path.join(run_dir, "mistakes.txt"), write)
+        save_text(os.path.join(run_dir, "mistakes.txt"), "".join(
+            f"true {m['true']:5}  predicted {m['predicted']:5} ({m['confidence']:.2f})  {m['example']}\n"
+            for m in mistakes))
     return format_report(report)
+
+
+def read_predictions(path: str) -> dict[str, Any]:
+    """predictions.json, checked: class names, equally long target and prediction lists of valid
+    class indices, mistakes; anything else raises CheckpointError naming the file."""
+    saved = read_json(path)
+    try:
+        names, targets, predictions = saved["class_names"], saved["targets"], saved["predictions"]
+        valid = (isinstance(names, list) and names and len(targets) == len(predictions)
+                 and all(isinstance(v, int) and 0 <= v < len(names) for v in [*targets, *predictions])
+                 and isinstance(saved["mistakes"], list) and saved["task"] in ("fashion_mnist", "trec"))
+    except (KeyError, TypeError):
+        valid = False
+    if not valid:
+        raise CheckpointError(f"{path} is not a predictions file of this repository (it was edited or damaged); "
+                              "evaluate the checkpoint again with --eval-only")
+    return saved
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: redraw the report of each run folder, optionally overlaying their curves."""
-    parser = argparse.ArgumentParser(description="Redraw run reports without retraining.")
-    parser.add_argument("run_dirs", nargs="+", help="run folders holding metrics.jsonl and predictions.json")
-    parser.add_argument("--compare", default="", help="also write one PNG overlaying all runs' curves")
-    args = parser.parse_args(argv)
-    for run_dir in args.run_dirs:
-        if not os.path.exists(os.path.join(run_dir, "predictions.json")):
-            print(f"error: {run_dir} has no predictions.json (not a finished run folder)", file=sys.stderr)
-            return 2
-        print(f"== {run_dir}\n{draw_run(run_dir)}")
-    if args.compare:
-        from utils.plots import plot_curves
-        plot_curves({os.path.basename(d.rstrip("/")): read_jsonl(os.path.join(d, "metrics.jsonl"))
-                     for d in args.run_dirs}, args.compare)
-        print(f"wrote {args.compare}")
-    return 0
+    from utils.cli import run_tool
+
+    def run() -> None:
+        parser = ArgumentParser(description="Redraw run reports without retraining.")
+        parser.add_argument("run_dirs", nargs="+", help="run folders holding metrics.jsonl and predictions.json")
+        parser.add_argument("--compare", default="", help="also write one PNG overlaying all runs' curves "
+                            "(its folder is created if needed)")
+        args = parser.parse_intermixed_args(argv)
+        for run_dir in args.run_dirs:
+            if not os.path.exists(os.path.join(run_dir, "predictions.json")):
+                raise CheckpointError(f"{run_dir} has no predictions.json (not a finished run folder)")
+            print(f"== {run_dir}\n{draw_run(run_dir)}")
+        if args.compare:
+            from utils.plots import plot_curves
+            plot_curves({os.path.basename(d.rstrip("/")): read_jsonl(os.path.join(d, "metrics.jsonl"))
+                         for d in args.run_dirs}, args.compare)
+            print(f"wrote {args.compare}")
+    return run_tool(run)
 
 
 if __name__ == "__main__":

@@ -38,9 +38,11 @@ class TextConfig(TrainConfig):
     source: str = option("files", "read the original .label files (downloaded if missing) or the hub",
                          ["files", "hub"])
     min_freq: int = option(2, "keep training words seen at least this often; the rest become <unk>, "
-                           "which so gets trained too")
+                           "which so gets trained too", minimum=1)
     bucket: bool = option(True, "batch questions of similar length together (less padding)")
     val_size: int = option(500, "training questions held out for validation (chosen by the seed)")
+    max_length: int = option(64, "keep at most this many tokens of a question (longer ones are cut, with a note)",
+                             minimum=1, maximum=100_000)
 
 
 def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
@@ -50,4 +52,4 @@ def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None 
         batch_size=config.batch_size, eval_batch_size=config.eval_batch_size, val_size=config.val_size,
         seed=config.seed, min_freq=config.min_freq, bucket=config.bucket, device=runtime.device,
         rank=runtime.rank, world_size=runtime.world_size, limit_train=config.limit_train,
-        vocabulary_tokens=(meta or {}).get("vocabulary"))
+        max_length=config.max_length, vocabulary_tokens=(meta or {}).get("vocabulary"))

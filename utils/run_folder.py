@@ -1,0 +1,198 @@
+"""A run folder as a small state machine with one commit point.
+
+    .lock          held (flock) by the one process that owns the folder; the kernel drops it when
+                   that process ends, however it ends, so a killed run never leaves it stuck
+    config.json    the run's settings, written before the first epoch
+    last.pt        THE COMMIT RECORD. After epoch k it holds everything a resume needs: weights,
+                   optimizer, gradient scaler, epoch and step, the history of every epoch, the best
+                   epoch with its accuracy and its weights, and whether early stopping has fired
+    best.pt        view: the best-on-validation weights and what a predictor needs, stamped with
+                   the epoch they come from
+    metrics.jsonl  view: last.pt's history, one line per epoch
+    summary.json   written last, after the test of the final state; then the test reports
+
+Committing an epoch replaces last.pt in one `os.replace`, then brings the views up to date. So at
+every instant last.pt is the state after epoch k or after epoch k+1, never a mix; views that lag
+behind it (a kill between the two steps) are verified against it and rewritten when the folder is
+opened again. Every checkpoint the other parts of the repository add (tokenizers, teachers) goes
+into the commit record through `commit`.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from utils.checkpoint import (CheckpointError, load_checkpoint, read_json, read_jsonl, remove_quietly, save_checkpoint,
+                              save_json, write_jsonl, json_safe)
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; the folder is then not protected from a second run
+    fcntl = None
+
+LAST, BEST, METRICS, CONFIG, SUMMARY, LOCK = "last.pt", "best.pt", "metrics.jsonl", "config.json", "summary.json", ".lock"
+FORMAT = 2  # version of the commit record's layout
+PREDICTOR_KEYS = ("script", "config", "model_name", "model_kwargs", "task", "class_names", "meta")
+TRAINING_ONLY_KEYS = ("optimizer", "scaler", "best_model", "history", "step", "stopped_early")
+LEFTOVER = re.compile(r"\.\d+\.[0-9a-f]{8}\.tmp$")  # utils.checkpoint.atomic_write's temporary files
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked (in use, holds another run, not writable)."""
+
+
+def best_view(state: dict[str, Any]) -> dict[str, Any]:
+    """best.pt's content: the best weights and what a predictor needs, from a commit record."""
+    view = {key: value for key, value in state.items() if key not in TRAINING_ONLY_KEYS}
+    view.update(model=state["best_model"], epoch=state["best_epoch"], val_acc=state["best_val_acc"])
+    return view
+
+
+class RunFolder:
+    """The folder of one training run: its lock, its commit step and its repair on resume.
+
+    Only the writer (the main process) locks, writes and repairs; other processes only read.
+    """
+
+    def __init__(self, path: str, writer: bool = True) -> None:
+        self.path = path
+        self.writer = writer
+        self.notes: list[str] = []  # what opening the folder repaired, for the caller to print
+        self._lock_fd: int | None = None
+        self._best_epoch_on_disk: int | None = None
+
+    def file(self, name: str) -> str:
+        """The path of `name` inside the folder."""
+        return os.path.join(self.path, name)
+
+    # ownership ---------------------------------------------------------------------------------
+    def __enter__(self) -> "RunFolder":
+        if self.writer:
+            self._create()
+            self._lock()
+            self._remove_leftovers()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def _create(self) -> None:
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise RunFolderError(f"{self.path} is a file, not a folder: choose another --out-dir")
+        try:
+            os.makedirs(self.path, exist_ok=True)
+        except OSError as error:
+            raise RunFolderError(f"cannot create the run folder {self.path} ({error.strerror}): "
+                                 "choose a writable --out-dir") from error
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise RunFolderError(f"the run folder {self.path} is not writable: choose a writable --out-dir")
+
+    def _lock(self) -> None:
+        if fcntl is None:
+            return
+        try:
+            descriptor = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise RunFolderError(f"cannot create {self.file(LOCK)} ({error.strerror}): "
+                                 "choose a writable --out-dir") from error
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.read(descriptor, 32).decode(errors="replace").strip() or "unknown"
+            os.close(descriptor)
+            raise RunFolderError(f"{self.path} is in use by another run (process {owner}): wait for it to end, "
+                                 "or choose another --out-dir") from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = descriptor
+
+    def _remove_leftovers(self) -> None:
+        for name in os.listdir(self.path):
+            if LEFTOVER.search(name):
+                remove_quietly(self.file(name))
+
+    # state -------------------------------------------------------------------------------------
+    def has_commit(self) -> bool:
+        """True when at least one epoch has been committed here."""
+        return os.path.isfile(self.file(LAST))
+
+    def open(self, resume: bool) -> dict[str, Any] | None:
+        """The committed state to continue from (None for a new run), after repairing the views.
+
+        A new run refuses a folder that already holds a committed epoch; a folder with settings
+        but no committed epoch (killed during epoch 1) is simply started again.
+        """
+        if not resume:
+            if self.has_commit():
+                raise RunFolderError(f"{self.path} already holds a run: continue it with --resume {self.path}, "
+                                     "or choose another --out-dir")
+            return None
+        if not self.has_commit():
+            self.notes.append(f"{self.path} has no completed epoch yet: starting it from the beginning")
+            return None
+        state = load_checkpoint(self.file(LAST))
+        if state.get("format") != FORMAT:
+            raise RunFolderError(f"{self.file(LAST)} was written by another version of this repository "
+                                 "and cannot be resumed exactly: start a new run")
+        if self.writer:
+            self.repair(state)
+        return state
+
+    def repair(self, state: dict[str, Any]) -> None:
+        """Make the views agree with the commit record `state`; note what had to be rewritten."""
+        stamped = None
+        if state["best_epoch"]:
+            try:
+                stamped = load_checkpoint(self.file(BEST)).get("epoch")
+            except (FileNotFoundError, CheckpointError):
+                stamped = None
+            self._best_epoch_on_disk = stamped
+        expected = json_safe(state["history"])
+        try:
+            found = read_jsonl(self.file(METRICS))
+        except CheckpointError:
+            found = None
+        rewritten = [name for name, stale in ((BEST, bool(state["best_epoch"]) and stamped != state["best_epoch"]),
+                                              (METRICS, found != expected)) if stale]
+        self.sync_views(state)
+        if rewritten:
+            self.notes.append(f"repaired {', '.join(rewritten)} from {LAST} (epoch {state['epoch']}): "
+                              "the previous run stopped between two writes")
+
+    def commit(self, state: dict[str, Any]) -> None:
+        """Record the state after an epoch: last.pt in one step, then the views."""
+        if not self.writer:
+            return
+        save_checkpoint(self.file(LAST), {**state, "format": FORMAT})
+        self.sync_views(state)
+
+    def sync_views(self, state: dict[str, Any]) -> None:
+        """Rewrite metrics.jsonl, and best.pt when its epoch differs from the record's best epoch."""
+        write_jsonl(self.file(METRICS), state["history"])
+        if state["best_epoch"] and self._best_epoch_on_disk != state["best_epoch"]:
+            save_checkpoint(self.file(BEST), best_view(state))
+            self._best_epoch_on_disk = state["best_epoch"]
+
+    def save_config(self, config: dict[str, Any]) -> None:
+        """Write config.json (before the first epoch, and again on resume)."""
+        if self.writer:
+            save_json(self.file(CONFIG), config)
+
+    def saved_config(self) -> dict[str, Any]:
+        """The settings in config.json ({} when there is none)."""
+        return read_json(self.file(CONFIG)) if os.path.isfile(self.file(CONFIG)) else {}
+
+    def forget_results(self) -> None:
+        """Remove summary.json before training further: it describes a state that is no longer final."""
+        if self.writer:
+            remove_quietly(self.file(SUMMARY))
+
+    def describe(self, epoch: int, script_name: str) -> str:
+        """What is kept after a stop at committed epoch `epoch`, and the command that resumes."""
+        command = f"python train_{script_name}.py --resume {self.path}"
+        if epoch:
+            return f"{self.file(LAST)} holds epoch {epoch}. Resume with: {command}"
+        return f"no epoch was completed, so nothing was saved. Start again with: {command}"
