@@ -171,12 +171,21 @@ def parse_config(config_class: type, argv: Sequence[str] | None, description: st
 
 
 def load_saved_config(run_dir: str) -> dict[str, Any]:
-    """The config.json saved in `run_dir`, as a dict."""
+    """The config.json saved in `run_dir`, as a dict; {} for a run killed before it saved one
+    (the flags on the command line then describe it)."""
+    if not os.path.isdir(run_dir):
+        raise ConfigError(f"cannot resume: {run_dir} is not a run folder")
     path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(path):
-        raise ConfigError(f"cannot resume: {path} not found (is {run_dir!r} a run folder?)")
-    with open(path) as f:
-        return json.load(f)
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"cannot resume: {path} cannot be read ({error}); it was damaged") from error
+    if not isinstance(saved, dict):
+        raise ConfigError(f"cannot resume: {path} does not hold a config object")
+    return saved
 
 
 def validate(config: TrainConfig) -> None:
@@ -195,5 +204,7 @@ def validate(config: TrainConfig) -> None:
             raise ConfigError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
     if config.eval_only and not config.checkpoint:
         raise ConfigError("--eval-only needs --checkpoint PATH")
+    if config.resume and config.out_dir and os.path.abspath(config.resume) != os.path.abspath(config.out_dir):
+        raise ConfigError("--resume RUN continues in RUN: leave out --out-dir, or give the same folder")
     if config.eval_only and config.resume:
         raise ConfigError("--eval-only and --resume do not go together: evaluate with --checkpoint RUN/best.pt")
