@@ -111,13 +111,13 @@ def read_image(path: str) -> np.ndarray:
                 width, height = image.size
                 if width * height > MAX_IMAGE_PIXELS:
                     raise InputError(f"image {path!r} is {width}x{height} pixels, more than the "
-                                     f"{MAX_IMAGE_PIXELS:,} this tool reads: scale it down first")
+                                     f"{MAX_IMAGE_PIXELS:,} pixels this tool reads: scale it down first")
                 return image_to_fashion_mnist(image)
     except InputError:
         raise
     except Image.DecompressionBombError as error:
-        raise InputError(f"image {path!r} is too large to read safely ({one_line(error)[:120]}): "
-                         "scale it down first") from error
+        raise InputError(f"image {path!r} has more than the {MAX_IMAGE_PIXELS:,} pixels this tool reads "
+                         "(Pillow refuses it as a possible decompression bomb): scale it down first") from error
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # Pillow's decoders raise all of these
         raise InputError(f"cannot read image {path!r}: {one_line(error)[:200]}") from error
 
