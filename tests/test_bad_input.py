@@ -297,3 +297,9 @@ def test_photo_of_a_dark_object_on_white_is_inverted():
     photo.paste(0, (20, 10, 30, 20))
     drawn = image_to_fashion_mnist(photo)
     assert drawn[0, 0] == 0 and drawn[14, 14] > 240  # light object on black, as FashionMNIST draws them
+
+
+def test_a_diverging_run_exits_3_in_one_line(runs, tmp_path, capsys):
+    assert_one_error_line(train_dnn.main, ["--data-dir", runs["fashion"], "--out-dir", str(tmp_path / "o"),
+                                           "--val-size", "20", "--no-progress", "--lr", "1e30", "--optimizer", "sgd"],
+                          capsys, "loss became", code=3)

@@ -147,3 +147,30 @@ def test_kill_during_write_leaves_last_complete_checkpoint(tmp_path):
     loaded = load_checkpoint(path)  # after kill -9, wherever the write was
     assert torch.equal(loaded["weights"], torch.full((300_000,), float(loaded["step"])))
     assert math.isfinite(loaded["step"])
+
+
+def test_an_epoch_with_non_finite_validation_loss_is_never_the_best():
+    class NaNWhenEvaluating(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(28 * 28, 10)
+
+        def forward(self, images):
+            logits = self.linear(images.flatten(1))
+            return logits if self.training else logits * float("nan")
+
+    model = NaNWhenEvaluating()
+    outcomes = []
+    result = fit(make_trainer(model), separable_batches(), separable_batches(shuffle=False), model, epochs=2,
+                 progress=False, log=lambda message: None,
+                 on_epoch_end=lambda metrics, outcome: outcomes.append((metrics["val_loss"], outcome["is_best"])))
+    assert all(math.isnan(loss) and not is_best for loss, is_best in outcomes)
+    assert result["best_epoch"] == 0
+
+
+def test_a_resumed_early_stop_trains_nothing_more():
+    model = build_model("dnn", hidden_sizes=(8, 8))
+    trainer = make_trainer(model)
+    result = fit(trainer, separable_batches(), separable_batches(shuffle=False), model, epochs=5, start_epoch=3,
+                 best_epoch=1, best_val_acc=0.5, stopped_early=True, progress=False, log=lambda message: None)
+    assert trainer.step == 0 and result == {"best_epoch": 1, "best_val_acc": 0.5, "stopped_early": True}

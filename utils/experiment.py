@@ -239,6 +239,16 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
             raise type(stop)(f"{stop}; {folder.describe(progress['epoch'], script_name)}") from None
         wall_seconds = time.perf_counter() - start
 
+    try:
+        return test_and_report(model, best_weights, data, runtime, outcome, progress, wall_seconds, folder, say)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted during the final test; {folder.describe(progress['epoch'], script_name)}") from None
+
+
+def test_and_report(model: nn.Module, best_weights: dict[str, torch.Tensor] | None, data: DataBundle, runtime: Runtime,
+                    outcome: dict[str, Any], progress: dict[str, Any], wall_seconds: float, folder: RunFolder,
+                    say: Callable[[str], None]) -> dict[str, Any]:
+    """Test the best-on-validation weights once, write the reports, then summary.json; returns the summary."""
     if best_weights is not None:
         model.load_state_dict(best_weights)
     test = evaluate(model, data.test, runtime, collect=True)
