@@ -7,7 +7,8 @@ from data import DataError
 from data.bundle import DataBundle, split_train_val
 from data.fashion_mnist import CLASS_NAMES, MEAN, STD, load_fashion_mnist
 from data.image_batches import ImageBatches
-from data.text import TextBatches, Vocabulary, build_vocabulary, tokenize
+from data.text import TextBatches
+from data.tokenization import TextTokenizer, WordTokenizer, encode_all
 from data.trec import COARSE_LABELS, Question, load_trec_files, load_trec_hub
 
 
@@ -34,12 +35,12 @@ def fashion_mnist_bundle(data_dir: str, *, batch_size: int, eval_batch_size: int
 
 def trec_bundle(data_dir: str, *, source: str, labels: str, batch_size: int, eval_batch_size: int, val_size: int,
                 seed: int, min_freq: int, bucket: bool, device: torch.device, rank: int = 0, world_size: int = 1,
-                limit_train: int = 0, max_length: int = 64, vocabulary_tokens: list[str] | None = None) -> DataBundle:
+                limit_train: int = 0, max_length: int = 64, tokenizer: TextTokenizer | None = None) -> DataBundle:
     """TREC questions as bucketed batches of token ids; `labels` is "coarse" (6) or "fine" (50).
 
-    The vocabulary is built from the training part only, unless `vocabulary_tokens` (from a
-    checkpoint) is given. Questions are cut to `max_length` tokens, so that one huge line cannot
-    blow up the padded tensors; the bundle's notes say how many were cut.
+    `tokenizer` (a checkpoint's, or a pretrained model's) turns questions into ids; without one,
+    a word vocabulary is built from the training part only. Questions are cut to `max_length`
+    tokens, so that one huge line cannot blow up the padded tensors; the notes say how many were.
     """
     splits = load_trec_hub() if source == "hub" else load_trec_files(data_dir)
     full_train, test = splits["train"], splits["test"]
@@ -55,20 +56,15 @@ def trec_bundle(data_dir: str, *, source: str, labels: str, batch_size: int, eva
     train_idx, val_idx = split_train_val(len(full_train), val_size, seed, limit_train)
     train_part = [full_train[i] for i in train_idx.tolist()]
     val_part = [full_train[i] for i in val_idx.tolist()]
-    vocabulary = (Vocabulary(vocabulary_tokens) if vocabulary_tokens
-                  else build_vocabulary((tokenize(q.text) for q in train_part), min_freq))
-
+    tokenizer = tokenizer or WordTokenizer.build((q.text for q in train_part), min_freq)
     notes = []
 
     def batches(questions: list[Question], size: int, shuffle: bool, split: str) -> TextBatches:
-        encoded = [vocabulary.encode(tokenize(q.text)) for q in questions]
-        longest = max(len(ids) for ids in encoded)
-        if longest > max_length:
-            cut = sum(len(ids) > max_length for ids in encoded)
-            notes.append(f"note: cut {cut} {split} question(s) to --max-length {max_length} tokens "
-                         f"(the longest has {longest})")
-        return TextBatches([ids[:max_length] for ids in encoded], label_ids(questions), size, shuffle=shuffle,
-                           bucket=bucket, seed=seed, rank=rank, world_size=world_size, device=device)
+        encoded, cut = encode_all(tokenizer, [q.text for q in questions], max_length)
+        if cut:
+            notes.append(f"note: cut {cut} {split} question(s) to --max-length {max_length} tokens")
+        return TextBatches(encoded, label_ids(questions), size, shuffle=shuffle, bucket=bucket, seed=seed, rank=rank,
+                           world_size=world_size, device=device, pad_id=tokenizer.pad_id)
 
     return DataBundle(
         task="trec",
@@ -76,8 +72,9 @@ def trec_bundle(data_dir: str, *, source: str, labels: str, batch_size: int, eva
         val=batches(val_part, eval_batch_size, shuffle=False, split="validation"),
         test=batches(test, eval_batch_size, shuffle=False, split="test"),
         class_names=list(class_names),
-        model_kwargs={"num_classes": len(class_names), "vocab_size": len(vocabulary)},
-        meta={"vocabulary": vocabulary.tokens, "lowercase": True, "max_length": max_length},
+        model_kwargs={"num_classes": len(class_names), "vocab_size": tokenizer.vocab_size,
+                      "padding_idx": tokenizer.pad_id},
+        meta={"tokenizer": tokenizer.state(), "max_length": max_length},
         test_examples=[q.text for q in test],
         notes=notes,
     )

@@ -44,12 +44,12 @@ def build_vocabulary(token_lists: Iterable[Sequence[str]], min_freq: int = 1) ->
     return Vocabulary([PAD, UNK, *kept])
 
 
-def pad_sequences(sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One (N, max_len) tensor of ids, padded with 0, and the (N,) lengths."""
+def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One (N, max_len) tensor of ids, padded with `pad_id`, and the (N,) lengths."""
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    if (lengths == 0).any():
+    if len(sequences) == 0 or (lengths == 0).any():
         raise ValueError("cannot batch an empty sequence")
-    padded = torch.zeros(len(sequences), int(lengths.max()), dtype=torch.long)
+    padded = torch.full((len(sequences), int(lengths.max())), pad_id, dtype=torch.long)
     for row, sequence in enumerate(sequences):
         padded[row, :len(sequence)] = torch.tensor(sequence, dtype=torch.long)
     return padded, lengths
@@ -65,11 +65,11 @@ class TextBatches:
 
     def __init__(self, sequences: Sequence[Sequence[int]], labels: Sequence[int], batch_size: int, *,
                  shuffle: bool = False, bucket: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", pad_id: int = 0) -> None:
         if len(sequences) != len(labels):
             raise ValueError(f"{len(sequences)} sequences but {len(labels)} labels")
         self.device = torch.device(device)
-        token_ids, self.lengths = pad_sequences(sequences)  # lengths stay on the CPU, as packing needs
+        token_ids, self.lengths = pad_sequences(sequences, pad_id)  # lengths stay on the CPU, as packing needs
         self.token_ids = token_ids.to(self.device)
         self.labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
         self.batch_size, self.shuffle, self.bucket = batch_size, shuffle, bucket

@@ -6,11 +6,14 @@ from torch import nn
 from models.cnn import ConvNet
 from models.dnn import MLP
 from models.rnn import RecurrentClassifier
+from models.transformer import PretrainedClassifier, TransformerClassifier
 
 MODELS: dict[str, type[nn.Module]] = {
     "cnn": ConvNet,
     "dnn": MLP,
     "rnn": RecurrentClassifier,
+    "transformer": TransformerClassifier,
+    "pretrained": PretrainedClassifier,
 }
 
 
@@ -27,3 +30,14 @@ def build_model(name: str, **kwargs) -> nn.Module:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def parameter_groups(model: nn.Module, encoder_lr_scale: float = 1.0) -> list[dict]:
+    """The trainable parameters in optimizer groups: those of `model.encoder` (if it has one) with
+    their learning rate scaled by `encoder_lr_scale`, then all the others (the head) at full rate."""
+    encoder = getattr(model, "encoder", None)
+    encoder_ids = {id(p) for p in encoder.parameters()} if isinstance(encoder, nn.Module) else set()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) in encoder_ids], "lr_scale": encoder_lr_scale},
+              {"params": [p for p in trainable if id(p) not in encoder_ids], "lr_scale": 1.0}]
+    return [group for group in groups if group["params"]]

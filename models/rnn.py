@@ -5,6 +5,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from models.layers import MaskedPooling, length_mask
+
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 POOLINGS = ("last", "mean", "max", "attention")
 
@@ -33,7 +35,7 @@ class RecurrentClassifier(nn.Module):
         self.recurrent = CELLS[cell](embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
                                      bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
         output_size = hidden_size * (2 if bidirectional else 1)
-        self.query = nn.Parameter(torch.randn(output_size) / output_size ** 0.5) if pooling == "attention" else None
+        self.pool = MaskedPooling(pooling, output_size) if pooling != "last" else None
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(output_size, num_classes)
 
@@ -50,22 +52,10 @@ class RecurrentClassifier(nn.Module):
             pooled = torch.cat(list(final[-directions:]), dim=-1)  # (batch, output_size)
         else:
             outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True)  # (batch, max_len, output_size)
-            mask = (torch.arange(outputs.size(1), device=outputs.device)[None, :]
-                    < lengths.to(outputs.device)[:, None])  # (batch, max_len)
-            pooled = self._pool(outputs, mask)
+            pooled = self.pool(outputs, length_mask(lengths, outputs.size(1), outputs.device))
         return self.classifier(self.dropout(pooled))  # (batch, num_classes)
 
     def _drop_words(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Replace each real token by <unk> with probability `word_dropout` (padding stays)."""
         dropped = torch.rand(token_ids.shape, device=token_ids.device) < self.word_dropout
         return token_ids.masked_fill(dropped & (token_ids != self.embedding.padding_idx), self.unknown_idx)
-
-    def _pool(self, outputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "mean":
-            summed = (outputs * mask[..., None]).sum(dim=1)
-            return summed / mask.sum(dim=1, keepdim=True).to(outputs.dtype)
-        if self.pooling == "max":
-            return outputs.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values
-        scores = (outputs @ self.query.to(outputs.dtype)).masked_fill(~mask, float("-inf"))  # (batch, max_len)
-        weights = torch.softmax(scores, dim=1)
-        return (weights[..., None] * outputs).sum(dim=1)

@@ -104,3 +104,46 @@ def shared_data_or_skip(*parts: str) -> str:
     if not os.path.exists(path):
         pytest.skip(f"{path} not present")
     return SHARED_DATA
+
+
+def tiny_bert_config() -> dict:
+    """A BERT-style encoder small enough for tests (plain dict, as a checkpoint keeps it)."""
+    from transformers import BertConfig
+
+    config = BertConfig(vocab_size=TINY_VOCAB_SIZE, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64).to_dict()
+    return {key: value for key, value in config.items() if key not in ("architectures", "_name_or_path")}
+
+
+TINY_SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+TINY_WORDS = sorted({word.lower() for templates in TREC_TEMPLATES.values() for t in templates[1]
+                     for word in t.replace("{w}", "").split()} |
+                    {"paris", "nasa", "lincoln", "tiger", "river", "moon", "radio", "tea", "who", "wrote", "hamlet"})
+TINY_VOCAB_SIZE = len(TINY_SPECIAL) + len(TINY_WORDS) + 4  # a few more rows than tokens, as real models have
+
+
+def write_tiny_pretrained(folder: str, seed: int = 0) -> str:
+    """A tiny BERT and its WordPiece tokenizer, written with save_pretrained as the hub's models are."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(TINY_SPECIAL + TINY_WORDS)}
+    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
+    torch.manual_seed(seed)
+    BertModel(BertConfig(**tiny_bert_config())).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory) -> str:
+    """A folder holding a tiny pretrained BERT (config, weights, tokenizer)."""
+    return write_tiny_pretrained(str(tmp_path_factory.mktemp("tiny-bert")))
+
+
+SHARED_MODELS = os.path.join(ROOT, "..", "shared", "models")

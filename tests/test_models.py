@@ -4,16 +4,25 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import tiny_bert_config
 from models import MODELS, build_model
 
 TEXT_KWARGS = {"vocab_size": 30, "num_classes": 6}
+TEXT_MODELS = ("rnn", "transformer", "pretrained")
+
+
+def text_model(name: str, **kwargs) -> torch.nn.Module:
+    """A text model of the registry with a 30-token vocabulary and 6 classes."""
+    if name == "pretrained":
+        return build_model(name, encoder_config=tiny_bert_config(), num_classes=6, **kwargs)
+    return build_model(name, **TEXT_KWARGS, **kwargs)
 
 
 def example(name: str, **kwargs):
     """A model and a small batch of its inputs."""
     torch.manual_seed(0)
-    if name == "rnn":
-        model = build_model(name, **TEXT_KWARGS, **kwargs)
+    if name in TEXT_MODELS:
+        model = text_model(name, **kwargs)
         lengths = torch.tensor([5, 3, 1, 4])
         token_ids = torch.randint(2, 30, (4, 5)) * (torch.arange(5)[None, :] < lengths[:, None])
         return model, (token_ids, lengths)
@@ -25,6 +34,8 @@ VARIANTS = [("cnn", {}), ("cnn", {"batch_norm": True, "dropout": 0.2, "activatio
 VARIANTS += [("rnn", {"cell": cell, "pooling": pooling, "bidirectional": bidirectional, "num_layers": layers})
              for cell in ("rnn", "gru", "lstm") for pooling in ("last", "mean", "max", "attention")
              for bidirectional, layers in ((False, 1), (True, 2))]
+VARIANTS += [("transformer", {"pooling": pooling}) for pooling in ("cls", "mean", "max", "attention")]
+VARIANTS += [("pretrained", {"pooling": pooling}) for pooling in ("cls", "mean", "attention")]
 
 
 def test_registry_covers_every_variant():
@@ -35,14 +46,14 @@ def test_registry_covers_every_variant():
 def test_logits_shape_and_every_parameter_gets_a_gradient(name, kwargs):
     model, inputs = example(name, **kwargs)
     logits = model(inputs)
-    assert logits.shape == (4, 6 if name == "rnn" else 10)
+    assert logits.shape == (4, 6 if name in TEXT_MODELS else 10)
     logits.logsumexp(dim=1).sum().backward()
     for param_name, param in model.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, param_name
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(ValueError, match="choose from: cnn, dnn, rnn"):
+    with pytest.raises(ValueError, match="choose from: cnn, dnn, pretrained, rnn, transformer"):
         build_model("resnet")
 
 
@@ -52,11 +63,16 @@ def test_seed_cnn_has_the_seed_architecture():
     assert sum(p.numel() for p in model.parameters()) == 421_642
 
 
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
-def test_padding_never_changes_a_prediction(cell, pooling):
+PADDING_CASES = [("rnn", {"cell": cell, "pooling": pooling, "bidirectional": True})
+                 for cell in ("rnn", "gru", "lstm") for pooling in ("last", "mean", "max", "attention")]
+PADDING_CASES += [("transformer", {"pooling": pooling}) for pooling in ("cls", "mean", "max", "attention")]
+PADDING_CASES += [("pretrained", {"pooling": pooling}) for pooling in ("cls", "mean", "max", "attention")]
+
+
+@pytest.mark.parametrize("name,kwargs", PADDING_CASES, ids=lambda v: str(v))
+def test_padding_never_changes_a_prediction(name, kwargs):
     torch.manual_seed(0)
-    model = build_model("rnn", **TEXT_KWARGS, cell=cell, pooling=pooling, bidirectional=True).eval()
+    model = text_model(name, **kwargs).eval()
     question = torch.tensor([[5, 9, 3]])
     alone = model((question, torch.tensor([3])))
     batch = torch.zeros(3, 8, dtype=torch.long)
@@ -64,7 +80,7 @@ def test_padding_never_changes_a_prediction(cell, pooling):
     batch[1, :3] = question[0]
     batch[2, :8] = torch.arange(10, 18)
     padded = model((batch, torch.tensor([7, 3, 8])))
-    assert torch.allclose(alone[0], padded[1], atol=1e-6)
+    assert torch.allclose(alone[0], padded[1], atol=1e-5)
 
 
 def test_cnn_pools_before_relu_without_changing_the_function():

@@ -50,7 +50,7 @@ def test_rnn_script_each_cell(cell, trec_dir, tmp_path):
     summary = train_rnn.main(text_args(trec_dir, out, "--cell", cell))
     assert RUN_FILES | {"mistakes.txt"} <= set(os.listdir(out))
     checkpoint = load_checkpoint(os.path.join(out, "best.pt"))
-    assert checkpoint["model_kwargs"]["cell"] == cell and checkpoint["meta"]["vocabulary"][:2] == ["<pad>", "<unk>"]
+    assert checkpoint["model_kwargs"]["cell"] == cell and checkpoint["meta"]["tokenizer"]["vocabulary"][:2] == ["<pad>", "<unk>"]
     assert checkpoint["class_names"] == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
     assert summary["test_acc"] >= 0.0
 

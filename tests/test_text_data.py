@@ -10,6 +10,7 @@ from conftest import write_trec
 from data import DataError
 from data.tasks import trec_bundle
 from data.text import PAD, UNK, TextBatches, build_vocabulary, tokenize
+from data.tokenization import tokenizer_from_meta
 from data.trec import load_trec_files, parse_line, questions_from_hub_rows, read_label_file
 
 
@@ -87,5 +88,5 @@ def test_bundle_labels_and_vocabulary(trec_dir):
     assert coarse.train.num_examples == 200 and coarse.val.num_examples == 40
     fine = trec_bundle(trec_dir, labels="fine", **common)
     assert "LOC:city" in fine.class_names and fine.model_kwargs["num_classes"] == len(fine.class_names)
-    again = trec_bundle(trec_dir, labels="coarse", vocabulary_tokens=coarse.meta["vocabulary"], **common)
-    assert again.meta["vocabulary"] == coarse.meta["vocabulary"]
+    again = trec_bundle(trec_dir, labels="coarse", tokenizer=tokenizer_from_meta(coarse.meta), **common)
+    assert again.meta["tokenizer"] == coarse.meta["tokenizer"]

@@ -14,7 +14,7 @@ from data import DataError
 from utils.checkpoint import one_line
 from utils.config import parse_config
 from utils.engine import Interrupted, NonFiniteLoss
-from utils.experiment import MakeData, run_experiment
+from utils.experiment import MakeData, ModelName, run_experiment
 
 EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_INTERRUPTED = 2, 3, 130
 EXIT_CODES: dict[type[BaseException], int] = {
@@ -65,7 +65,7 @@ def run_tool(run: Callable[[], Any]) -> int:
 
 
 def run_script(config_class: type, description: str, argv: Sequence[str] | None, *, script_name: str,
-               model_name: str, make_data: MakeData, presets: dict[str, dict[str, Any]] | None = None
+               model_name: ModelName, make_data: MakeData, presets: dict[str, dict[str, Any]] | None = None
                ) -> dict[str, Any]:
     """Parse `argv` into `config_class`, run the experiment and return its summary.
 

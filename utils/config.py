@@ -78,8 +78,9 @@ class TrainConfig:
     momentum: float = option(0.9, "momentum (sgd) or beta1 (adam, adamw)", minimum=0, below=1)
     nesterov: bool = option(False, "Nesterov momentum (sgd only)")
     weight_decay: float = option(0.0, "weight decay (L2 for sgd/adam, decoupled for adamw)", minimum=0)
-    scheduler: str = option("cosine", "learning-rate schedule over all steps", ["none", "step", "cosine", "onecycle"])
-    warmup_epochs: float = option(0.0, "linear warm-up at the start of cosine/step schedules, in epochs",
+    scheduler: str = option("cosine", "learning-rate schedule over all steps",
+                            ["none", "step", "cosine", "linear", "onecycle"])
+    warmup_epochs: float = option(0.0, "linear warm-up at the start of cosine/linear/step schedules, in epochs",
                                   minimum=0)
     step_epochs: int = option(10, "step schedule: multiply the lr by 0.1 every this many epochs", minimum=1)
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy target", minimum=0, maximum=1)
@@ -108,6 +109,22 @@ class TrainConfig:
     checkpoint: str = option("", "checkpoint for --eval-only")
     preset: str = option("", "named recipe that sets several defaults at once (see README)")
     progress: bool = option(True, "show a progress bar per epoch")
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Arguments of the model taken from these flags (each script says which)."""
+        return {}
+
+    def encoder_lr_fraction(self) -> float:
+        """The learning rate of a model's `encoder` as a fraction of --lr (1: no difference)."""
+        return 1.0
+
+    def initialise(self, model: Any) -> None:
+        """Fill a new model's weights before training, e.g. from a pretrained encoder (default: keep)."""
+
+    @classmethod
+    def implied_preset(cls, flags: dict[str, Any]) -> str:
+        """The preset that flags on the command line imply when no --preset is given ('' for none)."""
+        return ""
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -157,11 +174,11 @@ def parse_config(config_class: type, argv: Sequence[str] | None, description: st
     defaults: dict[str, Any] = {}
     if first.resume:
         defaults.update(load_saved_config(first.resume))
-    preset = first.preset or defaults.get("preset", "")
+    preset = first.preset or defaults.get("preset", "") or config_class.implied_preset(vars(first))
     if preset:
         if preset not in presets:
             raise ConfigError(f"unknown preset {preset!r}; choose from: {', '.join(sorted(presets)) or 'none'}")
-        defaults = {**presets[preset], **defaults}
+        defaults = {**presets[preset], **defaults, "preset": preset}
     if first.resume:
         defaults["resume"] = first.resume
     args = build_parser(config_class, description, defaults, list(presets)).parse_args(argv)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from data.bundle import DataBundle
-from models import build_model, count_parameters
+from models import build_model, count_parameters, parameter_groups
 from utils.checkpoint import CheckpointError, load_checkpoint, one_line, save_json
 from utils.config import ConfigError, TrainConfig
 from utils.engine import Interrupted, NonFiniteLoss, Trainer, evaluate, fit
@@ -30,6 +30,7 @@ from utils.runtime import Runtime, init_runtime, seed_everything, shutdown
 COMMAND_LINE_ONLY = {"data_dir", "device", "precision", "eval_batch_size", "out_dir", "eval_only", "checkpoint",
                      "resume", "progress", "source"}
 MakeData = Callable[[TrainConfig, Runtime, "dict | None"], DataBundle]
+ModelName = "str | Callable[[TrainConfig], str]"  # a fixed model, or one the flags choose
 
 
 def default_run_dir(script_name: str) -> str:
@@ -105,8 +106,8 @@ def same_model_or_error(saved: dict[str, Any], model_kwargs: dict[str, Any], run
 def build_optimization(config: TrainConfig, model: nn.Module, steps_per_epoch: int, runtime: Runtime
                        ) -> tuple[torch.optim.Optimizer, torch.amp.GradScaler, Callable[[int], float]]:
     """The optimizer, the gradient scaler (active for fp16 only) and the lr at each step."""
-    optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum,
-                                config.nesterov, config.weight_decay)
+    optimizer = build_optimizer(config.optimizer, parameter_groups(model, config.encoder_lr_fraction()), config.lr,
+                                config.momentum, config.nesterov, config.weight_decay)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
     schedule = lr_schedule(config.scheduler, config.lr, config.epochs * steps_per_epoch,
                            warmup_steps=int(config.warmup_epochs * steps_per_epoch),
@@ -123,9 +124,10 @@ def wrap_for_training(model: nn.Module, runtime: Runtime, compile_model: bool) -
     return torch.compile(model) if compile_model else model
 
 
-def run_experiment(config: TrainConfig, script_name: str, model_name: str, make_data: MakeData,
+def run_experiment(config: TrainConfig, script_name: str, model_name: ModelName, make_data: MakeData,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (or with --eval-only, evaluate) as `config` says; returns the run summary."""
+    model_name = model_name(config) if callable(model_name) else model_name
     runtime = init_runtime(config.device, config.precision)
     say = log if runtime.is_main else (lambda message: None)
     try:
@@ -189,7 +191,10 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
     model_kwargs = {**config.model_kwargs(), **data.model_kwargs}
     if resumed:
         same_model_or_error(resumed["model_kwargs"], model_kwargs, folder.path)
-    model = build_model(model_name, **model_kwargs).to(runtime.device)
+    model = build_model(model_name, **model_kwargs)
+    if not resumed:
+        config.initialise(model)
+    model = model.to(runtime.device)
     if getattr(config, "channels_last", False):
         model = model.to(memory_format=torch.channels_last)
     optimizer, scaler, schedule = build_optimization(config, model, len(data.train), runtime)

@@ -9,14 +9,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data.text import PAD, UNK, Vocabulary, pad_sequences, tokenize
+from data import DataError
+from data.text import pad_sequences
+from data.tokenization import tokenizer_from_meta
 from utils.checkpoint import CheckpointError, load_checkpoint, one_line
 from utils.experiment import model_from_checkpoint
 
 MAX_IMAGE_PIXELS = 40_000_000  # a 6000x6000 photo; a larger file is refused before it is decoded
 CHECKPOINT_TYPES = {"model": dict, "model_name": str, "model_kwargs": dict, "task": str, "class_names": list,
                     "meta": dict}
-TASK_META = {"fashion_mnist": ("mean", "std"), "trec": ("vocabulary",)}
+TASK_META = {"fashion_mnist": ("mean", "std"), "trec": ()}
 
 
 class InputError(ValueError):
@@ -38,10 +40,14 @@ def check_predictor_checkpoint(checkpoint: dict[str, Any], path: str) -> None:
     if not names or not all(isinstance(name, str) for name in names):
         raise CheckpointError(f"{path}: class_names must be a non-empty list of strings")
     meta = checkpoint["meta"]
-    if task == "trec" and (not isinstance(meta["vocabulary"], list) or meta["vocabulary"][:2] != [PAD, UNK]
-                           or checkpoint["model_kwargs"].get("vocab_size") != len(meta["vocabulary"])):
-        raise CheckpointError(f"{path}: its vocabulary does not start with {PAD}, {UNK} or does not match the "
-                              "model's vocab_size")
+    if task == "trec":
+        try:
+            tokenizer = tokenizer_from_meta(meta)
+        except DataError as error:
+            raise CheckpointError(f"{path}: {error}") from error
+        if checkpoint["model_kwargs"].get("vocab_size", tokenizer.vocab_size) != tokenizer.vocab_size:
+            raise CheckpointError(f"{path}: its tokenizer has {tokenizer.vocab_size} tokens but the model "
+                                  f"{checkpoint['model_kwargs']['vocab_size']}")
     if task == "fashion_mnist" and not all(isinstance(meta[key], (int, float)) and math.isfinite(meta[key])
                                            for key in ("mean", "std")) or task == "fashion_mnist" and meta["std"] <= 0:
         raise CheckpointError(f"{path}: its image normalisation (mean, std) is not a pair of finite numbers "
@@ -129,17 +135,16 @@ def image_inputs(arrays: Sequence[np.ndarray], meta: dict[str, Any]) -> torch.Te
 
 
 def question_inputs(questions: Sequence[str], meta: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids and lengths of questions, encoded with the checkpoint's vocabulary and cut to the
+    """Token ids and lengths of questions, encoded with the checkpoint's tokenizer and cut to the
     length the model was trained with."""
-    vocabulary = Vocabulary(meta["vocabulary"])
-    max_length = meta.get("max_length")
+    tokenizer = tokenizer_from_meta(meta)
+    max_length = meta.get("max_length", 64)
     encoded = []
     for question in questions:
-        tokens = tokenize(question)
-        if not tokens:
+        if not question.split():
             raise InputError("empty question: give some words to classify")
-        encoded.append(vocabulary.encode(tokens[:max_length]))
-    return pad_sequences(encoded)
+        encoded.append(tokenizer.encode(question, max_length)[0])
+    return pad_sequences(encoded, tokenizer.pad_id)
 
 
 @torch.inference_mode()

@@ -6,6 +6,7 @@ from typing import Any
 
 from data.bundle import DataBundle
 from data.tasks import fashion_mnist_bundle, trec_bundle
+from data.tokenization import TextTokenizer, tokenizer_from_meta
 from utils.config import TrainConfig, default_data_dir, option
 from utils.runtime import Runtime
 
@@ -41,15 +42,19 @@ class TextConfig(TrainConfig):
                            "which so gets trained too", minimum=1)
     bucket: bool = option(True, "batch questions of similar length together (less padding)")
     val_size: int = option(500, "training questions held out for validation (chosen by the seed)")
+
+    def pretrained_tokenizer(self) -> TextTokenizer | None:
+        """The tokenizer of a pretrained model, if this run fine-tunes one (None: a word vocabulary)."""
+        return None
     max_length: int = option(64, "keep at most this many tokens of a question (longer ones are cut, with a note)",
                              minimum=1, maximum=100_000)
 
 
 def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
-    """TREC batches as `config` asks for them; a checkpoint's `meta` supplies its vocabulary."""
+    """TREC batches as `config` asks for them; a checkpoint's `meta` supplies its tokenizer."""
     return trec_bundle(
         config.data_dir or default_data_dir(), source=config.source, labels=config.labels,
         batch_size=config.batch_size, eval_batch_size=config.eval_batch_size, val_size=config.val_size,
         seed=config.seed, min_freq=config.min_freq, bucket=config.bucket, device=runtime.device,
         rank=runtime.rank, world_size=runtime.world_size, limit_train=config.limit_train,
-        max_length=config.max_length, vocabulary_tokens=(meta or {}).get("vocabulary"))
+        max_length=config.max_length, tokenizer=tokenizer_from_meta(meta) if meta else config.pretrained_tokenizer())

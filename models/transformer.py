@@ -1,0 +1,118 @@
+"""Transformer text classifiers: one trained from scratch, one fine-tuned from a pretrained encoder.
+
+Both take the batches every text model takes, `(token_ids, lengths)`, build the padding mask from
+the lengths, and pool the encoder's outputs over the real tokens only, so padding never changes
+a prediction. `transformers` is imported here alone; the engine and the batches see tensors.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.layers import MaskedPooling, length_mask
+from utils.hub import local_only, pretrained_error
+
+
+class TransformerClassifier(nn.Module):
+    """Token + position embedding -> pre-norm encoder layers (GELU) -> masked pooling -> Linear.
+
+    With `pooling="cls"` a learned [CLS] vector is put before each question and its output is
+    the question's summary, as in BERT.
+    """
+
+    def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 128, num_layers: int = 2,
+                 num_heads: int = 4, ff_dim: int = 256, max_length: int = 64, pooling: str = "mean",
+                 dropout: float = 0.1, padding_idx: int = 0) -> None:
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
+        self.position = nn.Embedding(max_length + 1, embed_dim)  # +1: room for [CLS]
+        self.cls = nn.Parameter(torch.randn(embed_dim) * 0.02) if pooling == "cls" else None
+        layer = nn.TransformerEncoderLayer(embed_dim, num_heads, ff_dim, dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(embed_dim)  # a pre-norm stack leaves its output unnormalised
+        self.pool = MaskedPooling(pooling, embed_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(embed_dim, num_classes)
+
+    def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        token_ids, lengths = inputs  # (batch, time), (batch,)
+        embedded = self.embedding(token_ids)  # (batch, time, embed_dim)
+        mask = length_mask(lengths, token_ids.size(1), token_ids.device)  # (batch, time)
+        if self.cls is not None:
+            embedded = torch.cat([self.cls.expand(len(token_ids), 1, -1), embedded], dim=1)
+            mask = torch.cat([mask.new_ones(len(token_ids), 1), mask], dim=1)
+        positions = torch.arange(embedded.size(1), device=token_ids.device)
+        hidden = self.dropout(embedded + self.position(positions))
+        hidden = self.norm(self.encoder(hidden, src_key_padding_mask=~mask))  # (batch, time, embed_dim)
+        return self.classifier(self.dropout(self.pool(hidden, mask)))  # (batch, num_classes)
+
+
+def config_from_dict(encoder_config: dict[str, Any]) -> Any:
+    """A transformers config object from its plain-dict form (as saved in a checkpoint)."""
+    from transformers import AutoConfig
+
+    settings = dict(encoder_config)
+    return AutoConfig.for_model(settings.pop("model_type"), **settings)
+
+
+class PretrainedClassifier(nn.Module):
+    """A `transformers` encoder (BERT, MiniLM, DistilBERT, ...) -> masked pooling -> dropout -> Linear.
+
+    Built from the encoder's configuration alone (plain types, kept in the checkpoint), so a
+    checkpoint rebuilds it with no network and no model folder; `load_pretrained_weights` fills
+    the encoder from the hub or a folder before fine-tuning starts.
+    """
+
+    def __init__(self, encoder_config: dict[str, Any], num_classes: int, pooling: str = "mean", dropout: float = 0.1,
+                 freeze_encoder: bool = False, vocab_size: int | None = None, padding_idx: int | None = None) -> None:
+        super().__init__()
+        from transformers import AutoModel
+
+        config = config_from_dict(encoder_config)
+        if vocab_size is not None and vocab_size > config.vocab_size:
+            raise ValueError(f"the tokenizer has {vocab_size} tokens but the encoder only {config.vocab_size}")
+        self.encoder = AutoModel.from_config(config)
+        if getattr(self.encoder, "pooler", None) is not None:
+            self.encoder.pooler = None  # BERT's next-sentence pooler: unused here, so never trained
+        self.encoder.requires_grad_(not freeze_encoder)
+        self.pool = MaskedPooling(pooling, config.hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, num_classes)
+
+    def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        token_ids, lengths = inputs  # (batch, time), (batch,)
+        mask = length_mask(lengths, token_ids.size(1), token_ids.device)  # (batch, time)
+        hidden = self.encoder(input_ids=token_ids, attention_mask=mask.long()).last_hidden_state  # (batch, time, hidden)
+        return self.classifier(self.dropout(self.pool(hidden, mask)))  # (batch, num_classes)
+
+
+@functools.lru_cache(maxsize=2)
+def load_pretrained(name_or_path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The configuration (plain dict) and weights of a pretrained encoder: a hub id or a folder
+    saved with `save_pretrained` (never fetched for a folder, nor under HF_HUB_OFFLINE)."""
+    from transformers import AutoModel
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    try:
+        encoder = AutoModel.from_pretrained(name_or_path, local_files_only=local_only(name_or_path))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise pretrained_error("model", name_or_path, error) from error
+    config = encoder.config.to_dict()
+    return ({key: value for key, value in config.items() if key not in ("architectures", "_name_or_path")},
+            encoder.state_dict())
+
+
+def load_pretrained_weights(model: PretrainedClassifier, weights: dict[str, torch.Tensor]) -> None:
+    """Copy pretrained encoder weights into `model.encoder` (the pooler, which it lacks, is skipped)."""
+    own = model.encoder.state_dict()
+    missing = sorted(set(own) - set(weights))
+    if missing:
+        raise ValueError(f"the pretrained weights lack {len(missing)} of the encoder's tensors, e.g. {missing[0]}")
+    model.encoder.load_state_dict({key: weights[key] for key in own})

@@ -1,0 +1,128 @@
+"""train_transformer.py from scratch and fine-tuned from a tiny pretrained BERT saved with
+save_pretrained (no network, no ../shared/models): loading, runs, checkpoints, predict, errors."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+import predict
+import train_transformer
+from conftest import SHARED_MODELS, shared_data_or_skip
+from data.tokenization import SubwordTokenizer, WordTokenizer, tokenizer_from_meta
+from utils.checkpoint import load_checkpoint
+from utils.optim import lr_schedule
+
+
+def args(data_dir: str, out_dir: str, *extra: str) -> list[str]:
+    return ["--data-dir", data_dir, "--out-dir", out_dir, "--epochs", "1", "--val-size", "40", "--batch-size", "16",
+            "--no-progress", *extra]
+
+
+def test_from_scratch_learns_the_synthetic_questions(trec_dir, tmp_path):
+    summary = train_transformer.main(args(trec_dir, str(tmp_path / "run"), "--epochs", "10", "--embed-dim", "32",
+                                          "--ff-dim", "64", "--lr", "3e-3", "--warmup-epochs", "1"))
+    assert summary["test_acc"] > 0.9
+    checkpoint = load_checkpoint(os.path.join(tmp_path, "run", "best.pt"))
+    assert checkpoint["model_name"] == "transformer" and checkpoint["meta"]["tokenizer"]["kind"] == "words"
+    assert json.load(open(os.path.join(tmp_path, "run", "config.json")))["preset"] == "scratch"
+
+
+def test_subword_tokenizer_round_trips_through_plain_types(tiny_pretrained):
+    tokenizer = SubwordTokenizer.from_pretrained(tiny_pretrained)
+    ids, cut = tokenizer.encode("Who wrote Hamlet ?", max_length=64)
+    assert ids[0] != ids[-1] and len(ids) == 6 and not cut  # [CLS] who wrote hamlet ? [SEP]
+    short, cut = tokenizer.encode("Who wrote Hamlet ?", max_length=4)
+    assert len(short) == 4 and cut and short[-1] == ids[-1]  # still ends in [SEP]
+    state = json.loads(json.dumps(tokenizer.state()))  # plain types only
+    again = tokenizer_from_meta({"tokenizer": state})
+    assert again.encode("Who wrote Hamlet ?", 64) == (ids, False) and again.pad_id == tokenizer.pad_id
+    assert isinstance(tokenizer_from_meta({"vocabulary": ["<pad>", "<unk>", "a"]}), WordTokenizer)  # older checkpoints
+
+
+def test_fine_tune_then_predict_without_the_model_folder_or_network(trec_dir, tiny_pretrained, tmp_path, monkeypatch,
+                                                                   capsys):
+    folder = shutil.copytree(tiny_pretrained, str(tmp_path / "model"))
+    out = str(tmp_path / "run")
+    summary = train_transformer.main(args(trec_dir, out, "--pretrained", folder, "--epochs", "2"))
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["preset"] == "finetune" and config["encoder_lr_scale"] == 0.1 and config["scheduler"] == "linear"
+    best = load_checkpoint(os.path.join(out, "best.pt"))  # weights_only: plain types only
+    assert best["model_name"] == "pretrained" and best["meta"]["tokenizer"]["kind"] == "subword"
+    assert best["model_kwargs"]["encoder_config"]["hidden_size"] == 16
+
+    shutil.rmtree(folder)  # the checkpoint alone must do now
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    capsys.readouterr()
+    assert predict.main([os.path.join(out, "best.pt"), "--json", "Who wrote Hamlet ?", "Where is paris ?"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2 and all(sum(row["probabilities"].values()) == pytest.approx(1, abs=1e-4) for row in rows)
+    evaluated = train_transformer.main(["--data-dir", trec_dir, "--eval-only", "--checkpoint",
+                                        os.path.join(out, "best.pt"), "--out-dir", str(tmp_path / "eval")])
+    assert evaluated["test_acc"] == summary["test_acc"]
+
+
+def test_fine_tuning_starts_from_the_pretrained_weights(trec_dir, tiny_pretrained, tmp_path):
+    from transformers import AutoModel
+
+    out = str(tmp_path / "run")
+    train_transformer.main(args(trec_dir, out, "--pretrained", tiny_pretrained, "--freeze-encoder"))
+    trained = load_checkpoint(os.path.join(out, "last.pt"))["model"]
+    pretrained = AutoModel.from_pretrained(tiny_pretrained).state_dict()
+    for name, value in pretrained.items():
+        if not name.startswith("pooler."):
+            assert torch.equal(trained[f"encoder.{name}"], value), name  # frozen: untouched
+    assert not any(name.startswith("encoder.pooler") for name in trained)
+
+
+def test_encoder_learns_at_its_fraction_of_the_rate(trec_dir, tiny_pretrained, tmp_path, monkeypatch):
+    rates = []
+    real_step = torch.optim.AdamW.step
+
+    def record(optimizer, *a, **k):
+        rates.append([group["lr"] for group in optimizer.param_groups])
+        return real_step(optimizer, *a, **k)
+    monkeypatch.setattr(torch.optim.AdamW, "step", record)
+    train_transformer.main(args(trec_dir, str(tmp_path / "run"), "--pretrained", tiny_pretrained,
+                                "--encoder-lr-scale", "0.25"))
+    assert all(encoder == pytest.approx(0.25 * head) for encoder, head in rates)
+
+
+def test_linear_schedule_warms_up_then_decays_to_zero():
+    schedule = lr_schedule("linear", 1.0, total_steps=100, warmup_steps=10)
+    assert schedule(0) == pytest.approx(0.1) and schedule(9) == pytest.approx(1.0)
+    assert schedule(55) == pytest.approx(0.5) and schedule(100) == 0.0
+
+
+@pytest.mark.parametrize("pretrained,message", [
+    ("{tmp}/no-such-folder", "no such folder"),
+    ("{tmp}/empty", "the folder holds no such files"),
+    ("someone/no-such-model-anywhere", "HF_HUB_OFFLINE is set"),
+])
+def test_unusable_pretrained_model_is_one_line(pretrained, message, trec_dir, tmp_path, monkeypatch, capsys):
+    os.makedirs(tmp_path / "empty")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SystemExit) as stop:
+        train_transformer.main(args(trec_dir, str(tmp_path / "run"), "--pretrained", pretrained.format(tmp=tmp_path)))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_heads_must_divide_the_embedding(trec_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train_transformer.main(args(trec_dir, str(tmp_path / "run"), "--embed-dim", "30", "--num-heads", "4"))
+    assert stop.value.code == 2 and "not divisible" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_short_fine_tune_on_real_data_and_model(tmp_path):
+    data_dir = shared_data_or_skip("TREC", "train_5500.label")
+    model_dir = os.path.join(SHARED_MODELS, "all-MiniLM-L6-v2")
+    if not os.path.isdir(model_dir):
+        pytest.skip(f"{model_dir} not present")
+    summary = train_transformer.main(["--data-dir", data_dir, "--pretrained", model_dir, "--out-dir",
+                                      str(tmp_path / "run"), "--limit-train", "256", "--epochs", "1", "--no-progress"])
+    assert summary["num_params"] > 22_000_000 and summary["test_acc"] > 0.4  # 6 classes: chance is about 0.23

@@ -1,0 +1,90 @@
+"""Train a Transformer on TREC question classification: from scratch, or fine-tuned from a pretrained encoder.
+
+    python train_transformer.py --data-dir ../shared/data                      # from scratch (--preset scratch)
+    python train_transformer.py --pretrained sentence-transformers/all-MiniLM-L6-v2   # fine-tune (--preset finetune)
+    python train_transformer.py --pretrained ../shared/models/all-MiniLM-L6-v2 --data-dir ../shared/data   # offline
+    python train_transformer.py --pretrained bert-base-uncased --freeze-encoder
+
+--pretrained takes a hub id or a folder saved with `save_pretrained` (read in place, never
+fetched; HF_HUB_OFFLINE=1 keeps hub ids to the local cache). Questions then go through the model's
+own subword tokenizer, which the checkpoint keeps, so predict.py needs neither network nor folder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from data.tokenization import SubwordTokenizer, TextTokenizer
+from models.transformer import load_pretrained, load_pretrained_weights
+from utils.cli import run_script
+from utils.config import option
+from utils.tasks import TextConfig, text_data
+
+
+@dataclass
+class TransformerConfig(TextConfig):
+    """The Transformer's flags: the shared text ones, its shape, and what fine-tuning needs."""
+
+    pretrained: str = option("", "fine-tune this pretrained encoder: a hub id or a save_pretrained folder "
+                             "(empty: train a Transformer from scratch)")
+    freeze_encoder: bool = option(False, "train only the classification head on top of the pretrained encoder")
+    encoder_lr_scale: float = option(1.0, "the encoder's learning rate as a fraction of --lr (the head's)",
+                                     above=0, maximum=1)
+    optimizer: str = option("adamw", "optimizer", ["sgd", "adam", "adamw"])
+    weight_decay: float = option(0.01, "weight decay (L2 for sgd/adam, decoupled for adamw)", minimum=0)
+    scheduler: str = option("linear", "learning-rate schedule over all steps",
+                            ["none", "step", "cosine", "linear", "onecycle"])
+    dropout: float = option(0.1, "dropout in the encoder (from scratch) and before the classifier")
+    grad_clip: float = option(1.0, "clip the gradient norm to this value (0 = off)")
+    # from scratch
+    num_layers: int = option(2, "encoder layers (from scratch)", minimum=1, maximum=48)
+    num_heads: int = option(4, "attention heads per layer (from scratch); must divide --embed-dim", minimum=1,
+                            maximum=64)
+    embed_dim: int = option(128, "size of token embeddings and hidden states (from scratch)", minimum=1,
+                            maximum=4096)
+    ff_dim: int = option(256, "units of each layer's feed-forward block (from scratch)", minimum=1, maximum=16384)
+    pooling: str = option("mean", "how token outputs become one vector", ["cls", "mean", "max", "attention"])
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Arguments of models.transformer's TransformerClassifier or PretrainedClassifier."""
+        if self.pretrained:
+            return {"encoder_config": load_pretrained(self.pretrained)[0], "pooling": self.pooling,
+                    "dropout": self.dropout, "freeze_encoder": self.freeze_encoder}
+        return {"embed_dim": self.embed_dim, "num_layers": self.num_layers, "num_heads": self.num_heads,
+                "ff_dim": self.ff_dim, "max_length": self.max_length, "pooling": self.pooling, "dropout": self.dropout}
+
+    def model_name(self) -> str:
+        """The registered model these flags ask for."""
+        return "pretrained" if self.pretrained else "transformer"
+
+    def pretrained_tokenizer(self) -> TextTokenizer | None:
+        return SubwordTokenizer.from_pretrained(self.pretrained) if self.pretrained else None
+
+    def encoder_lr_fraction(self) -> float:
+        return self.encoder_lr_scale
+
+    def initialise(self, model: Any) -> None:
+        if self.pretrained:
+            load_pretrained_weights(model, load_pretrained(self.pretrained)[1])
+
+    @classmethod
+    def implied_preset(cls, flags: dict[str, Any]) -> str:
+        return "finetune" if flags.get("pretrained") else "scratch"
+
+
+PRESETS = {
+    # a small Transformer trained from scratch on the TREC words
+    "scratch": {"epochs": 30, "lr": 1e-3, "batch_size": 64, "warmup_epochs": 1.0},
+    # fine-tuning: a few epochs, the encoder at a tenth of the head's learning rate, warm-up then linear decay
+    "finetune": {"epochs": 4, "lr": 1e-3, "encoder_lr_scale": 0.1, "batch_size": 32, "warmup_epochs": 0.5},
+}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Train (or evaluate) as the flags in `argv` say; returns the run summary."""
+    return run_script(TransformerConfig, __doc__, argv, script_name="transformer", model_name=TransformerConfig.model_name,
+                      make_data=text_data, presets=PRESETS)
+
+
+if __name__ == "__main__":
+    main()
