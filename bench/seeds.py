@@ -2,6 +2,7 @@
 
     python bench/seeds.py cnn --seeds 0 1 2 -- --data-dir ../shared/data --preset fast
     python bench/seeds.py rnn --seeds 0 1 2 -- --data-dir ../shared/data --cell gru
+    python bench/seeds.py transformer --tag minilm -- --data-dir ../shared/data --pretrained ../shared/models/all-MiniLM-L6-v2
 
 Everything after `--` goes to the training script unchanged. Each run writes its own folder under
 runs/bench-<script>-seed<N>; results go to bench/results/seeds-<script>[-<tag>].json.
@@ -19,7 +20,7 @@ import common
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("script", choices=["cnn", "dnn", "rnn"])
+    parser.add_argument("script", choices=["cnn", "dnn", "rnn", "transformer"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tag", default="", help="suffix of the results file, e.g. the preset")
     argv = sys.argv[1:]

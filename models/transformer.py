@@ -66,7 +66,9 @@ class PretrainedClassifier(nn.Module):
 
     Built from the encoder's configuration alone (plain types, kept in the checkpoint), so a
     checkpoint rebuilds it with no network and no model folder; `load_pretrained_weights` fills
-    the encoder from the hub or a folder before fine-tuning starts.
+    the encoder from the hub or a folder before fine-tuning starts. `vocab_size` and `padding_idx`
+    are the tokenizer's, as every text model receives them: the vocabulary is checked to fit the
+    encoder's embedding; padding is masked by the lengths, so its id does not matter here.
     """
 
     def __init__(self, encoder_config: dict[str, Any], num_classes: int, pooling: str = "mean", dropout: float = 0.1,

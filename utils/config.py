@@ -109,6 +109,7 @@ class TrainConfig:
     checkpoint: str = option("", "checkpoint for --eval-only")
     preset: str = option("", "named recipe that sets several defaults at once (see README)")
     progress: bool = option(True, "show a progress bar per epoch")
+    tensorboard: bool = option(True, "also write TensorBoard event files into the run folder")
 
     def model_kwargs(self) -> dict[str, Any]:
         """Arguments of the model taken from these flags (each script says which)."""

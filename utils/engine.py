@@ -21,6 +21,9 @@ from utils.optim import set_lr
 from utils.runtime import Runtime, all_reduce_sum, autocast, epoch_seed, seed_everything
 
 
+LOG_EVERY = 20  # optimizer steps between two reports of the running loss (progress bar, step log)
+
+
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite; the message names the epoch and step."""
 
@@ -42,6 +45,7 @@ class Trainer:
     grad_clip: float = 0.0
     step: int = 0
     should_stop: Callable[[], bool] = field(default=lambda: False)
+    on_step_loss: Callable[[int, float], None] | None = None  # gets (step, loss) every LOG_EVERY steps
 
 
 def to_device(inputs: Any, device: torch.device) -> Any:
@@ -104,9 +108,11 @@ def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, progress: b
         loss_sum += loss * count
         correct += (logits.argmax(dim=1) == targets).sum()
         seen += count
-        if trainer.step % 20 == 0:
+        if trainer.step % LOG_EVERY == 0:
             elapsed = time.perf_counter() - start
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", samples_per_s=f"{seen / elapsed:.0f}")
+            if trainer.on_step_loss is not None:
+                trainer.on_step_loss(trainer.step, loss.item())
         if stop_requested(trainer):
             raise Interrupted(f"stopped during epoch {epoch}")
     seconds = time.perf_counter() - start

@@ -11,7 +11,7 @@ import math
 import os
 import signal
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Union
 
 import torch
 from torch import nn
@@ -25,12 +25,13 @@ from utils.engine import Interrupted, NonFiniteLoss, Trainer, evaluate, fit
 from utils.optim import build_optimizer, lr_schedule
 from utils.report import write_test_report
 from utils.run_folder import SUMMARY, RunFolder
+from utils.tensorboard_log import TensorBoardLog
 from utils.runtime import Runtime, init_runtime, seed_everything, shutdown
 
 COMMAND_LINE_ONLY = {"data_dir", "device", "precision", "eval_batch_size", "out_dir", "eval_only", "checkpoint",
-                     "resume", "progress", "source"}
+                     "resume", "progress", "source", "tensorboard"}
 MakeData = Callable[[TrainConfig, Runtime, "dict | None"], DataBundle]
-ModelName = "str | Callable[[TrainConfig], str]"  # a fixed model, or one the flags choose
+ModelName = Union[str, Callable[[TrainConfig], str]]  # a fixed model, or one the flags choose
 
 
 def default_run_dir(script_name: str) -> str:
@@ -220,8 +221,13 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
         f"({runtime.precision}, {runtime.world_size} process{'es' if runtime.distributed else ''}), "
         f"{data.train.num_examples * runtime.world_size:,} training examples")
 
+    board = (TensorBoardLog(folder.path, progress["step"] if config.resume else None)
+             if config.tensorboard and runtime.is_main else None)
+
     def on_epoch_end(metrics: dict[str, float], outcome: dict[str, Any]) -> None:
         nonlocal best_weights
+        if board:
+            board.epoch(metrics, trainer.step)  # on disk before the commit: see utils.tensorboard_log
         if outcome["is_best"]:
             best_weights = {name: value.detach().clone() for name, value in model.state_dict().items()}
         progress["history"].append(metrics)
@@ -232,7 +238,8 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
 
     with stop_on_signals() as should_stop:
         trainer = Trainer(train_module, optimizer, runtime, schedule, scaler, config.label_smoothing,
-                          config.grad_clip, step=progress["step"], should_stop=should_stop)
+                          config.grad_clip, step=progress["step"], should_stop=should_stop,
+                          on_step_loss=board.train_step if board else None)
         start = time.perf_counter()
         try:
             outcome = fit(trainer, data.train, data.val, model, epochs=config.epochs, seed=config.seed,
@@ -241,13 +248,19 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
                           stopped_early=progress["stopped_early"], progress=config.progress,
                           on_epoch_end=on_epoch_end, log=say)
         except (Interrupted, NonFiniteLoss) as stop:
+            if board:
+                board.close()
             raise type(stop)(f"{stop}; {folder.describe(progress['epoch'], script_name)}") from None
         wall_seconds = time.perf_counter() - start
 
     try:
-        return test_and_report(model, best_weights, data, runtime, outcome, progress, wall_seconds, folder, say)
+        summary = test_and_report(model, best_weights, data, runtime, outcome, progress, wall_seconds, folder, say)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted during the final test; {folder.describe(progress['epoch'], script_name)}") from None
+    if board:
+        board.finish(vars(config), {"best_val_acc": summary["best_val_acc"], "test_acc": summary["test_acc"]},
+                     progress["step"])
+    return summary
 
 
 def test_and_report(model: nn.Module, best_weights: dict[str, torch.Tensor] | None, data: DataBundle, runtime: Runtime,

@@ -19,8 +19,7 @@ def pretrained_error(what: str, name_or_path: str, error: BaseException) -> Pret
     """One-line error for a `what` ('model', 'tokenizer') of `name_or_path` that failed to load."""
     if os.path.isdir(name_or_path):
         why = "the folder holds no such files saved with save_pretrained"
-    elif name_or_path.startswith((".", "/", "~")) or os.sep in name_or_path and os.path.exists(
-            os.path.dirname(name_or_path) or "."):
+    elif name_or_path.startswith((".", "/", "~")):  # a path, not a hub id (which reads 'owner/name')
         why = "no such folder"
     elif local_only(name_or_path):
         why = "HF_HUB_OFFLINE is set and it is not in the local cache; give a folder instead"

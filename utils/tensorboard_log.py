@@ -1,0 +1,60 @@
+"""TensorBoard event files in the run folder: `tensorboard --logdir runs` shows every run side by side.
+
+Scalars are plotted against the optimizer step: the training loss every few steps, and per
+epoch (at the epoch's last step) the train/validation loss and accuracy, learning rate and
+samples/s. Epoch scalars are flushed to disk just before the epoch is committed (utils.run_folder),
+and a resumed run opens its writer with `purge_step` = the committed step + 1, so TensorBoard
+drops whatever a killed run wrote after its last commit: the curves continue with no duplicate
+steps. At the end: the run's hyperparameters with its final accuracies (the HParams view) and
+the learning-curve and confusion-matrix figures.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+EPOCH_SCALARS = {"train_loss": "loss/train", "val_loss": "loss/validation", "train_acc": "accuracy/train",
+                 "val_acc": "accuracy/validation", "lr": "lr", "samples_per_s": "samples_per_s", "epoch": "epoch"}
+FIGURES = {"curves.png": "figures/learning_curves", "confusion_matrix.png": "figures/confusion_matrix"}
+
+
+class TensorBoardLog:
+    """One run's TensorBoard writer (main process only)."""
+
+    def __init__(self, run_dir: str, resumed_step: int | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # imported only when logging is on
+
+        self.run_dir = run_dir
+        self.writer = SummaryWriter(run_dir, purge_step=None if resumed_step is None else resumed_step + 1)
+
+    def train_step(self, step: int, loss: float) -> None:
+        """The training loss of one step (the engine calls this every few steps)."""
+        self.writer.add_scalar("loss/train_step", loss, step)
+
+    def epoch(self, metrics: dict[str, float], step: int) -> None:
+        """An epoch's metrics at its last step; on disk when this returns (before the commit)."""
+        for key, tag in EPOCH_SCALARS.items():
+            if key in metrics:
+                self.writer.add_scalar(tag, metrics[key], step)
+        self.writer.flush()
+
+    def finish(self, config: dict[str, Any], results: dict[str, float], step: int) -> None:
+        """The hyperparameters with the final accuracies, and the run's figures; then close."""
+        hparams = {key: value for key, value in config.items()
+                   if isinstance(value, (bool, int, float, str)) and value not in ("", None)}
+        self.writer.add_hparams(hparams, {f"hparam/{key}": value for key, value in results.items()},
+                                run_name=".", global_step=step)
+        from PIL import Image
+
+        for name, tag in FIGURES.items():
+            path = os.path.join(self.run_dir, name)
+            if os.path.isfile(path):
+                with Image.open(path) as image:
+                    self.writer.add_image(tag, np.asarray(image.convert("RGB")), step, dataformats="HWC")
+        self.close()
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self.writer.close()
