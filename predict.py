@@ -4,6 +4,7 @@
     echo "How far is the moon ?" | python predict.py runs/rnn-.../best.pt
     python predict.py runs/cnn-.../best.pt shoe.jpg shirt.png --json
     python predict.py runs/cnn-.../best.pt --test-index 0 17 --data-dir ../shared/data
+    python predict.py runs/rnn-.../best.onnx "Who wrote Hamlet ?"      # an export.py file, via onnxruntime
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from utils.inference import (InputError, class_probabilities, image_inputs, load
 
 def parse_args(argv: Sequence[str] | None):
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a best.pt or last.pt from a training run")
+    parser.add_argument("checkpoint", help="a best.pt or last.pt from a training run, or a .onnx file from export.py")
     parser.add_argument("inputs", nargs="*", help="questions (TREC) or image files (FashionMNIST); "
                         "questions are read one per line from stdin when none are given")
     parser.add_argument("--test-index", type=int, nargs="+", default=[], help="FashionMNIST test images by index")

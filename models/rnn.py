@@ -55,6 +55,49 @@ class RecurrentClassifier(nn.Module):
             pooled = self.pool(outputs, length_mask(lengths, outputs.size(1), outputs.device))
         return self.classifier(self.dropout(pooled))  # (batch, num_classes)
 
+    def forward_masked(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The logits of `forward` in eval mode, computed without packed sequences (which ONNX
+        export gets wrong): each direction of each layer runs over the padded batch, the backward
+        one over each sequence reversed within its length, so padding never reaches a real step."""
+        token_ids, lengths = inputs  # (batch, time), (batch,)
+        steps = token_ids.size(1)
+        position = torch.arange(steps, device=token_ids.device)[None, :]
+        lengths = lengths.to(token_ids.device)[:, None]
+        reverse = torch.where(position < lengths, lengths - 1 - position, position)  # (batch, time)
+        directions = 2 if self.recurrent.bidirectional else 1
+
+        def along_time(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            return tensor.gather(1, index[..., None].expand(-1, -1, tensor.size(2)))
+
+        layer_input = self.embedding(token_ids)  # (batch, time, embed_dim)
+        for layer in range(self.recurrent.num_layers):
+            outputs = []
+            for direction in range(directions):
+                recurrent = self._one_direction(layer, direction)
+                if direction == 0:
+                    outputs.append(recurrent(layer_input)[0])
+                else:
+                    outputs.append(along_time(recurrent(along_time(layer_input, reverse))[0], reverse))
+            layer_input = torch.cat(outputs, dim=-1)  # (batch, time, hidden * directions)
+        if self.pooling != "last":
+            return self.classifier(self.pool(layer_input, position < lengths))
+        hidden = self.recurrent.hidden_size
+        forward_last = along_time(layer_input[..., :hidden], (lengths - 1).expand(-1, 1))[:, 0]
+        pooled = torch.cat([forward_last, layer_input[:, 0, hidden:]], dim=-1)  # backward ends at step 0
+        return self.classifier(pooled)
+
+    def _one_direction(self, layer: int, direction: int) -> nn.Module:
+        """A one-layer, one-direction module sharing this model's weights for that layer and direction."""
+        kind = type(self.recurrent)
+        directions = 2 if self.recurrent.bidirectional else 1
+        input_size = self.recurrent.input_size if layer == 0 else self.recurrent.hidden_size * directions
+        extra = {"nonlinearity": self.recurrent.nonlinearity} if kind is nn.RNN else {}
+        single = kind(input_size, self.recurrent.hidden_size, batch_first=True, **extra)
+        suffix = f"_l{layer}" + ("_reverse" if direction else "")
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            setattr(single, f"{name}_l0", getattr(self.recurrent, name + suffix))
+        return single
+
     def _drop_words(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Replace each real token by <unk> with probability `word_dropout` (padding stays)."""
         dropped = torch.rand(token_ids.shape, device=token_ids.device) < self.word_dropout

@@ -16,6 +16,36 @@ from models.layers import MaskedPooling, length_mask
 from utils.hub import local_only, pretrained_error
 
 
+class EncoderLayer(nn.Module):
+    """A pre-norm Transformer layer: x + attention(norm(x)), then x + feed_forward(norm(x)).
+
+    Multi-head self-attention with padded keys masked out, written out (rather than
+    nn.TransformerEncoderLayer) so that its ONNX export keeps the batch and the length dynamic.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.attention_norm = nn.LayerNorm(embed_dim)
+        self.qkv = nn.Linear(embed_dim, 3 * embed_dim)  # queries, keys and values in one product
+        self.attention_out = nn.Linear(embed_dim, embed_dim)
+        self.feed_forward_norm = nn.LayerNorm(embed_dim)
+        self.feed_forward = nn.Sequential(nn.Linear(embed_dim, ff_dim), nn.GELU(), nn.Dropout(dropout),
+                                          nn.Linear(ff_dim, embed_dim))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # hidden (batch, time, embed_dim); mask (batch, time), True on real tokens
+        queries, keys, values = (part.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (batch, heads, time, head_dim)
+                                 for part in self.qkv(self.attention_norm(hidden)).chunk(3, dim=-1))
+        # softmax(q k^T / sqrt(d) + bias) v, with bias 0 on real keys and -inf on padded ones
+        bias = torch.zeros_like(mask, dtype=hidden.dtype).masked_fill(~mask, float("-inf"))[:, None, None, :]
+        scores = queries @ keys.transpose(-2, -1) / queries.size(-1) ** 0.5 + bias  # (batch, heads, time, time)
+        attended = self.dropout(torch.softmax(scores, dim=-1)) @ values  # (batch, heads, time, head_dim)
+        hidden = hidden + self.dropout(self.attention_out(attended.transpose(1, 2).flatten(2)))
+        return hidden + self.dropout(self.feed_forward(self.feed_forward_norm(hidden)))
+
+
 class TransformerClassifier(nn.Module):
     """Token + position embedding -> pre-norm encoder layers (GELU) -> masked pooling -> Linear.
 
@@ -32,9 +62,7 @@ class TransformerClassifier(nn.Module):
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
         self.position = nn.Embedding(max_length + 1, embed_dim)  # +1: room for [CLS]
         self.cls = nn.Parameter(torch.randn(embed_dim) * 0.02) if pooling == "cls" else None
-        layer = nn.TransformerEncoderLayer(embed_dim, num_heads, ff_dim, dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.encoder = nn.ModuleList(EncoderLayer(embed_dim, num_heads, ff_dim, dropout) for _ in range(num_layers))
         self.norm = nn.LayerNorm(embed_dim)  # a pre-norm stack leaves its output unnormalised
         self.pool = MaskedPooling(pooling, embed_dim)
         self.dropout = nn.Dropout(dropout)
@@ -45,11 +73,13 @@ class TransformerClassifier(nn.Module):
         embedded = self.embedding(token_ids)  # (batch, time, embed_dim)
         mask = length_mask(lengths, token_ids.size(1), token_ids.device)  # (batch, time)
         if self.cls is not None:
-            embedded = torch.cat([self.cls.expand(len(token_ids), 1, -1), embedded], dim=1)
-            mask = torch.cat([mask.new_ones(len(token_ids), 1), mask], dim=1)
+            embedded = torch.cat([self.cls.expand(token_ids.size(0), 1, -1), embedded], dim=1)  # size(): traced
+            mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         positions = torch.arange(embedded.size(1), device=token_ids.device)
-        hidden = self.dropout(embedded + self.position(positions))
-        hidden = self.norm(self.encoder(hidden, src_key_padding_mask=~mask))  # (batch, time, embed_dim)
+        hidden = self.dropout(embedded + self.position(positions))  # (batch, time, embed_dim)
+        for layer in self.encoder:
+            hidden = layer(hidden, mask)
+        hidden = self.norm(hidden)
         return self.classifier(self.dropout(self.pool(hidden, mask)))  # (batch, num_classes)
 
 

@@ -108,3 +108,12 @@ def test_word_dropout_replaces_only_real_tokens_and_only_in_training():
     plain.load_state_dict(model.state_dict())
     model.eval(), plain.eval()
     assert torch.equal(model((token_ids, lengths)), plain((token_ids, lengths)))  # off when evaluating
+
+
+@pytest.mark.parametrize("name,kwargs", [case for case in VARIANTS if case[0] == "rnn"], ids=lambda v: str(v))
+def test_masked_recurrent_path_equals_the_packed_one(name, kwargs):
+    model, inputs = example(name, **kwargs)
+    model.eval()
+    token_ids, lengths = inputs
+    padded = torch.cat([token_ids, torch.zeros(4, 3, dtype=torch.long)], dim=1)  # extra padding too
+    assert torch.allclose(model.forward_masked((padded, lengths)), model((token_ids, lengths)), atol=1e-5)

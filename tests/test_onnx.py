@@ -1,0 +1,96 @@
+"""ONNX export of every model family, verified by onnxruntime against PyTorch, and served by predict.py."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from PIL import Image
+
+import export
+import predict
+from conftest import tiny_bert_config, write_trec
+from data.tokenization import SubwordTokenizer, WordTokenizer
+from data.text import build_vocabulary
+from models import build_model
+from utils.checkpoint import save_checkpoint
+from utils.onnx_export import BATCH_SIZES
+
+WORDS = ["who", "wrote", "hamlet", "?", "where", "is", "paris", "what", "a", "tiger"]
+IMAGE_META = {"mean": 0.286, "std": 0.353, "image_size": 28}
+FAMILIES = [
+    ("cnn", {"batch_norm": True}), ("dnn", {}),
+    ("rnn", {"cell": "lstm", "bidirectional": True, "pooling": "max", "num_layers": 2}),
+    ("rnn", {"cell": "gru", "bidirectional": True, "pooling": "last"}),
+    ("rnn", {"cell": "rnn", "pooling": "attention"}),
+    ("transformer", {"pooling": "cls", "embed_dim": 16, "ff_dim": 32}),
+    ("transformer", {"pooling": "mean", "embed_dim": 16, "ff_dim": 32}),
+    ("pretrained", {"pooling": "mean"}),
+]
+
+
+def checkpoint_of(name: str, kwargs: dict, folder, tiny_pretrained: str) -> str:
+    """A checkpoint file of a freshly initialised tiny model of this family."""
+    torch.manual_seed(0)
+    if name in ("cnn", "dnn"):
+        task, names, meta, model_kwargs = "fashion_mnist", [str(i) for i in range(10)], IMAGE_META, dict(kwargs)
+    else:
+        tokenizer = (SubwordTokenizer.from_pretrained(tiny_pretrained) if name == "pretrained"
+                     else WordTokenizer(build_vocabulary([WORDS])))
+        task, names, meta = "trec", ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"], {
+            "tokenizer": tokenizer.state(), "max_length": 32}
+        model_kwargs = {**kwargs, "vocab_size": tokenizer.vocab_size, "padding_idx": tokenizer.pad_id}
+        if name == "pretrained":
+            model_kwargs["encoder_config"] = tiny_bert_config()
+    model_kwargs["num_classes"] = len(names)
+    model = build_model(name, **model_kwargs).eval()
+    path = str(folder / f"{name}.pt")
+    save_checkpoint(path, {"model": model.state_dict(), "model_name": name, "model_kwargs": model_kwargs,
+                           "task": task, "class_names": names, "meta": meta})
+    return path
+
+
+@pytest.mark.parametrize("name,kwargs", FAMILIES, ids=lambda v: str(v))
+def test_export_is_verified_and_predicts_like_pytorch(name, kwargs, tiny_pretrained, tmp_path, capsys):
+    checkpoint = checkpoint_of(name, kwargs, tmp_path, tiny_pretrained)
+    data_dir = str(tmp_path / "no-data") if name in ("cnn", "dnn") else write_trec(str(tmp_path / "data"))
+    assert export.main([checkpoint, "--data-dir", data_dir, "--examples", "64"]) == 0
+    printed = capsys.readouterr().out
+    assert "largest |logit difference|" in printed and "same prediction 100.0%" in printed, printed
+    onnx_path = checkpoint[:-3] + ".onnx"
+    if name in ("cnn", "dnn"):
+        image = str(tmp_path / "shoe.png")
+        Image.new("RGB", (40, 30), (250, 250, 250)).save(image)
+        inputs = [image]
+    else:
+        inputs = ["Who wrote Hamlet ?", "Where is paris ?", "What is a tiger ?"]
+    outputs = []
+    for path in (checkpoint, onnx_path):
+        assert predict.main([path, "--json", *inputs]) == 0
+        outputs.append([json.loads(line) for line in capsys.readouterr().out.splitlines()])
+    for torch_row, onnx_row in zip(*outputs):
+        assert onnx_row["label"] == torch_row["label"]
+        assert onnx_row["probabilities"] == pytest.approx(torch_row["probabilities"], abs=1e-5)
+
+
+def test_text_export_is_checked_at_several_batch_sizes_and_lengths(tiny_pretrained, tmp_path, capsys):
+    checkpoint = checkpoint_of("rnn", {"cell": "lstm", "bidirectional": True}, tmp_path, tiny_pretrained)
+    assert export.main([checkpoint, "--data-dir", str(tmp_path / "none"), "--examples", "64"]) == 0
+    shapes = capsys.readouterr().out.split("batch shapes ")[1]
+    assert all(f"({size}, " in shapes for size in BATCH_SIZES)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an onnx file at all", b"\x08\x07\x12\x04junk"])
+def test_predict_rejects_a_corrupt_onnx_file_in_one_line(content, tmp_path, capsys):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(content)
+    assert predict.main([str(path), "Who wrote Hamlet ?"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and str(path) in err[0]
+
+
+def test_export_of_a_missing_checkpoint_is_one_line(tmp_path, capsys):
+    assert export.main([str(tmp_path / "none.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not found" in err[0]
