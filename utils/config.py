@@ -12,7 +12,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 DATA_DIR_ENV = "CLASSIFY_DATA_DIR"
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
@@ -68,6 +68,8 @@ def default_data_dir() -> str:
 @dataclass
 class TrainConfig:
     """Flags shared by every training script; each script subclasses it and changes defaults."""
+
+    task: ClassVar[str] = ""  # the data set its scripts train on, as checkpoints name it
 
     # optimisation
     epochs: int = option(10, "number of training epochs (total, also when resuming)", minimum=1, maximum=100_000)

@@ -148,13 +148,13 @@ def evaluate_checkpoint(config: TrainConfig, make_data: MakeData, runtime: Runti
     if missing:
         raise CheckpointError(f"{config.checkpoint} is not a checkpoint of this repository "
                               f"(no {', '.join(sorted(missing))})")
+    if checkpoint["task"] != config.task:
+        raise ConfigError(f"{config.checkpoint} is a {checkpoint['task']} checkpoint, not {config.task}")
     # data settings (label set, split) come from the run that made the checkpoint; where to look
     # and how to compute come from this command line
     saved = {key: value for key, value in checkpoint["config"].items()
              if key in vars(config) and key not in COMMAND_LINE_ONLY}
     data = make_data(dataclasses.replace(config, **saved), runtime, checkpoint["meta"])
-    if checkpoint["task"] != data.task:
-        raise ConfigError(f"{config.checkpoint} is a {checkpoint['task']} checkpoint, not {data.task}")
     model = model_from_checkpoint(checkpoint, runtime.device, config.checkpoint)
     out_dir = config.out_dir or os.path.dirname(os.path.abspath(config.checkpoint))
     with RunFolder(out_dir, writer=runtime.is_main):  # not while a run writes its reports there

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from data.bundle import DataBundle
 from data.tasks import fashion_mnist_bundle, trec_bundle
@@ -14,6 +14,8 @@ from utils.runtime import Runtime
 @dataclass
 class ImageConfig(TrainConfig):
     """Flags of the FashionMNIST scripts, with the recipe both image models share."""
+
+    task: ClassVar[str] = "fashion_mnist"
 
     optimizer: str = option("adamw", "optimizer", ["sgd", "adam", "adamw"])
     weight_decay: float = option(0.05, "weight decay (L2 for sgd/adam, decoupled for adamw)")
@@ -34,6 +36,8 @@ def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | Non
 @dataclass
 class TextConfig(TrainConfig):
     """Flags of the TREC scripts."""
+
+    task: ClassVar[str] = "trec"
 
     labels: str = option("coarse", "label set: 6 coarse classes or 50 fine ones", ["coarse", "fine"])
     source: str = option("files", "read the original .label files (downloaded if missing) or the hub",
