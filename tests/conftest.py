@@ -147,3 +147,22 @@ def tiny_pretrained(tmp_path_factory) -> str:
 
 
 SHARED_MODELS = os.path.join(ROOT, "..", "shared", "models")
+
+
+class Killed(BaseException):
+    """Stands for kill -9 at that instant: nothing in a run catches a BaseException of this kind."""
+
+
+def interrupt_after_commit(monkeypatch, epoch: int) -> None:
+    """Make a run receive SIGINT (like Ctrl-C) right after it commits `epoch`."""
+    import signal
+
+    from utils.run_folder import RunFolder
+
+    real_commit = RunFolder.commit
+
+    def commit_then_interrupt(folder, state):
+        real_commit(folder, state)
+        if state["epoch"] == epoch:
+            os.kill(os.getpid(), signal.SIGINT)
+    monkeypatch.setattr(RunFolder, "commit", commit_then_interrupt)

@@ -15,7 +15,7 @@ import torch
 
 import train_dnn
 import train_rnn
-from conftest import ROOT, write_trec
+from conftest import ROOT, Killed, write_trec
 from utils.checkpoint import load_checkpoint, read_json, read_jsonl, save_json
 from utils.run_folder import LEFTOVER, RunFolder, RunFolderError
 
@@ -25,10 +25,6 @@ SCENARIOS = {
     "early-stop": ["--epochs", "4", "--lr", "1e-12", "--patience", "1"],
 }
 EARLY_STOP_WRITES = 6  # config.json, then last.pt, metrics.jsonl, best.pt, last.pt, metrics.jsonl
-
-
-class Killed(BaseException):
-    """Stands for kill -9 at that instant: nothing in the run catches a BaseException of this kind."""
 
 
 def run_args(data_dir: str, out_dir: str, scenario: str) -> list[str]:

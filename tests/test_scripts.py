@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ import torch
 import train_cnn
 import train_dnn
 import train_rnn
-from utils.run_folder import RunFolder
+from conftest import interrupt_after_commit
 from utils.checkpoint import load_checkpoint, read_jsonl
 
 RUN_FILES = {"config.json", "metrics.jsonl", "last.pt", "best.pt", "summary.json", "predictions.json",
@@ -78,18 +77,13 @@ def test_interrupted_then_resumed_equals_uninterrupted(fashion_dir, tmp_path, mo
     extra = ("--epochs", "3", "--dropout", "0.3", "--augment")
     train_dnn.main(image_args(fashion_dir, straight, *extra))
 
-    real_commit = RunFolder.commit
-    def commit_then_interrupt(folder, state):
-        real_commit(folder, state)
-        if state["epoch"] == 2:
-            os.kill(os.getpid(), signal.SIGINT)  # like Ctrl-C, right after epoch 2 is committed
-    monkeypatch.setattr(RunFolder, "commit", commit_then_interrupt)
+    interrupt_after_commit(monkeypatch, epoch=2)
     with pytest.raises(SystemExit) as stop:
         train_dnn.main(image_args(fashion_dir, stopped, *extra))
     assert stop.value.code == 130
     assert f"--resume {stopped}" in capsys.readouterr().err
     assert load_checkpoint(os.path.join(stopped, "last.pt"))["epoch"] == 2
-    monkeypatch.setattr(RunFolder, "commit", real_commit)
+    monkeypatch.undo()
 
     train_dnn.main(["--resume", stopped, "--no-progress"])
     a, b = (load_checkpoint(os.path.join(run, "last.pt")) for run in (straight, stopped))

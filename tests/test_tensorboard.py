@@ -3,11 +3,11 @@ after an interrupted or killed run is resumed (no duplicated steps)."""
 from __future__ import annotations
 
 import os
-import signal
 
 import pytest
 
 import train_dnn
+from conftest import Killed, interrupt_after_commit
 from utils.checkpoint import read_jsonl
 from utils.run_folder import RunFolder
 from utils.tensorboard_log import EPOCH_SCALARS
@@ -49,22 +49,12 @@ def test_events_hold_the_metrics_hparams_and_figures(fashion_dir, tmp_path):
 
 def test_resumed_run_continues_the_curves(fashion_dir, tmp_path, monkeypatch):
     out = str(tmp_path / "run")
-    real_commit = RunFolder.commit
-
-    def commit_then_interrupt(folder, state):
-        real_commit(folder, state)
-        if state["epoch"] == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-    monkeypatch.setattr(RunFolder, "commit", commit_then_interrupt)
+    interrupt_after_commit(monkeypatch, epoch=2)
     with pytest.raises(SystemExit):
         train_dnn.main(args(fashion_dir, out))
     monkeypatch.undo()
     train_dnn.main(["--resume", out, "--no-progress"])
     assert_events_equal_metrics(out)
-
-
-class Killed(BaseException):
-    """kill -9 at that instant."""
 
 
 def test_a_kill_between_the_events_and_the_commit_leaves_no_duplicate(fashion_dir, tmp_path, monkeypatch):

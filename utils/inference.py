@@ -50,10 +50,11 @@ def check_predictor_checkpoint(checkpoint: dict[str, Any], path: str) -> None:
         if checkpoint["model_kwargs"].get("vocab_size", tokenizer.vocab_size) != tokenizer.vocab_size:
             raise CheckpointError(f"{path}: its tokenizer has {tokenizer.vocab_size} tokens but the model "
                                   f"{checkpoint['model_kwargs']['vocab_size']}")
-    if task == "fashion_mnist" and not all(isinstance(meta[key], (int, float)) and math.isfinite(meta[key])
-                                           for key in ("mean", "std")) or task == "fashion_mnist" and meta["std"] <= 0:
-        raise CheckpointError(f"{path}: its image normalisation (mean, std) is not a pair of finite numbers "
-                              "with std > 0")
+    if task == "fashion_mnist":
+        mean, std = meta["mean"], meta["std"]
+        if not all(isinstance(value, (int, float)) and math.isfinite(value) for value in (mean, std)) or std <= 0:
+            raise CheckpointError(f"{path}: its image normalisation (mean, std) is not a pair of finite numbers "
+                                  "with std > 0")
     if checkpoint["model_kwargs"].get("num_classes", len(names)) != len(names):
         raise CheckpointError(f"{path}: the model has {checkpoint['model_kwargs']['num_classes']} outputs "
                               f"but {len(names)} class names")
