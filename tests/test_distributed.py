@@ -10,13 +10,14 @@ import pytest
 import torch
 
 import train_dnn
+import train_rnn
 from conftest import ROOT
 from data.image_batches import ImageBatches
 from data.sampling import shard
 from data.text import TextBatches
 from utils.checkpoint import load_checkpoint
 from utils.config import ConfigError
-from utils.runtime import select_device, select_precision
+from utils.runtime import cpu_bf16_native, select_device, select_precision
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
@@ -109,3 +110,34 @@ def test_cuda_run_matches_cpu_accuracy_roughly(fashion_dir, tmp_path):
                  for device in ("cpu", "cuda")]
     assert summaries[1]["device"].startswith("cuda")
     assert abs(summaries[0]["test_acc"] - summaries[1]["test_acc"]) < 0.1
+
+
+def test_auto_precision_takes_native_cpu_bf16_only_for_models_it_speeds_up(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr("utils.runtime.cpu_bf16_native", lambda: True)
+    assert select_precision("auto", cpu, cpu_bf16=True) == "bf16"
+    assert select_precision("auto", cpu, cpu_bf16=False) == "fp32"
+    monkeypatch.setattr("utils.runtime.cpu_bf16_native", lambda: False)
+    assert select_precision("auto", cpu, cpu_bf16=True) == "fp32"
+
+
+@pytest.mark.parametrize("flags,onednn,native", [("fpu avx2 amx_bf16 amx_tile", True, True),
+                                                 ("fpu avx512f avx512_bf16", True, True),
+                                                 ("fpu avx2 fma", True, False),
+                                                 ("fpu amx_bf16", False, False)])
+def test_cpu_bf16_detection_reads_the_flags_and_asks_onednn(flags, onednn, native, tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn, raising=False)
+    assert cpu_bf16_native(str(cpuinfo)) is native
+    assert cpu_bf16_native(str(tmp_path / "missing")) is False
+
+
+def test_image_runs_train_in_bf16_on_such_a_cpu_and_text_runs_do_not(fashion_dir, trec_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("utils.runtime.cpu_bf16_native", lambda: True)
+    image = train_dnn.main(["--data-dir", fashion_dir, "--out-dir", str(tmp_path / "i"), "--epochs", "1",
+                            "--val-size", "50", "--no-progress"])
+    text = train_rnn.main(["--data-dir", trec_dir, "--out-dir", str(tmp_path / "t"), "--epochs", "1",
+                           "--val-size", "40", "--no-progress", "--embed-dim", "8", "--hidden-size", "8"])
+    assert image["precision"] == "bf16" and text["precision"] == "fp32"
+    assert "cpu_bf16_native" in image

@@ -98,7 +98,8 @@ class TrainConfig:
     # runtime
     seed: int = option(0, "random seed; on CPU the same seed gives the same numbers", minimum=0, maximum=2**32 - 1)
     device: str = option("auto", "device (auto = cuda when present, else cpu)", ["auto", "cpu", "cuda", "mps"])
-    precision: str = option("auto", "arithmetic (auto = bf16 on CUDA when supported, else fp32)",
+    precision: str = option("auto", "arithmetic (auto = bf16 on CUDA when supported; on a CPU with native "
+                            "bf16 for the models it speeds up; else fp32)",
                             ["auto", "fp32", "bf16", "fp16"])
     compile: bool = option(False, "torch.compile the model")
     eval_batch_size: int = option(1024, "examples per batch when evaluating", minimum=1, maximum=1 << 20)
@@ -116,6 +117,10 @@ class TrainConfig:
     def model_kwargs(self) -> dict[str, Any]:
         """Arguments of the model taken from these flags (each script says which)."""
         return {}
+
+    def cpu_bf16_helps(self) -> bool:
+        """Whether --precision auto may train this model in bf16 on a CPU with native bf16."""
+        return False
 
     def encoder_lr_fraction(self) -> float:
         """The learning rate of a model's `encoder` as a fraction of --lr (1: no difference)."""

@@ -26,7 +26,7 @@ from utils.optim import build_optimizer, lr_schedule
 from utils.report import write_test_report
 from utils.run_folder import SUMMARY, RunFolder
 from utils.tensorboard_log import TensorBoardLog
-from utils.runtime import Runtime, init_runtime, seed_everything, shutdown
+from utils.runtime import Runtime, cpu_bf16_native, init_runtime, seed_everything, shutdown
 
 COMMAND_LINE_ONLY = {"data_dir", "device", "precision", "eval_batch_size", "out_dir", "eval_only", "checkpoint",
                      "resume", "progress", "source", "tensorboard"}
@@ -129,7 +129,7 @@ def run_experiment(config: TrainConfig, script_name: str, model_name: ModelName,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (or with --eval-only, evaluate) as `config` says; returns the run summary."""
     model_name = model_name(config) if callable(model_name) else model_name
-    runtime = init_runtime(config.device, config.precision)
+    runtime = init_runtime(config.device, config.precision, config.cpu_bf16_helps())
     say = log if runtime.is_main else (lambda message: None)
     try:
         seed_everything(config.seed)
@@ -275,7 +275,7 @@ def test_and_report(model: nn.Module, best_weights: dict[str, torch.Tensor] | No
                "train_seconds": sum(m["seconds"] for m in progress["history"]), "wall_seconds": wall_seconds,
                "epochs_run": progress["epoch"], "stopped_early": outcome["stopped_early"],
                "device": str(runtime.device), "precision": runtime.precision, "world_size": runtime.world_size,
-               "run_dir": folder.path}
+               "cpu_bf16_native": cpu_bf16_native(), "run_dir": folder.path}
     if runtime.is_main:
         say(write_test_report(folder.path, test, data))
         save_json(folder.file(SUMMARY), summary)  # last: its presence marks a finished run

@@ -23,6 +23,11 @@ class ImageConfig(TrainConfig):
     augment: bool = option(False, "random crop (2-pixel padding) and horizontal flip of training batches")
     channels_last: bool = option(False, "channels-last memory format (faster convolutions on CPU and GPU)")
 
+    def cpu_bf16_helps(self) -> bool:
+        # measured on an Intel Xeon with AMX (2 cores): CNN 1.19x, MLP 1.21x, equal test accuracy;
+        # the recurrent models were slower in bf16 (0.95x), so text configs keep the default
+        return True
+
 
 def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
     """FashionMNIST batches as `config` asks for them, sharded for this process."""
