@@ -16,8 +16,8 @@ import torch
 import train_dnn
 import train_rnn
 from conftest import ROOT, Killed, write_trec
-from utils.checkpoint import load_checkpoint, read_json, read_jsonl, save_json
-from utils.run_folder import LEFTOVER, RunFolder, RunFolderError
+from utils.checkpoint import TEMP_FILE, load_checkpoint, read_json, read_jsonl, save_json
+from utils.run_folder import RunFolder, RunFolderError
 
 # two scenarios: every epoch improves; and early stopping (nothing improves after epoch 1)
 SCENARIOS = {
@@ -113,7 +113,7 @@ def test_a_kill_at_any_write_then_resume_ends_as_the_unbroken_run(scenario, data
 
         train_rnn.main([*run_args(data_dir, out, scenario), "--resume", out])  # the same command, resumed
         assert_same(final_state(out), unbroken[scenario]["state"], f"k={k} ({os.path.basename(calls[-1])})")
-        assert not [name for name in os.listdir(out) if LEFTOVER.search(name)], f"k={k}: temp file left"
+        assert not [name for name in os.listdir(out) if TEMP_FILE.search(name)], f"k={k}: temp file left"
 
 
 @pytest.mark.parametrize("failing", ["torch.save", "os.replace"])

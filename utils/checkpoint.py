@@ -11,13 +11,14 @@ import json
 import math
 import os
 import pickle
+import re
 import secrets
 import zipfile
 from typing import Any, Callable
 
 import torch
 
-TMP_SUFFIX = ".tmp"
+TEMP_FILE = re.compile(r"\.\d+\.[0-9a-f]{8}\.tmp$")  # the end of atomic_write's temporary file names
 
 
 class WriteError(OSError):
@@ -35,7 +36,7 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
     the file system raises WriteError naming `path`; the previous `path` is then untouched.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    tmp_path = f"{path}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+    tmp_path = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"  # matches TEMP_FILE
     try:
         os.makedirs(folder, exist_ok=True)
         os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # umask applies

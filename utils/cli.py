@@ -27,9 +27,9 @@ EXIT_CODES: dict[type[BaseException], int] = {
     ValueError: EXIT_BAD_INPUT,  # ConfigError, CheckpointError, RunFolderError, InputError, ...
     OSError: EXIT_BAD_INPUT,  # FileNotFoundError, WriteError, PermissionError, ...
 }
-HINTS = {torch.OutOfMemoryError: "out of memory: try a smaller --batch-size or --eval-batch-size",
-         MemoryError: "out of memory: try a smaller --batch-size or --eval-batch-size",
-         KeyboardInterrupt: "interrupted"}
+HINTS: dict[type[BaseException] | tuple[type[BaseException], ...], str] = {
+    (torch.OutOfMemoryError, MemoryError): "out of memory: try a smaller --batch-size or --eval-batch-size",
+    KeyboardInterrupt: "interrupted"}
 
 
 def exit_code_and_message(error: BaseException) -> tuple[int, str] | None:

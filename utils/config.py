@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
+
+from utils.checkpoint import CheckpointError, read_json
 
 DATA_DIR_ENV = "CLASSIFY_DATA_DIR"
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
@@ -204,10 +205,9 @@ def load_saved_config(run_dir: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         return {}
     try:
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"cannot resume: {path} cannot be read ({error}); it was damaged") from error
+        saved = read_json(path)
+    except CheckpointError as error:
+        raise ConfigError(f"cannot resume: {error}") from error
     if not isinstance(saved, dict):
         raise ConfigError(f"cannot resume: {path} does not hold a config object")
     return saved

@@ -20,11 +20,10 @@ into the commit record through `commit`.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
-from utils.checkpoint import (CheckpointError, load_checkpoint, read_json, read_jsonl, remove_quietly, save_checkpoint,
-                              save_json, write_jsonl, json_safe)
+from utils.checkpoint import (TEMP_FILE, CheckpointError, json_safe, load_checkpoint, read_json, read_jsonl,
+                              remove_quietly, save_checkpoint, save_json, write_jsonl)
 
 try:
     import fcntl
@@ -33,9 +32,7 @@ except ImportError:  # Windows: no advisory locks; the folder is then not protec
 
 LAST, BEST, METRICS, CONFIG, SUMMARY, LOCK = "last.pt", "best.pt", "metrics.jsonl", "config.json", "summary.json", ".lock"
 FORMAT = 2  # version of the commit record's layout
-PREDICTOR_KEYS = ("script", "config", "model_name", "model_kwargs", "task", "class_names", "meta")
 TRAINING_ONLY_KEYS = ("optimizer", "scaler", "best_model", "history", "step", "stopped_early")
-LEFTOVER = re.compile(r"\.\d+\.[0-9a-f]{8}\.tmp$")  # utils.checkpoint.atomic_write's temporary files
 
 
 class RunFolderError(ValueError):
@@ -111,7 +108,7 @@ class RunFolder:
 
     def _remove_leftovers(self) -> None:
         for name in os.listdir(self.path):
-            if LEFTOVER.search(name):
+            if TEMP_FILE.search(name):
                 remove_quietly(self.file(name))
 
     # state -------------------------------------------------------------------------------------

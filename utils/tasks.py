@@ -17,7 +17,7 @@ class ImageConfig(TrainConfig):
 
     task: ClassVar[str] = "fashion_mnist"
 
-    optimizer: str = option("adamw", "optimizer", ["sgd", "adam", "adamw"])
+    optimizer: str = option("adamw", "optimizer")
     weight_decay: float = option(0.05, "weight decay (L2 for sgd/adam, decoupled for adamw)")
     label_smoothing: float = option(0.1, "label smoothing of the cross-entropy target")
     augment: bool = option(False, "random crop (2-pixel padding) and horizontal flip of training batches")
