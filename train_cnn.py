@@ -1,8 +1,11 @@
-"""Train the two-convolution CNN on FashionMNIST.
+"""Train a CNN on FashionMNIST: the seed's two-convolution network, or a small ResNet.
 
-    python train_cnn.py --data-dir ../shared/data       # the default recipe: 50 epochs, batch 64
+    python train_cnn.py --data-dir ../shared/data       # the seed network, default recipe: 50 epochs, batch 64
     python train_cnn.py --preset fast                   # 5 epochs, one-cycle schedule, batch norm
     python train_cnn.py --preset budget                 # the same over 25 epochs, with augmentation
+    python train_cnn.py --preset best                   # the pre-activation ResNet-20 recipe (see README)
+    python train_cnn.py --model resnet --depth 14 --width 16 --random-erasing 0.5 --ema 0.999 --tta
+    python train_cnn.py --teacher runs/cnn-best/best.pt # distil the seed network from a trained ResNet
     python train_cnn.py --resume runs/cnn-20261125-101500
 """
 from __future__ import annotations
@@ -11,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from utils.cli import run_script
-from utils.config import option
+from models.resnet import blocks_per_stage
+from utils.config import ConfigError, option
 from utils.tasks import ImageConfig, image_data
 
 
@@ -26,11 +30,31 @@ class CNNConfig(ImageConfig):
     conv1_channels: int = option(32, "output channels of the first convolution", minimum=1, maximum=4096)
     conv2_channels: int = option(64, "output channels of the second convolution", minimum=1, maximum=4096)
     hidden_size: int = option(128, "units of the hidden fully connected layer", minimum=1, maximum=1 << 16)
+    model: str = option("cnn", "network: the seed's two-convolution cnn, or a pre-activation resnet "
+                        "(batch norm always; --width, --depth, --tta)", ["cnn", "resnet"])
+    width: int = option(16, "resnet: channels of its first stage (the others have 2x and 4x)", minimum=1, maximum=1024)
+    depth: int = option(20, "resnet: layers, 6n + 2 (8, 14, 20, ...): n blocks in each of 3 stages",
+                        minimum=8, maximum=1000)
+    tta: bool = option(False, "resnet: evaluate (and predict) with the mean of each image's and its mirror "
+                       "image's outputs")
 
     def model_kwargs(self) -> dict[str, Any]:
-        """Arguments of models.cnn.ConvNet taken from these flags."""
+        """Arguments of models.cnn.ConvNet or models.resnet.ResNet taken from these flags."""
+        if self.model == "resnet":
+            return {"width": self.width, "depth": self.depth, "activation": self.activation,
+                    "dropout": self.dropout, "flip_average": self.tta}
         return {"channels": (self.conv1_channels, self.conv2_channels), "hidden_size": self.hidden_size,
                 "activation": self.activation, "batch_norm": self.batch_norm, "dropout": self.dropout}
+
+    def check(self) -> None:
+        """--depth must fit the ResNet's layout; --tta is a ResNet option."""
+        if self.model == "resnet":
+            try:
+                blocks_per_stage(self.depth)
+            except ValueError as error:
+                raise ConfigError(f"--depth: {error}") from None
+        elif self.tta:
+            raise ConfigError("--tta averages a resnet's outputs: add --model resnet")
 
 
 # short: 5 one-cycle epochs with batch norm, no augmentation (batch 64 is this CPU's fastest per example)
@@ -45,7 +69,7 @@ PRESETS = {
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train (or evaluate) as the flags in `argv` say; returns the run summary."""
-    return run_script(CNNConfig, __doc__, argv, script_name="cnn", model_name="cnn",
+    return run_script(CNNConfig, __doc__, argv, script_name="cnn", model_name=lambda config: config.model,
                       make_data=image_data, presets=PRESETS)
 
 

@@ -1,6 +1,7 @@
 """Mini-batches of images cut from one uint8 tensor: normalise and augment whole batches at once."""
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import torch
@@ -12,13 +13,15 @@ class ImageBatches:
     """Iterate `(inputs, targets)` over a split held as `images` (N, H, W) uint8 and `labels` (N,).
 
     Shuffling is a seeded permutation per epoch (call `set_epoch`); augmentation (random crop with
-    zero padding, horizontal flip) is done on the whole batch. Inputs are float (B, 1, H, W).
+    zero padding, horizontal flip; then random erasing) is done on the whole batch. Inputs are
+    float (B, 1, H, W).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
                  mean: float, std: float, shuffle: bool = False, augment: bool = False,
-                 crop_padding: int = 2, seed: int = 0, device: torch.device | str = "cpu",
-                 rank: int = 0, world_size: int = 1, channels_last: bool = False) -> None:
+                 crop_padding: int = 2, random_erasing: float = 0.0, seed: int = 0,
+                 device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1,
+                 channels_last: bool = False) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.device = torch.device(device)
@@ -27,6 +30,7 @@ class ImageBatches:
         self.batch_size = batch_size
         self.mean, self.std = mean, std
         self.shuffle, self.augment, self.crop_padding = shuffle, augment, crop_padding
+        self.random_erasing = random_erasing
         self.seed, self.epoch = seed, 0
         self.rank, self.world_size = rank, world_size
         self.channels_last = channels_last
@@ -56,6 +60,11 @@ class ImageBatches:
         return len(self._indices())
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for _, (inputs, targets) in self.batches_with_indices():
+            yield inputs, targets
+
+    def batches_with_indices(self) -> Iterator[tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]]:
+        """Like iterating, but each batch comes with the indices of its examples in this split."""
         indices = self._indices().to(self.device)
         generator = epoch_generator(self.seed + 1, self.epoch)
         for start in range(0, len(indices), self.batch_size):
@@ -63,10 +72,12 @@ class ImageBatches:
             images = self.images[batch]
             if self.augment:
                 images = random_crop_and_flip(images, self.crop_padding, generator)
+            if self.random_erasing > 0:
+                images = random_erase(images, self.random_erasing, generator)
             inputs = images.unsqueeze(1).float().div_(255.0).sub_(self.mean).div_(self.std)
             if self.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
-            yield inputs, self.labels[batch]
+            yield batch, (inputs, self.labels[batch])
 
 
 def random_crop_and_flip(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -83,3 +94,24 @@ def random_crop_and_flip(images: torch.Tensor, padding: int, generator: torch.Ge
     rows = (top[:, None] + torch.arange(height, device=device))[:, :, None]  # (B, H, 1)
     cols = (left[:, None] + torch.arange(width, device=device))[:, None, :]  # (B, 1, W)
     return padded[torch.arange(count, device=device)[:, None, None], rows, cols]
+
+
+def random_erase(images: torch.Tensor, probability: float, generator: torch.Generator,
+                 area: tuple[float, float] = (0.02, 0.4), aspect: tuple[float, float] = (0.3, 3.3)) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2020) of a (B, H, W) uint8 batch: each image, with
+    `probability`, gets one rectangle of random noise covering a random fraction `area` of it,
+    with height/width ratio in `aspect` (log-uniform); rectangles are cut to fit the image."""
+    count, height, width = images.shape
+    device = images.device
+    erase = torch.rand(count, generator=generator) < probability
+    fraction = torch.empty(count).uniform_(*area, generator=generator) * height * width
+    ratio = torch.empty(count).uniform_(math.log(aspect[0]), math.log(aspect[1]), generator=generator).exp()
+    box_h = (fraction * ratio).sqrt().round().clamp(1, height).long()
+    box_w = (fraction / ratio).sqrt().round().clamp(1, width).long()
+    top = (torch.rand(count, generator=generator) * (height - box_h + 1)).long()
+    left = (torch.rand(count, generator=generator) * (width - box_w + 1)).long()
+    rows, cols = torch.arange(height)[None, :, None], torch.arange(width)[None, None, :]
+    inside = ((rows >= top[:, None, None]) & (rows < (top + box_h)[:, None, None])
+              & (cols >= left[:, None, None]) & (cols < (left + box_w)[:, None, None]) & erase[:, None, None])
+    noise = torch.randint(0, 256, images.shape, generator=generator, dtype=torch.uint8)
+    return torch.where(inside.to(device), noise.to(device), images)

@@ -14,7 +14,7 @@ from data.trec import COARSE_LABELS, Question, load_trec_files, load_trec_hub
 
 def fashion_mnist_bundle(data_dir: str, *, batch_size: int, eval_batch_size: int, val_size: int, seed: int,
                          augment: bool, channels_last: bool, device: torch.device, rank: int = 0,
-                         world_size: int = 1, limit_train: int = 0) -> DataBundle:
+                         world_size: int = 1, limit_train: int = 0, random_erasing: float = 0.0) -> DataBundle:
     """FashionMNIST as whole-split tensors: train (augmented, shuffled), validation and test batches."""
     splits = load_fashion_mnist(data_dir)
     full_train, test = splits["train"], splits["test"]
@@ -23,7 +23,7 @@ def fashion_mnist_bundle(data_dir: str, *, batch_size: int, eval_batch_size: int
     return DataBundle(
         task="fashion_mnist",
         train=ImageBatches(full_train.images[train_idx], full_train.labels[train_idx], batch_size,
-                           shuffle=True, augment=augment, seed=seed, **common),
+                           shuffle=True, augment=augment, random_erasing=random_erasing, seed=seed, **common),
         val=ImageBatches(full_train.images[val_idx], full_train.labels[val_idx], eval_batch_size, **common),
         test=ImageBatches(test.images, test.labels, eval_batch_size, **common),
         class_names=list(CLASS_NAMES),

@@ -114,7 +114,13 @@ class TextBatches:
         return len(self._indices())
 
     def __iter__(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]]:
+        for _, batch in self.batches_with_indices():
+            yield batch
+
+    def batches_with_indices(self) -> Iterator[tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor],
+                                                                           torch.Tensor]]]:
+        """Like iterating, but each batch comes with the indices of its examples (CPU tensor)."""
         for batch in self.batch_indices():
             lengths = self.lengths[batch]
             on_device = batch.to(self.device, non_blocking=True)
-            yield (self.token_ids[on_device, :int(lengths.max())], lengths), self.labels[on_device]
+            yield batch, ((self.token_ids[on_device, :int(lengths.max())], lengths), self.labels[on_device])

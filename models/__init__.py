@@ -5,12 +5,14 @@ from torch import nn
 
 from models.cnn import ConvNet
 from models.dnn import MLP
+from models.resnet import ResNet
 from models.rnn import RecurrentClassifier
 from models.transformer import PretrainedClassifier, TransformerClassifier
 
 MODELS: dict[str, type[nn.Module]] = {
     "cnn": ConvNet,
     "dnn": MLP,
+    "resnet": ResNet,
     "rnn": RecurrentClassifier,
     "transformer": TransformerClassifier,
     "pretrained": PretrainedClassifier,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import tiny_bert_config
-from models import MODELS, build_model
+from models import MODELS, build_model, count_parameters
 
 TEXT_KWARGS = {"vocab_size": 30, "num_classes": 6}
 TEXT_MODELS = ("rnn", "transformer", "pretrained")
@@ -30,7 +30,9 @@ def example(name: str, **kwargs):
 
 
 VARIANTS = [("cnn", {}), ("cnn", {"batch_norm": True, "dropout": 0.2, "activation": "gelu"}),
-            ("dnn", {}), ("dnn", {"batch_norm": True, "dropout": 0.2, "activation": "gelu"})]
+            ("dnn", {}), ("dnn", {"batch_norm": True, "dropout": 0.2, "activation": "gelu"}),
+            ("resnet", {"width": 4, "depth": 8}), ("resnet", {"width": 4, "depth": 14, "activation": "gelu",
+                                                             "dropout": 0.2, "flip_average": True})]
 VARIANTS += [("rnn", {"cell": cell, "pooling": pooling, "bidirectional": bidirectional, "num_layers": layers})
              for cell in ("rnn", "gru", "lstm") for pooling in ("last", "mean", "max", "attention")
              for bidirectional, layers in ((False, 1), (True, 2))]
@@ -53,8 +55,8 @@ def test_logits_shape_and_every_parameter_gets_a_gradient(name, kwargs):
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(ValueError, match="choose from: cnn, dnn, pretrained, rnn, transformer"):
-        build_model("resnet")
+    with pytest.raises(ValueError, match="choose from: cnn, dnn, pretrained, resnet, rnn, transformer"):
+        build_model("densenet")
 
 
 def test_seed_cnn_has_the_seed_architecture():
@@ -117,3 +119,25 @@ def test_masked_recurrent_path_equals_the_packed_one(name, kwargs):
     token_ids, lengths = inputs
     padded = torch.cat([token_ids, torch.zeros(4, 3, dtype=torch.long)], dim=1)  # extra padding too
     assert torch.allclose(model.forward_masked((padded, lengths)), model((token_ids, lengths)), atol=1e-5)
+
+
+def test_resnet20_has_resnet20s_size_and_layout():
+    model = build_model("resnet")  # defaults: depth 20, width 16
+    assert count_parameters(model) < 500_000 and abs(count_parameters(model) - 272_000) < 1_000
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs) == 19  # stem + 9 blocks x 2; with the Linear layer: 20 layers
+    features = model.blocks(model.stem(torch.randn(2, 1, 28, 28)))
+    assert features.shape == (2, 64, 7, 7)  # widths 16, 32, 64; 28 -> 14 -> 7 pixels
+    with pytest.raises(ValueError, match="6n \\+ 2"):
+        build_model("resnet", depth=10)
+
+
+def test_resnet_flip_average_is_the_mean_over_mirror_images_in_eval_mode_only():
+    torch.manual_seed(0)
+    model = build_model("resnet", width=4, depth=8, flip_average=True).eval()
+    images = torch.randn(3, 1, 28, 28)
+    expected = (model.logits(images) + model.logits(images.flip(-1))) / 2
+    torch.testing.assert_close(model(images), expected)
+    torch.testing.assert_close(model(images.flip(-1)), model(images), rtol=1e-5, atol=1e-6)  # mirror-invariant
+    model.train()
+    assert not torch.allclose(model(images), model(images.flip(-1)))

@@ -17,6 +17,9 @@ import zipfile
 from typing import Any, Callable
 
 import torch
+from torch import nn
+
+from models import build_model
 
 TEMP_FILE = re.compile(r"\.\d+\.[0-9a-f]{8}\.tmp$")  # the end of atomic_write's temporary file names
 
@@ -157,3 +160,18 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
     return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], device: torch.device | str = "cpu",
+                          path: str = "the checkpoint") -> nn.Module:
+    """Rebuild the model a checkpoint was saved from, with its weights, in eval mode.
+
+    A checkpoint whose parts do not fit together raises CheckpointError naming `path`.
+    """
+    try:
+        model = build_model(checkpoint["model_name"], **checkpoint["model_kwargs"])
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+        raise CheckpointError(f"{path} does not describe a model of this repository that its weights fit "
+                              f"({type(error).__name__}: {one_line(error)[:200]})") from error
+    return model.to(device).eval()

@@ -88,6 +88,14 @@ class TrainConfig:
     step_epochs: int = option(10, "step schedule: multiply the lr by 0.1 every this many epochs", minimum=1)
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy target", minimum=0, maximum=1)
     grad_clip: float = option(0.0, "clip the gradient norm to this value (0 = off)", minimum=0)
+    ema: float = option(0.0, "validate, test and save an exponential moving average of the weights with this "
+                        "decay per step, e.g. 0.999 (0 = off: the weights themselves)", minimum=0, below=1)
+    # distillation (Hinton et al. 2015)
+    teacher: str = option("", "checkpoint (best.pt) of a trained model of the same task whose outputs the "
+                          "student also learns from")
+    distill_weight: float = option(0.5, "with --teacher: weight a of the teacher's term; loss = (1 - a) "
+                                   "cross-entropy + a T^2 KL(teacher/T || student/T)", minimum=0, maximum=1)
+    temperature: float = option(4.0, "with --teacher: temperature T that softens both models' outputs", above=0)
     # model
     activation: str = option("relu", "activation function", ["relu", "gelu"])
     batch_norm: bool = option(False, "batch normalisation after each hidden layer")
@@ -122,6 +130,13 @@ class TrainConfig:
     def cpu_bf16_helps(self) -> bool:
         """Whether --precision auto may train this model in bf16 on a CPU with native bf16."""
         return False
+
+    def augments_inputs(self) -> bool:
+        """Whether training inputs change from epoch to epoch (a teacher must then see each batch)."""
+        return False
+
+    def check(self) -> None:
+        """Raise ConfigError for a combination of this script's flags that cannot work (default: none)."""
 
     def encoder_lr_fraction(self) -> float:
         """The learning rate of a model's `encoder` as a fraction of --lr (1: no difference)."""
@@ -233,3 +248,4 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("--resume RUN continues in RUN: leave out --out-dir, or give the same folder")
     if config.eval_only and config.resume:
         raise ConfigError("--eval-only and --resume do not go together: evaluate with --checkpoint RUN/best.pt")
+    config.check()

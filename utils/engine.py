@@ -46,6 +46,9 @@ class Trainer:
     step: int = 0
     should_stop: Callable[[], bool] = field(default=lambda: False)
     on_step_loss: Callable[[int, float], None] | None = None  # gets (step, loss) every LOG_EVERY steps
+    after_step: Callable[[], None] | None = None  # runs after each optimizer step (e.g. a weight average)
+    distill_weight: float = 0.0  # weight of the teacher's term, for batches that carry teacher logits
+    temperature: float = 1.0
 
 
 def to_device(inputs: Any, device: torch.device) -> Any:
@@ -60,12 +63,27 @@ def batch_size_of(targets: torch.Tensor) -> int:
     return int(targets.shape[0])
 
 
-def train_step(trainer: Trainer, inputs: Any, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step; returns the (detached) mean loss and the logits."""
+def distillation_loss(logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None,
+                      weight: float, temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """(1 - weight) * cross-entropy(labels) + weight * T^2 * KL(softmax(teacher/T) || softmax(student/T)),
+    the mean over the batch (Hinton et al. 2015); plain cross-entropy without teacher logits or weight."""
+    hard = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    if teacher_logits is None or weight == 0:
+        return hard
+    soft = F.kl_div(F.log_softmax(logits / temperature, dim=1), F.log_softmax(teacher_logits / temperature, dim=1),
+                    reduction="batchmean", log_target=True)
+    return (1 - weight) * hard + weight * temperature ** 2 * soft
+
+
+def train_step(trainer: Trainer, inputs: Any, targets: torch.Tensor,
+               teacher_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step; returns the (detached) mean loss and the logits. With `teacher_logits`
+    the loss is the distillation loss with the trainer's weight and temperature."""
     set_lr(trainer.optimizer, trainer.lr_at_step(trainer.step))
     with autocast(trainer.runtime):
         logits = trainer.model(inputs)
-        loss = F.cross_entropy(logits.float(), targets, label_smoothing=trainer.label_smoothing)
+        loss = distillation_loss(logits.float(), targets, teacher_logits, trainer.distill_weight,
+                                 trainer.temperature, trainer.label_smoothing)
     trainer.optimizer.zero_grad(set_to_none=True)
     trainer.scaler.scale(loss).backward()
     if trainer.grad_clip > 0:
@@ -74,6 +92,8 @@ def train_step(trainer: Trainer, inputs: Any, targets: torch.Tensor) -> tuple[to
     trainer.scaler.step(trainer.optimizer)
     trainer.scaler.update()
     trainer.step += 1
+    if trainer.after_step is not None:
+        trainer.after_step()
     return loss.detach(), logits.detach()
 
 
@@ -89,7 +109,9 @@ def stop_requested(trainer: Trainer) -> bool:
 
 
 def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, progress: bool = True) -> dict[str, float]:
-    """Train on every batch once; returns train_loss, train_acc, lr, seconds, samples_per_s."""
+    """Train on every batch once; returns train_loss, train_acc, lr, seconds, samples_per_s.
+
+    Batches are `(inputs, targets)`, or `(inputs, targets, teacher_logits)` to distil."""
     trainer.model.train()
     device = trainer.runtime.device
     loss_sum = torch.zeros((), device=device)
@@ -98,9 +120,9 @@ def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, progress: b
     start = time.perf_counter()
     bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, unit="batch", dynamic_ncols=True,
                disable=not (progress and trainer.runtime.is_main))
-    for inputs, targets in bar:
+    for inputs, targets, *teacher_logits in bar:  # batches of utils.distill.TeacherBatches add teacher logits
         inputs, targets = to_device(inputs, device), targets.to(device, non_blocking=True)
-        loss, logits = train_step(trainer, inputs, targets)
+        loss, logits = train_step(trainer, inputs, targets, *teacher_logits)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch}, step {trainer.step} "
                                 "(try a lower --lr or --grad-clip)")
@@ -126,13 +148,13 @@ def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, progress: b
 def evaluate(model: nn.Module, batches: Iterable, runtime: Runtime, collect: bool = False) -> dict[str, Any]:
     """Mean loss and accuracy over all batches, summed across processes (exact for the whole split).
 
-    With `collect`, also returns `predictions`, `targets` and `probabilities` of the whole split,
-    in the split's own order (gathered from every process).
+    With `collect`, also returns `predictions`, `targets`, `probabilities` and `logits` of the
+    whole split, in the split's own order (gathered from every process).
     """
     model.eval()
     device = runtime.device
     loss_sum, correct, seen = 0.0, 0, 0
-    predictions, targets_seen, probabilities = [], [], []
+    predictions, targets_seen, logits_seen = [], [], []
     for inputs, targets in batches:
         inputs, targets = to_device(inputs, device), targets.to(device, non_blocking=True)
         with autocast(runtime):
@@ -144,14 +166,15 @@ def evaluate(model: nn.Module, batches: Iterable, runtime: Runtime, collect: boo
         if collect:
             predictions.append(predicted.cpu())
             targets_seen.append(targets.cpu())
-            probabilities.append(torch.softmax(logits, dim=1).cpu())
+            logits_seen.append(logits.cpu())
     loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], runtime)
     result: dict[str, Any] = {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "count": int(seen)}
     if collect:
-        served = (batches.example_order(), torch.cat(predictions), torch.cat(targets_seen), torch.cat(probabilities))
-        order, predicted, targets, probs = gather_from_processes(served, runtime)
+        served = (batches.example_order(), torch.cat(predictions), torch.cat(targets_seen), torch.cat(logits_seen))
+        order, predicted, targets, all_logits = gather_from_processes(served, runtime)
         inverse = order.argsort()
-        result.update(predictions=predicted[inverse], targets=targets[inverse], probabilities=probs[inverse])
+        result.update(predictions=predicted[inverse], targets=targets[inverse], logits=all_logits[inverse],
+                      probabilities=torch.softmax(all_logits[inverse], dim=1))
     return result
 
 

@@ -16,11 +16,13 @@ from typing import Any, Callable, Iterator, Union
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from data.bundle import DataBundle
 from models import build_model, count_parameters, parameter_groups
-from utils.checkpoint import CheckpointError, load_checkpoint, one_line, save_json
+from utils.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, one_line, save_json
 from utils.config import ConfigError, TrainConfig
+from utils.distill import attach_teacher
 from utils.engine import Interrupted, NonFiniteLoss, Trainer, evaluate, fit
 from utils.optim import build_optimizer, lr_schedule
 from utils.report import write_test_report
@@ -67,29 +69,14 @@ def stop_on_signals() -> Iterator[Callable[[], bool]]:
 
 def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                      progress: dict[str, Any], best_weights: dict[str, torch.Tensor] | None, config: TrainConfig,
-                     script_name: str, model_name: str, model_kwargs: dict[str, Any], data: DataBundle
-                     ) -> dict[str, Any]:
-    """The commit record of an epoch, in plain types: weights, optimizer, progress, best weights
-    and all a predictor needs."""
+                     script_name: str, model_name: str, model_kwargs: dict[str, Any], data: DataBundle,
+                     ema: AveragedModel | None = None, teacher: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The commit record of an epoch, in plain types: weights, optimizer, progress, best weights,
+    the weight average (--ema), the teacher's record (--teacher) and all a predictor needs."""
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            **progress, "best_model": best_weights, "config": vars(config).copy(), "script": script_name,
-            "model_name": model_name, "model_kwargs": model_kwargs, "task": data.task,
-            "class_names": data.class_names, "meta": data.meta}
-
-
-def model_from_checkpoint(checkpoint: dict[str, Any], device: torch.device | str = "cpu",
-                          path: str = "the checkpoint") -> nn.Module:
-    """Rebuild the model a checkpoint was saved from, with its weights, in eval mode.
-
-    A checkpoint whose parts do not fit together raises CheckpointError naming `path`.
-    """
-    try:
-        model = build_model(checkpoint["model_name"], **checkpoint["model_kwargs"])
-        model.load_state_dict(checkpoint["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
-        raise CheckpointError(f"{path} does not describe a model of this repository that its weights fit "
-                              f"({type(error).__name__}: {one_line(error)[:200]})") from error
-    return model.to(device).eval()
+            **progress, "best_model": best_weights, "ema": ema.state_dict() if ema else None, "teacher": teacher,
+            "config": vars(config).copy(), "script": script_name, "model_name": model_name,
+            "model_kwargs": model_kwargs, "task": data.task, "class_names": data.class_names, "meta": data.meta}
 
 
 def same_model_or_error(saved: dict[str, Any], model_kwargs: dict[str, Any], run_dir: str) -> None:
@@ -114,6 +101,16 @@ def build_optimization(config: TrainConfig, model: nn.Module, steps_per_epoch: i
                            warmup_steps=int(config.warmup_epochs * steps_per_epoch),
                            step_size=config.step_epochs * steps_per_epoch)
     return optimizer, scaler, schedule
+
+
+def teacher_for_run(config: TrainConfig, data: DataBundle, runtime: Runtime, make_data: MakeData,
+                    resumed: dict[str, Any] | None, say: Callable[[str], None]) -> dict[str, Any] | None:
+    """With --teacher, attach its outputs to `data.train` and return its record (None without)."""
+    recorded = resumed.get("teacher") if resumed else None
+    if resumed and bool(recorded) != bool(config.teacher):
+        raise ConfigError(f"cannot resume {config.resume} with{'out' if recorded else ''} a teacher: it was trained "
+                          f"with{'' if recorded else 'out'} one; keep its --teacher setting or start a new run")
+    return attach_teacher(config, data, runtime, make_data, recorded, say) if config.teacher else None
 
 
 def wrap_for_training(model: nn.Module, runtime: Runtime, compile_model: bool) -> nn.Module:
@@ -198,6 +195,9 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
     model = model.to(runtime.device)
     if getattr(config, "channels_last", False):
         model = model.to(memory_format=torch.channels_last)
+    teacher = teacher_for_run(config, data, runtime, make_data, resumed, say)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True) if config.ema else None
+    eval_model = ema.module if ema else model  # what is validated, tested and saved as best
     optimizer, scaler, schedule = build_optimization(config, model, len(data.train), runtime)
     progress = {"epoch": 0, "step": 0, "best_val_acc": -math.inf, "best_epoch": 0, "stopped_early": False,
                 "history": []}
@@ -207,7 +207,9 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
             model.load_state_dict(resumed["model"])
             optimizer.load_state_dict(resumed["optimizer"])
             scaler.load_state_dict(resumed["scaler"])
-        except (KeyError, ValueError, RuntimeError) as error:
+            if ema:
+                ema.load_state_dict(resumed["ema"])
+        except (KeyError, TypeError, AttributeError, ValueError, RuntimeError) as error:
             raise CheckpointError(f"{folder.file('last.pt')} does not fit this run's model or optimizer "
                                   f"({one_line(error)[:200]}): start a new run") from error
         progress = {key: resumed[key] for key in progress}
@@ -229,20 +231,22 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
         if board:
             board.epoch(metrics, trainer.step)  # on disk before the commit: see utils.tensorboard_log
         if outcome["is_best"]:
-            best_weights = {name: value.detach().clone() for name, value in model.state_dict().items()}
+            best_weights = {name: value.detach().clone() for name, value in eval_model.state_dict().items()}
         progress["history"].append(metrics)
         progress.update(epoch=metrics["epoch"], step=trainer.step, best_val_acc=outcome["best_val_acc"],
                         best_epoch=outcome["best_epoch"], stopped_early=outcome["stopped_early"])
         folder.commit(checkpoint_state(model, optimizer, scaler, progress, best_weights, config, script_name,
-                                       model_name, model_kwargs, data))
+                                       model_name, model_kwargs, data, ema, teacher))
 
     with stop_on_signals() as should_stop:
         trainer = Trainer(train_module, optimizer, runtime, schedule, scaler, config.label_smoothing,
                           config.grad_clip, step=progress["step"], should_stop=should_stop,
-                          on_step_loss=board.train_step if board else None)
+                          on_step_loss=board.train_step if board else None,
+                          after_step=(lambda: ema.update_parameters(model)) if ema else None,
+                          distill_weight=config.distill_weight if teacher else 0.0, temperature=config.temperature)
         start = time.perf_counter()
         try:
-            outcome = fit(trainer, data.train, data.val, model, epochs=config.epochs, seed=config.seed,
+            outcome = fit(trainer, data.train, data.val, eval_model, epochs=config.epochs, seed=config.seed,
                           start_epoch=progress["epoch"] + 1, best_val_acc=progress["best_val_acc"],
                           best_epoch=progress["best_epoch"], patience=config.patience,
                           stopped_early=progress["stopped_early"], progress=config.progress,
@@ -254,7 +258,8 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
         wall_seconds = time.perf_counter() - start
 
     try:
-        summary = test_and_report(model, best_weights, data, runtime, outcome, progress, wall_seconds, folder, say)
+        summary = test_and_report(model, best_weights, data, runtime, outcome, progress, wall_seconds, folder, say,
+                                  teacher)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted during the final test; {folder.describe(progress['epoch'], script_name)}") from None
     if board:
@@ -265,7 +270,7 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
 
 def test_and_report(model: nn.Module, best_weights: dict[str, torch.Tensor] | None, data: DataBundle, runtime: Runtime,
                     outcome: dict[str, Any], progress: dict[str, Any], wall_seconds: float, folder: RunFolder,
-                    say: Callable[[str], None]) -> dict[str, Any]:
+                    say: Callable[[str], None], teacher: dict[str, Any] | None = None) -> dict[str, Any]:
     """Test the best-on-validation weights once, write the reports, then summary.json; returns the summary."""
     if best_weights is not None:
         model.load_state_dict(best_weights)
@@ -276,6 +281,8 @@ def test_and_report(model: nn.Module, best_weights: dict[str, torch.Tensor] | No
                "epochs_run": progress["epoch"], "stopped_early": outcome["stopped_early"],
                "device": str(runtime.device), "precision": runtime.precision, "world_size": runtime.world_size,
                "cpu_bf16_native": cpu_bf16_native(), "run_dir": folder.path}
+    if teacher:
+        summary["teacher"] = teacher
     if runtime.is_main:
         say(write_test_report(folder.path, test, data))
         save_json(folder.file(SUMMARY), summary)  # last: its presence marks a finished run

@@ -14,8 +14,7 @@ from PIL import Image
 from data import DataError
 from data.text import pad_sequences
 from data.tokenization import tokenizer_from_meta
-from utils.checkpoint import CheckpointError, load_checkpoint, one_line
-from utils.experiment import model_from_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, one_line
 
 MAX_IMAGE_PIXELS = 40_000_000  # a 6000x6000 photo; a larger file is refused before it is decoded
 CHECKPOINT_TYPES = {"model": dict, "model_name": str, "model_kwargs": dict, "task": str, "class_names": list,

@@ -32,7 +32,7 @@ except ImportError:  # Windows: no advisory locks; the folder is then not protec
 
 LAST, BEST, METRICS, CONFIG, SUMMARY, LOCK = "last.pt", "best.pt", "metrics.jsonl", "config.json", "summary.json", ".lock"
 FORMAT = 2  # version of the commit record's layout
-TRAINING_ONLY_KEYS = ("optimizer", "scaler", "best_model", "history", "step", "stopped_early")
+TRAINING_ONLY_KEYS = ("optimizer", "scaler", "best_model", "ema", "history", "step", "stopped_early")
 
 
 class RunFolderError(ValueError):
