@@ -1,6 +1,7 @@
 """Text pipeline as small pure functions, and length-bucketed batches of token ids."""
 from __future__ import annotations
 
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
@@ -42,6 +43,14 @@ def build_vocabulary(token_lists: Iterable[Sequence[str]], min_freq: int = 1) ->
     counts = Counter(token for tokens in token_lists for token in tokens)
     kept = sorted((token for token, count in counts.items() if count >= min_freq), key=lambda t: (-counts[t], t))
     return Vocabulary([PAD, UNK, *kept])
+
+
+def delete_words(text: str, rng: random.Random, keep: float = 0.85) -> str:
+    """`text` with each word kept with probability `keep` (at least one word stays): a perturbed
+    copy of a question for a teacher to label (the transfer set of Tang et al. 2019)."""
+    words = text.split()
+    kept = [word for word in words if rng.random() < keep]
+    return " ".join(kept or [words[rng.randrange(len(words))]])
 
 
 def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

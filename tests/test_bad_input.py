@@ -79,6 +79,13 @@ FLAG_CASES = [  # (script, flags, what the one line must say)
     (train_rnn, ["--min-freq", "0"], "--min-freq must be >= 1"),
     (train_rnn, ["--resume", "/no/such/run"], "cannot resume: /no/such/run is not a run folder"),
     (train_rnn, ["--eval-only"], "--eval-only needs --checkpoint"),
+    (train_cnn, ["--model", "resnet", "--depth", "10"], "--depth: a ResNet's depth must be 6n + 2"),
+    (train_cnn, ["--tta"], "--tta averages a resnet's outputs: add --model resnet"),
+    (train_cnn, ["--random-erasing", "1.5"], "--random-erasing must be in [0, 1]"),
+    (train_cnn, ["--ema", "1"], "--ema must be in [0, 1)"),
+    (train_rnn, ["--distill-weight", "2"], "--distill-weight must be in [0, 1]"),
+    (train_rnn, ["--temperature", "0"], "--temperature must be > 0"),
+    (train_rnn, ["--teacher", "/no/such/teacher.pt"], "--teacher /no/such/teacher.pt: no such file"),
 ]
 
 

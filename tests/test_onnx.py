@@ -18,8 +18,9 @@ from utils.onnx_export import BATCH_SIZES
 
 WORDS = ["who", "wrote", "hamlet", "?", "where", "is", "paris", "what", "a", "tiger"]
 IMAGE_META = {"mean": 0.286, "std": 0.353, "image_size": 28}
+IMAGE_MODELS = ("cnn", "dnn", "resnet")
 FAMILIES = [
-    ("cnn", {"batch_norm": True}), ("dnn", {}),
+    ("cnn", {"batch_norm": True}), ("dnn", {}), ("resnet", {"width": 4, "depth": 8, "flip_average": True}),
     ("rnn", {"cell": "lstm", "bidirectional": True, "pooling": "max", "num_layers": 2}),
     ("rnn", {"cell": "gru", "bidirectional": True, "pooling": "last"}),
     ("rnn", {"cell": "rnn", "pooling": "attention"}),
@@ -32,7 +33,7 @@ FAMILIES = [
 def checkpoint_of(name: str, kwargs: dict, folder, tiny_pretrained: str) -> str:
     """A checkpoint file of a freshly initialised tiny model of this family."""
     torch.manual_seed(0)
-    if name in ("cnn", "dnn"):
+    if name in IMAGE_MODELS:
         task, names, meta, model_kwargs = "fashion_mnist", [str(i) for i in range(10)], IMAGE_META, dict(kwargs)
     else:
         tokenizer = (SubwordTokenizer.from_pretrained(tiny_pretrained) if name == "pretrained"
@@ -53,12 +54,12 @@ def checkpoint_of(name: str, kwargs: dict, folder, tiny_pretrained: str) -> str:
 @pytest.mark.parametrize("name,kwargs", FAMILIES, ids=lambda v: str(v))
 def test_export_is_verified_and_predicts_like_pytorch(name, kwargs, tiny_pretrained, tmp_path, capsys):
     checkpoint = checkpoint_of(name, kwargs, tmp_path, tiny_pretrained)
-    data_dir = str(tmp_path / "no-data") if name in ("cnn", "dnn") else write_trec(str(tmp_path / "data"))
+    data_dir = str(tmp_path / "no-data") if name in IMAGE_MODELS else write_trec(str(tmp_path / "data"))
     assert export.main([checkpoint, "--data-dir", data_dir, "--examples", "64"]) == 0
     printed = capsys.readouterr().out
     assert "largest |logit difference|" in printed and "same prediction 100.0%" in printed, printed
     onnx_path = checkpoint[:-3] + ".onnx"
-    if name in ("cnn", "dnn"):
+    if name in IMAGE_MODELS:
         image = str(tmp_path / "shoe.png")
         Image.new("RGB", (40, 30), (250, 250, 250)).save(image)
         inputs = [image]

@@ -248,4 +248,6 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("--resume RUN continues in RUN: leave out --out-dir, or give the same folder")
     if config.eval_only and config.resume:
         raise ConfigError("--eval-only and --resume do not go together: evaluate with --checkpoint RUN/best.pt")
+    if config.teacher and not os.path.isfile(config.teacher):
+        raise ConfigError(f"--teacher {config.teacher}: no such file (give a trained run's best.pt)")
     config.check()

@@ -59,6 +59,9 @@ class TextConfig(TrainConfig):
     bucket: bool = option(True, "batch questions of similar length together (less padding)")
     val_size: int = option(500, "training questions held out for validation (chosen by the seed)")
 
+    perturbed_copies: int = option(0, "add this many copies of each training question with random words (15%%) "
+                                   "deleted; with --teacher, the teacher labels them too", minimum=0, maximum=100)
+
     def pretrained_tokenizer(self) -> TextTokenizer | None:
         """The tokenizer of a pretrained model, if this run fine-tunes one (None: a word vocabulary)."""
         return None
@@ -74,4 +77,5 @@ def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None 
         seed=config.seed, min_freq=config.min_freq, bucket=config.bucket, device=runtime.device,
         rank=runtime.rank, world_size=runtime.world_size, limit_train=config.limit_train,
         max_length=(meta or {}).get("max_length", config.max_length),
-        tokenizer=tokenizer_from_meta(meta) if meta else config.pretrained_tokenizer())
+        tokenizer=tokenizer_from_meta(meta) if meta else config.pretrained_tokenizer(),
+        perturbed_copies=config.perturbed_copies)

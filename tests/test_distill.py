@@ -1,0 +1,190 @@
+"""Distillation (--teacher), the weight average (--ema) and random erasing, on tiny synthetic data."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch import nn
+
+import train_cnn
+import train_rnn
+import train_transformer
+from conftest import interrupt_after_commit
+from data.image_batches import random_erase
+from utils.checkpoint import load_checkpoint, read_jsonl
+from utils.config import parse_config
+from utils.distill import attach_teacher
+from utils.engine import Trainer, distillation_loss, train_one_epoch
+from utils.optim import build_optimizer, lr_schedule
+from utils.runtime import Runtime
+from utils.tasks import text_data
+
+CPU = Runtime(torch.device("cpu"), "fp32")
+
+
+def image_args(data_dir: str, out_dir: str, *extra: str) -> list[str]:
+    return ["--data-dir", data_dir, "--out-dir", out_dir, "--epochs", "2", "--val-size", "40", "--batch-size", "32",
+            "--no-progress", "--no-tensorboard", *extra]
+
+
+def text_args(data_dir: str, out_dir: str, *extra: str) -> list[str]:
+    return ["--data-dir", data_dir, "--out-dir", out_dir, "--epochs", "2", "--val-size", "40", "--batch-size", "16",
+            "--no-progress", "--no-tensorboard", *extra]
+
+
+@pytest.fixture(scope="module")
+def image_teacher(tmp_path_factory) -> tuple[str, str]:
+    """(data folder, best.pt of a tiny ResNet with flip averaging trained on it)."""
+    from conftest import write_fashion_mnist
+    folder = tmp_path_factory.mktemp("image_teacher")
+    data_dir = write_fashion_mnist(str(folder / "data"))
+    train_cnn.main(image_args(data_dir, str(folder / "teacher"), "--model", "resnet", "--width", "4", "--depth", "8",
+                              "--tta", "--epochs", "3", "--lr", "3e-3"))
+    return data_dir, str(folder / "teacher" / "best.pt")
+
+
+@pytest.fixture(scope="module")
+def text_teacher(tmp_path_factory) -> tuple[str, str]:
+    """(data folder, best.pt of a small Transformer trained well on the synthetic questions)."""
+    from conftest import write_trec
+    folder = tmp_path_factory.mktemp("text_teacher")
+    data_dir = write_trec(str(folder / "data"))
+    train_transformer.main(text_args(data_dir, str(folder / "teacher"), "--epochs", "10", "--embed-dim", "32",
+                                     "--ff-dim", "64", "--lr", "3e-3", "--warmup-epochs", "1"))
+    return data_dir, str(folder / "teacher" / "best.pt")
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_distillation_term_is_zero_when_the_student_matches_the_teacher():
+    torch.manual_seed(0)
+    logits, targets = torch.randn(8, 5), torch.randint(0, 5, (8,))
+    hard = nn.functional.cross_entropy(logits, targets)
+    for temperature in (1.0, 4.0):
+        assert distillation_loss(logits, targets, logits.clone(), 1.0, temperature).abs() < 1e-6
+        assert torch.allclose(distillation_loss(logits, targets, logits.clone(), 0.3, temperature), 0.7 * hard)
+    other = torch.randn(8, 5)
+    assert distillation_loss(logits, targets, other, 1.0, 2.0) > 0.01  # and positive when they differ
+    assert torch.equal(distillation_loss(logits, targets, other, 0.0, 2.0), hard)
+
+
+def linear_steps(teacher_weight: torch.Tensor, distill_weight: float, seed: int, steps: int = 15) -> float:
+    """Train a linear student with the engine on labels of a linear rule (and, with a weight, on the
+    perfect teacher's logits); returns its accuracy on fresh examples of the rule."""
+    generator = torch.Generator().manual_seed(seed)
+    student = nn.Linear(20, 5)
+    nn.init.zeros_(student.weight), nn.init.zeros_(student.bias)
+    batches = []
+    for _ in range(steps):
+        inputs = torch.randn(16, 20, generator=generator)
+        batches.append((inputs, (inputs @ teacher_weight.T).argmax(1), inputs @ teacher_weight.T))
+    trainer = Trainer(student, build_optimizer("sgd", student.parameters(), 0.5, momentum=0.0), CPU,
+                      lr_schedule("none", 0.5, steps), torch.amp.GradScaler("cpu", enabled=False),
+                      distill_weight=distill_weight, temperature=2.0)
+    train_one_epoch(trainer, batches, 1, progress=False)
+    test = torch.randn(2000, 20, generator=generator)
+    return (student(test).argmax(1) == (test @ teacher_weight.T).argmax(1)).float().mean().item()
+
+
+def test_a_perfect_teacher_makes_the_student_learn_faster():
+    teacher_weight = torch.randn(5, 20, generator=torch.Generator().manual_seed(1))
+    for seed in range(3):
+        taught, alone = linear_steps(teacher_weight, 0.9, seed), linear_steps(teacher_weight, 0.0, seed)
+        assert taught > alone + 0.05, (seed, taught, alone)
+
+
+def test_weight_zero_trains_exactly_like_no_teacher(image_teacher, tmp_path):
+    data_dir, teacher = image_teacher
+    plain = train_cnn.main(image_args(data_dir, str(tmp_path / "plain")))
+    taught = train_cnn.main(image_args(data_dir, str(tmp_path / "taught"), "--teacher", teacher,
+                                       "--distill-weight", "0"))
+    a, b = (load_checkpoint(str(tmp_path / run / "last.pt")) for run in ("plain", "taught"))
+    assert same_weights(a["model"], b["model"]) and plain["test_acc"] == taught["test_acc"]
+    assert b["teacher"]["mode"] == "live" and a["teacher"] is None  # augmented images: the teacher sees each batch
+
+
+def test_the_run_folder_records_the_teacher_and_resumes_exactly(image_teacher, tmp_path, monkeypatch, capsys):
+    data_dir, teacher = image_teacher
+    extra = ("--teacher", teacher, "--epochs", "3", "--ema", "0.9", "--random-erasing", "0.5")
+    straight = train_cnn.main(image_args(data_dir, str(tmp_path / "straight"), *extra))
+    record = straight["teacher"]
+    saved = load_checkpoint(teacher)
+    assert record["path"] == os.path.abspath(teacher) and record["model_name"] == "resnet"
+    assert len(record["weights_sha256"]) == 64 and 0 <= record["test_acc"] <= 1
+    assert load_checkpoint(str(tmp_path / "straight" / "best.pt"))["teacher"] == record
+
+    stopped = str(tmp_path / "stopped")
+    interrupt_after_commit(monkeypatch, epoch=1)
+    with pytest.raises(SystemExit):
+        train_cnn.main(image_args(data_dir, stopped, *extra))
+    monkeypatch.undo()
+    train_cnn.main(["--resume", stopped, "--no-progress"])
+    a, b = (load_checkpoint(os.path.join(run, "last.pt")) for run in (str(tmp_path / "straight"), stopped))
+    assert same_weights(a["model"], b["model"]) and same_weights(a["ema"], b["ema"])
+    assert same_weights(a["best_model"], b["best_model"]) and b["teacher"] == record
+
+    torch.save({**saved, "model": {k: v + 1 for k, v in saved["model"].items()}}, teacher + ".changed")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        train_cnn.main(["--resume", stopped, "--epochs", "4", "--teacher", teacher + ".changed", "--no-progress"])
+    assert stop.value.code == 2 and "other weights than the teacher this run began with" in capsys.readouterr().err
+
+
+def test_ema_weights_are_the_ones_validated_and_saved(image_teacher, tmp_path):
+    data_dir, _ = image_teacher
+    summary = train_cnn.main(image_args(data_dir, str(tmp_path / "run"), "--ema", "0.8", "--epochs", "2"))
+    last = load_checkpoint(str(tmp_path / "run" / "last.pt"))
+    best = load_checkpoint(str(tmp_path / "run" / "best.pt"))
+    averaged = {k[len("module."):]: v for k, v in last["ema"].items() if k.startswith("module.")}
+    assert not same_weights(averaged, last["model"])  # the average is not the last weights
+    if summary["best_epoch"] == 2:
+        assert same_weights(best["model"], averaged)
+
+
+def test_a_text_student_learns_from_a_teacher_with_another_tokenizer(text_teacher, tmp_path):
+    data_dir, teacher = text_teacher
+    config = parse_config(train_rnn.RNNConfig, text_args(data_dir, str(tmp_path / "x"), "--teacher", teacher), "")
+    data = text_data(config, CPU)
+    record = attach_teacher(config, data, CPU, text_data, None, print)
+    assert record["mode"] == "cached"  # fixed inputs: the teacher classified each question once
+    agree = seen = 0
+    for inputs, targets, teacher_logits in data.train:
+        agree += (teacher_logits.argmax(1) == targets).sum().item()
+        seen += len(targets)
+    # the cached rows line up with the student's examples: the well-trained teacher agrees with their labels
+    assert seen == data.train.num_examples and agree / seen > 0.8, agree / seen
+
+    summary = train_rnn.main(text_args(data_dir, str(tmp_path / "student"), "--teacher", teacher))
+    assert summary["teacher"]["weights_sha256"] == record["weights_sha256"]
+    checkpoint = load_checkpoint(str(tmp_path / "student" / "best.pt"))
+    assert checkpoint["meta"]["tokenizer"]["kind"] == "words"  # the student keeps its own tokenizer
+    assert len(read_jsonl(str(tmp_path / "student" / "metrics.jsonl"))) == 2
+
+
+@pytest.mark.parametrize("student", ["rnn", "cnn"])
+def test_a_teacher_of_another_task_is_one_line(student, image_teacher, text_teacher, tmp_path, capsys):
+    image_dir, image_ckpt = image_teacher
+    text_dir, text_ckpt = text_teacher
+    main, argv = ((train_rnn.main, text_args(text_dir, str(tmp_path / "s"), "--teacher", image_ckpt))
+                  if student == "rnn" else
+                  (train_cnn.main, image_args(image_dir, str(tmp_path / "s"), "--teacher", text_ckpt)))
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and "student needs a" in err[0] and "Traceback" not in err[0]
+
+
+def test_random_erasing_erases_one_rectangle_in_about_p_of_the_images():
+    images = torch.zeros(2000, 28, 28, dtype=torch.uint8)
+    erased = random_erase(images, 0.5, torch.Generator().manual_seed(0))
+    changed = (erased != 0).flatten(1).any(1)
+    assert 0.45 < changed.float().mean() < 0.55
+    for image in erased[changed][:200]:
+        rows, cols = (image != 0).any(1).nonzero(), (image != 0).any(0).nonzero()
+        height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        assert height * width <= 0.45 * 28 * 28  # one box of at most ~40% of the image
+    unchanged = random_erase(images[:10], 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(unchanged, images[:10])
