@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from utils.cli import run_script
 from models.resnet import blocks_per_stage
+from utils.cli import run_script
 from utils.config import ConfigError, option
 from utils.tasks import ImageConfig, image_data
 
@@ -33,7 +33,8 @@ class CNNConfig(ImageConfig):
     hidden_size: int = option(128, "units of the hidden fully connected layer", minimum=1, maximum=1 << 16)
     model: str = option("cnn", "network: the seed's two-convolution cnn, or a pre-activation resnet "
                         "(batch norm always; --width, --depth, --tta)", ["cnn", "resnet"])
-    width: int = option(16, "resnet: channels of its first stage (the others have 2x and 4x)", minimum=1, maximum=1024)
+    width: int = option(16, "resnet: channels of its first stage (the others have 2x and 4x)",
+                        minimum=1, maximum=1024)
     depth: int = option(20, "resnet: layers, 6n + 2 (8, 14, 20, ...): n blocks in each of 3 stages",
                         minimum=8, maximum=1000)
     tta: bool = option(False, "resnet: evaluate (and predict) with the mean of each image's and its mirror "

@@ -188,3 +188,25 @@ def test_random_erasing_erases_one_rectangle_in_about_p_of_the_images():
         assert height * width <= 0.45 * 28 * 28  # one box of at most ~40% of the image
     unchanged = random_erase(images[:10], 0.0, torch.Generator().manual_seed(0))
     assert torch.equal(unchanged, images[:10])
+
+
+def test_perturbed_copies_are_ordered_subsets_and_the_same_for_every_tokenizer(text_teacher):
+    import random
+
+    from data.text import delete_words
+    rng = random.Random(0)
+    for text in ("What is the capital of France ?", "Who ?"):
+        for _ in range(50):
+            words, copy = text.split(), delete_words(text, rng).split()
+            assert copy and all(word in words for word in copy)
+            positions = [words.index(word) for word in copy]
+            assert positions == sorted(positions)
+    data_dir, teacher = text_teacher
+    config = parse_config(train_rnn.RNNConfig, text_args(data_dir, "unused", "--perturbed-copies", "2"), "")
+    plain = text_data(parse_config(train_rnn.RNNConfig, text_args(data_dir, "unused"), ""), CPU)
+    words = [text_data(config, CPU), text_data(config, CPU)]
+    teachers_view = text_data(config, CPU, load_checkpoint(teacher)["meta"])  # through the teacher's tokenizer
+    assert words[0].train.num_examples == teachers_view.train.num_examples == 3 * plain.train.num_examples
+    assert torch.equal(words[0].train.token_ids, words[1].train.token_ids)  # the seed fixes the copies
+    assert words[0].model_kwargs["vocab_size"] == plain.model_kwargs["vocab_size"]  # vocabulary of the originals
+    assert torch.equal(words[0].train.labels[:plain.train.num_examples], plain.train.labels)

@@ -108,8 +108,8 @@ def teacher_for_run(config: TrainConfig, data: DataBundle, runtime: Runtime, mak
     """With --teacher, attach its outputs to `data.train` and return its record (None without)."""
     recorded = resumed.get("teacher") if resumed else None
     if resumed and bool(recorded) != bool(config.teacher):
-        raise ConfigError(f"cannot resume {config.resume} with{'out' if recorded else ''} a teacher: it was trained "
-                          f"with{'' if recorded else 'out'} one; keep its --teacher setting or start a new run")
+        raise ConfigError(f"cannot resume {config.resume} with{'out' if recorded else ''} a teacher: it was "
+                          f"trained with{'' if recorded else 'out'} one; keep its --teacher setting or start a new run")
     return attach_teacher(config, data, runtime, make_data, recorded, say) if config.teacher else None
 
 
@@ -243,7 +243,8 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
                           config.grad_clip, step=progress["step"], should_stop=should_stop,
                           on_step_loss=board.train_step if board else None,
                           after_step=(lambda: ema.update_parameters(model)) if ema else None,
-                          distill_weight=config.distill_weight if teacher else 0.0, temperature=config.temperature)
+                          distill_weight=config.distill_weight if teacher else 0.0,
+                          temperature=config.temperature)
         start = time.perf_counter()
         try:
             outcome = fit(trainer, data.train, data.val, eval_model, epochs=config.epochs, seed=config.seed,
