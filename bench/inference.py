@@ -4,7 +4,7 @@
 
 Each checkpoint is exported with export.py's verified export (into a temporary folder), then both
 runtimes classify the same inputs (test examples of its data set): the median of 5 rounds of
-`--seconds` each, alternating. Results go to bench/results/inference.json.
+`--seconds` each, alternating. Results go to bench/results/inference.json (or `--name`).
 """
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one timed round")
+    parser.add_argument("--name", default="inference", help="results file: bench/results/NAME.json")
     args = parser.parse_args()
     rows = []
     for path in args.checkpoints:
@@ -72,7 +73,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
     common.print_table(rows, ["model", "batch", "pytorch_per_s", "onnxruntime_per_s", "ratio", "max_abs_diff",
                               "checkpoint"])
-    common.save_results("inference", {"rows": rows, "torch_threads": torch.get_num_threads()})
+    common.save_results(args.name, {"rows": rows, "torch_threads": torch.get_num_threads()})
 
 
 if __name__ == "__main__":
