@@ -1,0 +1,201 @@
+"""FashionMNIST recipe sweeps on one GPU: many single-GPU training processes at once, deadline-guarded.
+
+    OUT=folder python bench/gpu_sweep.py recipes [DEADLINE_S]
+    OUT=folder python bench/gpu_sweep.py teacher [DEADLINE_S] [TEACHER_DEADLINE_S]
+
+`recipes`: ResNet variants sized to train in under 30 minutes on 2 CPU cores (seed 0, validation
+with and without flip averaging), the seed CNN's default recipe with random erasing and/or a
+weight average, the MLP with and without a weight average; then 3 seeds of the ResNet chosen on
+validation and seed-CNN students of its best.pt. Writes $OUT/sweep.json.
+
+`teacher`: ResNet-20 for 60 epochs at batch 512 (with and without random erasing), then seed-CNN
+students (budget recipe at batch 256) with and without the better one as teacher, 3 seeds each;
+students start at TEACHER_DEADLINE_S with the best finished teacher, else $SWEEP_FALLBACK_TEACHER.
+Writes $OUT/sweep2.json.
+
+Everything still running at DEADLINE_S is killed; the JSON is rewritten after every event. Data:
+$SWEEP_DATA (default ../shared/data); $SWEEP_EXTRA adds flags to every run (e.g. for a dry run).
+bench/results/gpu-sweep-fashion-mnist.json and gpu-sweep-teacher.json hold the H200 runs of the README.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.getcwd())
+
+OUT = os.environ.get("OUT", "/tmp/out")
+DATA = os.environ.get("SWEEP_DATA", "../shared/data")
+EXTRA = os.environ.get("SWEEP_EXTRA", "").split()
+VAL = int(os.environ.get("SWEEP_VAL", "5000"))
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+SGD = ["--optimizer", "sgd", "--nesterov", "--lr", "0.1", "--weight-decay", "5e-4", "--scheduler", "cosine",
+       "--warmup-epochs", "0.5", "--batch-size", "128"]
+RES = ["--model", "resnet", "--tta", "--channels-last"]
+RESNET = {
+    "r20_e8_sgd_re5": RES + SGD + ["--depth", "20", "--epochs", "8", "--random-erasing", "0.5"],
+    "r20_e8_sgd_re5_ema": RES + SGD + ["--depth", "20", "--epochs", "8", "--random-erasing", "0.5", "--ema", "0.998"],
+    "r20_e8_sgd_re0": RES + SGD + ["--depth", "20", "--epochs", "8"],
+    "r20_e8_adamw_re5": RES + ["--depth", "20", "--epochs", "8", "--random-erasing", "0.5", "--batch-size", "128",
+                               "--lr", "3e-3", "--scheduler", "onecycle"],
+    "r14_e12_sgd_re5": RES + SGD + ["--depth", "14", "--epochs", "12", "--random-erasing", "0.5"],
+    "r8_e24_sgd_re5": RES + SGD + ["--depth", "8", "--epochs", "24", "--random-erasing", "0.5"],
+    "r14_e12_sgd_re5_ema": RES + SGD + ["--depth", "14", "--epochs", "12", "--random-erasing", "0.5", "--ema", "0.998"],
+}
+CNN = {
+    "cnn_default": [],
+    "cnn_re25": ["--random-erasing", "0.25"],
+    "cnn_ema": ["--ema", "0.999"],
+    "cnn_re25_ema": ["--random-erasing", "0.25", "--ema", "0.999"],
+}
+DNN = {"dnn_default": [], "dnn_ema": ["--ema", "0.999"]}
+TEACHER = ["--model", "resnet", "--tta", "--channels-last", "--optimizer", "sgd", "--nesterov", "--lr", "0.2",
+           "--weight-decay", "5e-4", "--scheduler", "cosine", "--warmup-epochs", "2", "--batch-size", "512",
+           "--epochs", "60", "--depth", "20"]
+TEACHERS = {"t_re5": TEACHER + ["--random-erasing", "0.5"], "t_re0": TEACHER}
+STUDENT = ["--preset", "budget", "--batch-size", "256"]
+
+
+class Sweep:
+    """Training processes launched at once, their results, and a JSON file that always holds them."""
+
+    def __init__(self, name: str, deadline: float) -> None:
+        self.name, self.deadline, self.start = name, deadline, time.time()
+        self.runs_dir, self.logs_dir = f"/tmp/{name}-runs", f"/tmp/{name}-logs"
+        for folder in (self.runs_dir, self.logs_dir, OUT):
+            os.makedirs(folder, exist_ok=True)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.results: dict = {"events": []}
+
+    def elapsed(self) -> float:
+        return time.time() - self.start
+
+    def save(self) -> None:
+        self.results["elapsed"] = self.elapsed()
+        with open(os.path.join(OUT, f"{self.name}.json"), "w") as f:
+            json.dump(self.results, f, indent=1)
+
+    def launch(self, run: str, script: str, args: list[str]) -> str:
+        """Start `train_<script>.py ARGS` into its own run folder (fp32, one CPU thread)."""
+        cmd = [sys.executable, f"train_{script}.py", "--data-dir", DATA, "--out-dir", f"{self.runs_dir}/{run}",
+               "--no-progress", "--no-tensorboard", "--precision", "fp32", *args, *EXTRA]
+        self.procs[run] = subprocess.Popen(cmd, stdout=open(f"{self.logs_dir}/{run}.log", "w"),
+                                           stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        self.results["events"].append([round(self.elapsed()), "launch", run, " ".join(args)])
+        self.save()
+        return run
+
+    def collect(self, run: str) -> dict:
+        """A run's summary (if finished), its validation curve and, for a failure, its log's end."""
+        folder, entry = f"{self.runs_dir}/{run}", {"rc": self.procs[run].poll()}
+        if os.path.exists(f"{folder}/summary.json"):
+            entry["summary"] = json.load(open(f"{folder}/summary.json"))
+        if os.path.exists(f"{folder}/metrics.jsonl"):
+            rows = [json.loads(line) for line in open(f"{folder}/metrics.jsonl")]
+            entry["val_acc"] = [round(r["val_acc"], 4) for r in rows]
+            entry["epoch_s"] = round(sum(r["seconds"] for r in rows) / max(len(rows), 1), 2)
+        if entry["rc"] not in (0, None):
+            entry["log_tail"] = open(f"{self.logs_dir}/{run}.log").read()[-300:]
+        return entry
+
+    def wait(self, runs: list[str], until: float) -> None:
+        """Wait until `runs` have ended or `until` seconds have passed; record what they reached."""
+        while any(self.procs[r].poll() is None for r in runs) and self.elapsed() < until:
+            time.sleep(1)
+        for run in runs:
+            self.results.setdefault("runs", {})[run] = self.collect(run)
+        self.save()
+
+    def finish(self, keep: dict[str, str]) -> None:
+        """Kill what still runs, record everything, copy `keep` {source: name} and the logs to $OUT."""
+        for run, proc in self.procs.items():
+            if proc.poll() is None:
+                proc.kill()
+                self.results["events"].append([round(self.elapsed()), "killed", run])
+        self.wait(list(self.procs), self.deadline + 5)
+        for source, name in keep.items():
+            if source and os.path.exists(source):
+                shutil.copy(source, os.path.join(OUT, name))
+        subprocess.run(["tar", "czf", os.path.join(OUT, f"{self.name}.tgz"), "--exclude=*.pt", "--exclude=*.png",
+                        "-C", "/tmp", os.path.basename(self.runs_dir), os.path.basename(self.logs_dir)])
+        self.save()
+
+
+def flip_average_check(run_dir: str) -> dict[str, float]:
+    """Validation accuracy (seed-0 split) of a run's best.pt with and without flip averaging."""
+    from data.tasks import fashion_mnist_bundle
+    from utils.checkpoint import load_checkpoint, model_from_checkpoint
+    from utils.engine import evaluate
+    from utils.runtime import Runtime
+    model = model_from_checkpoint(load_checkpoint(f"{run_dir}/best.pt"), DEVICE)
+    bundle = fashion_mnist_bundle(DATA, batch_size=128, eval_batch_size=1000, val_size=VAL, seed=0, augment=False,
+                                  channels_last=True, device=torch.device(DEVICE))
+    accuracies = {}
+    for flag in (False, True):
+        model.flip_average = flag
+        runtime = Runtime(torch.device(DEVICE), "fp32")
+        accuracies["tta" if flag else "plain"] = evaluate(model, bundle.val, runtime)["acc"]
+    return accuracies
+
+
+def recipes(deadline: float) -> None:
+    """The `recipes` sweep (see the module docstring)."""
+    sweep = Sweep("sweep", deadline)
+    resnets = [sweep.launch(f"{name}_s0", "cnn", args) for name, args in RESNET.items()]
+    others = [sweep.launch(f"{name}_s0", "cnn", args) for name, args in CNN.items()]
+    others += [sweep.launch(f"{name}_s{seed}", "cnn", CNN[name] + ["--seed", str(seed)])
+               for name in ("cnn_default", "cnn_re25_ema") for seed in (1, 2)]
+    others += [sweep.launch(f"{name}_s{seed}", "dnn", args + ["--seed", str(seed)]) for name, args in DNN.items()
+               for seed in (0, 1, 2)]
+    sweep.wait(resnets, deadline * 0.45)
+    checks = {}
+    for run in resnets:
+        try:
+            checks[run] = flip_average_check(f"{sweep.runs_dir}/{run}")
+        except Exception as error:  # an unfinished run has no best.pt yet
+            checks[run] = {"error": repr(error)[:200]}
+    sweep.results["tta"] = checks
+    scored = {run: max(accs.values()) for run, accs in checks.items() if "error" not in accs}
+    teacher, later = "", []
+    if scored:
+        best = max(scored, key=scored.get)
+        use_tta = checks[best]["tta"] > checks[best]["plain"]
+        args = [a for a in RESNET[best[:-3]] if a != "--tta"] + (["--tta"] if use_tta else [])
+        sweep.results["chosen_resnet"] = {"run": best, "tta": use_tta, "args": args}
+        teacher = f"{sweep.runs_dir}/{best}/best.pt"
+        later = [sweep.launch(f"best_s{seed}", "cnn", args + ["--seed", str(seed)]) for seed in (0, 1, 2)]
+        later += [sweep.launch(f"student_s{seed}", "cnn", ["--teacher", teacher, "--seed", str(seed)])
+                  for seed in (0, 1, 2)]
+    sweep.wait(others + later, deadline)
+    sweep.finish({teacher: "teacher_best.pt", f"{sweep.runs_dir}/best_s0/best.pt": "resnet_best_s0.pt"})
+
+
+def teacher_then_students(deadline: float, teacher_deadline: float) -> None:
+    """The `teacher` sweep (see the module docstring)."""
+    sweep = Sweep("sweep2", deadline)
+    for name, args in TEACHERS.items():
+        sweep.launch(name, "cnn", args)
+    sweep.wait(list(TEACHERS), teacher_deadline)
+    done = {run: sweep.results["runs"][run]["summary"]["best_val_acc"] for run in TEACHERS
+            if "summary" in sweep.results["runs"][run]}
+    teacher = (f"{sweep.runs_dir}/{max(done, key=done.get)}/best.pt" if done
+               else os.environ.get("SWEEP_FALLBACK_TEACHER", ""))
+    sweep.results["teacher"] = teacher
+    for seed in (0, 1, 2):
+        sweep.launch(f"student_s{seed}", "cnn", STUDENT + ["--seed", str(seed), "--teacher", teacher])
+        sweep.launch(f"plain_s{seed}", "cnn", STUDENT + ["--seed", str(seed)])
+    sweep.wait(list(sweep.procs), deadline)
+    sweep.finish({teacher: "teacher2.pt"})
+
+
+if __name__ == "__main__":
+    mode, limits = sys.argv[1], [float(value) for value in sys.argv[2:]]
+    if mode == "recipes":
+        recipes(*(limits or [560]))
+    else:
+        teacher_then_students(*(limits or [250, 110]))
