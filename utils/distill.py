@@ -109,13 +109,14 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
     if recorded and recorded.get("weights_sha256") != digest:
         raise ConfigError(f"--teacher {config.teacher} holds other weights than the teacher this run began with "
                           f"({recorded.get('path')}): resume with that teacher, or start a new run")
-    alone = dataclasses.replace(runtime, rank=0, world_size=1)  # every process sees all the teacher's data
-    seen_by_teacher = make_data(dataclasses.replace(config, batch_size=config.eval_batch_size), alone,
-                                checkpoint["meta"])
     live = config.augments_inputs()
     if live and checkpoint.get("meta", {}) != data.meta:
         raise ConfigError(f"--teacher {config.teacher} reads its inputs otherwise than this student "
                           "(another normalisation), so it cannot see the augmented batches")
+    alone = dataclasses.replace(runtime, rank=0, world_size=1)  # every process sees all the teacher's data
+    if not (live and recorded):  # the teacher's own data: for its cached logits, or its test accuracy
+        seen_by_teacher = make_data(dataclasses.replace(config, batch_size=config.eval_batch_size), alone,
+                                    checkpoint["meta"])
     if live:
         data.train = TeacherBatches(data.train, live_teacher(teacher, runtime))
     else:
