@@ -13,9 +13,18 @@ students (budget recipe at batch 256) with and without the better one as teacher
 students start at TEACHER_DEADLINE_S with the best finished teacher, else $SWEEP_FALLBACK_TEACHER.
 Writes $OUT/sweep2.json.
 
+`distill`: `--preset best` with seeds 0, 1, 2, then seed-CNN students of seed 0's best.pt (declared
+the teacher in advance), 3 seeds each of: no teacher, a=0.9 T=4, a=1 T=1, all 50 epochs of the
+budget recipe at batch 256; they start when that teacher is done (at the latest TEACHER_DEADLINE_S).
+Writes $OUT/sweep3.json, teachers.tar and one students-<variant>.tar of best.pt files per variant.
+
+`students DEADLINE_S TEACHER VARIANT...`: 3 seeds of each named PATIENT_STUDENTS variant with that
+teacher. Writes $OUT/sweep4.json and the students' tar files.
+
 Everything still running at DEADLINE_S is killed; the JSON is rewritten after every event. Data:
 $SWEEP_DATA (default ../shared/data); $SWEEP_EXTRA adds flags to every run (e.g. for a dry run).
-bench/results/gpu-sweep-fashion-mnist.json and gpu-sweep-teacher.json hold the H200 runs of the README.
+bench/results/gpu-sweep-fashion-mnist.json and gpu-sweep-teacher.json hold the H200 runs of the README,
+gpu-sweep-distill.json the H100 runs of `distill` and `students`.
 """
 import json
 import os
@@ -59,6 +68,13 @@ TEACHER = ["--model", "resnet", "--tta", "--channels-last", "--optimizer", "sgd"
            "--epochs", "60", "--depth", "20"]
 TEACHERS = {"t_re5": TEACHER + ["--random-erasing", "0.5"], "t_re0": TEACHER}
 STUDENT = ["--preset", "budget", "--batch-size", "256"]
+PATIENT_STUDENTS = {
+    "plain50": STUDENT + ["--epochs", "50"],
+    "kd50_a09_t4": STUDENT + ["--epochs", "50", "--distill-weight", "0.9", "--temperature", "4"],
+    "kd50_a1_t1": STUDENT + ["--epochs", "50", "--distill-weight", "1", "--temperature", "1"],
+    "kd50_a1_t2": STUDENT + ["--epochs", "50", "--distill-weight", "1", "--temperature", "2"],
+    "kd50_a05_t1": STUDENT + ["--epochs", "50", "--distill-weight", "0.5", "--temperature", "1"],
+}
 
 
 class Sweep:
@@ -193,9 +209,47 @@ def teacher_then_students(deadline: float, teacher_deadline: float) -> None:
     sweep.finish({teacher: "teacher2.pt"})
 
 
+def tar_best(sweep: Sweep, runs: list[str], name: str) -> None:
+    """$OUT/<name>.tar with each finished run's best.pt as <run>.pt."""
+    folder = f"/tmp/{name}"
+    os.makedirs(folder, exist_ok=True)
+    for run in runs:
+        if os.path.exists(f"{sweep.runs_dir}/{run}/best.pt"):
+            shutil.copy(f"{sweep.runs_dir}/{run}/best.pt", f"{folder}/{run}.pt")
+    subprocess.run(["tar", "cf", os.path.join(OUT, f"{name}.tar"), "-C", folder, "."])
+
+
+def best_teacher_then_patient_students(deadline: float, teacher_deadline: float) -> None:
+    """The `distill` sweep (see the module docstring)."""
+    sweep = Sweep("sweep3", deadline)
+    teachers = [sweep.launch(f"best_s{seed}", "cnn", ["--preset", "best", "--seed", str(seed)]) for seed in (0, 1, 2)]
+    sweep.wait(teachers[:1], teacher_deadline)
+    teacher = (f"{sweep.runs_dir}/best_s0/best.pt" if "summary" in sweep.results["runs"]["best_s0"]
+               else os.environ.get("SWEEP_FALLBACK_TEACHER", ""))
+    sweep.results["teacher"] = teacher
+    launch_students(sweep, teacher, ["plain50", "kd50_a09_t4", "kd50_a1_t1"])
+    tar_best(sweep, teachers, "teachers")
+
+
+def launch_students(sweep: Sweep, teacher: str, variants: list[str]) -> None:
+    """3 seeds of each of PATIENT_STUDENTS' `variants` (kd ones with `teacher`), until the deadline."""
+    students = {variant: [sweep.launch(f"{variant}_s{seed}", "cnn", PATIENT_STUDENTS[variant] + ["--seed", str(seed)]
+                                       + (["--teacher", teacher] if "kd" in variant else []))
+                          for seed in (0, 1, 2)]
+                for variant in variants}
+    sweep.wait(list(sweep.procs), sweep.deadline)
+    sweep.finish({})
+    for variant, runs in students.items():
+        tar_best(sweep, runs, f"students-{variant}")
+
+
 if __name__ == "__main__":
-    mode, limits = sys.argv[1], [float(value) for value in sys.argv[2:]]
+    mode, limits = sys.argv[1], [float(value) for value in sys.argv[2:]] if sys.argv[1] != "students" else []
     if mode == "recipes":
         recipes(*(limits or [560]))
+    elif mode == "distill":
+        best_teacher_then_patient_students(*(limits or [540, 240]))
+    elif mode == "students":  # students DEADLINE_S TEACHER VARIANT...: more PATIENT_STUDENTS of a teacher
+        launch_students(Sweep("sweep4", float(sys.argv[2])), sys.argv[3], sys.argv[4:])
     else:
         teacher_then_students(*(limits or [250, 110]))
