@@ -127,10 +127,21 @@ def test_the_run_folder_records_the_teacher_and_resumes_exactly(image_teacher, t
     assert same_weights(a["best_model"], b["best_model"]) and b["teacher"] == record
 
     torch.save({**saved, "model": {k: v + 1 for k, v in saved["model"].items()}}, teacher + ".changed")
+    refusals = {"other weights than the teacher this run began with": ("--teacher", teacher + ".changed"),
+                "without --ema": ("--ema", "0"),  # dropping the average would lose its state
+                "without a teacher": ("--teacher", "")}
+    for message, flags in refusals.items():
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stop:
+            train_cnn.main(["--resume", stopped, "--epochs", "4", *flags, "--no-progress"])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    plain = str(tmp_path / "plain")
+    train_cnn.main(image_args(data_dir, plain, "--epochs", "1"))
     capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:
-        train_cnn.main(["--resume", stopped, "--epochs", "4", "--teacher", teacher + ".changed", "--no-progress"])
-    assert stop.value.code == 2 and "other weights than the teacher this run began with" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # adding an average has no state to resume from
+        train_cnn.main(["--resume", plain, "--epochs", "2", "--ema", "0.9", "--no-progress"])
+    error = capsys.readouterr().err
+    assert stop.value.code == 2 and "cannot resume" in error and "with --ema" in error
 
 
 def test_ema_weights_are_the_ones_validated_and_saved(image_teacher, tmp_path):

@@ -196,6 +196,10 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
     if getattr(config, "channels_last", False):
         model = model.to(memory_format=torch.channels_last)
     teacher = teacher_for_run(config, data, runtime, make_data, resumed, say)
+    if resumed and bool(resumed.get("ema")) != bool(config.ema):
+        raise ConfigError(f"cannot resume {folder.path} with{'out' if resumed.get('ema') else ''} --ema: it was "
+                          f"trained with{'' if resumed.get('ema') else 'out'} a weight average; keep its --ema "
+                          "setting or start a new run")
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True) if config.ema else None
     eval_model = ema.module if ema else model  # what is validated, tested and saved as best
     optimizer, scaler, schedule = build_optimization(config, model, len(data.train), runtime)
