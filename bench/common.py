@@ -1,7 +1,6 @@
 """Helpers shared by the benchmarks: machine facts, peak memory, tables and saved results."""
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource

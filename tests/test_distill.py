@@ -188,6 +188,16 @@ def test_a_teacher_of_another_task_is_one_line(student, image_teacher, text_teac
     assert stop.value.code == 2 and len(err) == 1 and "student needs a" in err[0] and "Traceback" not in err[0]
 
 
+def test_a_teacher_file_that_is_no_model_checkpoint_is_one_line(image_teacher, tmp_path, capsys):
+    data_dir, teacher = image_teacher
+    weights_only = str(tmp_path / "weights.pt")
+    torch.save(load_checkpoint(teacher)["model"], weights_only)  # a bare state dict, as many repositories save
+    with pytest.raises(SystemExit) as stop:
+        train_cnn.main(image_args(data_dir, str(tmp_path / "s"), "--teacher", weights_only))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and "is not a checkpoint of this repository" in err[0]
+
+
 def test_random_erasing_erases_one_rectangle_in_about_p_of_the_images():
     images = torch.zeros(2000, 28, 28, dtype=torch.uint8)
     erased = random_erase(images, 0.5, torch.Generator().manual_seed(0))

@@ -6,7 +6,6 @@ import os
 import pytest
 import torch
 
-from conftest import write_trec
 from data import DataError
 from data.tasks import trec_bundle
 from data.text import PAD, UNK, TextBatches, build_vocabulary, tokenize

@@ -23,13 +23,11 @@ from torch import nn
 
 from data.bundle import DataBundle
 from models import count_parameters
-from utils.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from utils.checkpoint import load_checkpoint, model_from_checkpoint
 from utils.config import ConfigError, TrainConfig
 from utils.engine import evaluate
+from utils.inference import check_predictor_checkpoint
 from utils.runtime import Runtime, autocast
-
-PREDICTOR_KEYS = {"meta", "task", "model_name", "model_kwargs", "model", "class_names"}
-
 
 def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     """A hash of a state dict's names, dtypes, shapes and values (identifies a teacher's weights)."""
@@ -46,10 +44,7 @@ def load_teacher_checkpoint(path: str, config: TrainConfig, class_names: list[st
 
     Raises ConfigError (wrong task or classes) or CheckpointError (not a usable checkpoint)."""
     checkpoint = load_checkpoint(path)
-    missing = PREDICTOR_KEYS - set(checkpoint)
-    if missing:
-        raise CheckpointError(f"--teacher {path} is not a model checkpoint of this repository "
-                              f"(no {', '.join(sorted(missing))}): give a run's best.pt")
+    check_predictor_checkpoint(checkpoint, f"--teacher {path}")
     if checkpoint["task"] != config.task:
         raise ConfigError(f"--teacher {path} is a {checkpoint['task']} model: a {config.task} student "
                           f"needs a {config.task} teacher")

@@ -24,6 +24,7 @@ from utils.checkpoint import CheckpointError, load_checkpoint, model_from_checkp
 from utils.config import ConfigError, TrainConfig
 from utils.distill import attach_teacher
 from utils.engine import Interrupted, NonFiniteLoss, Trainer, evaluate, fit
+from utils.inference import check_predictor_checkpoint
 from utils.optim import build_optimizer, lr_schedule
 from utils.report import write_test_report
 from utils.run_folder import SUMMARY, RunFolder
@@ -141,10 +142,9 @@ def evaluate_checkpoint(config: TrainConfig, make_data: MakeData, runtime: Runti
                         say: Callable[[str], None]) -> dict[str, Any]:
     """Evaluate --checkpoint on the test set and write the report beside it (or to --out-dir)."""
     checkpoint = load_checkpoint(config.checkpoint)
-    missing = {"config", "meta", "task", "model_name", "model_kwargs", "model", "class_names"} - set(checkpoint)
-    if missing:
-        raise CheckpointError(f"{config.checkpoint} is not a checkpoint of this repository "
-                              f"(no {', '.join(sorted(missing))})")
+    check_predictor_checkpoint(checkpoint, config.checkpoint)
+    if not isinstance(checkpoint.get("config"), dict):
+        raise CheckpointError(f"{config.checkpoint} is not a checkpoint of this repository: it has no config")
     if checkpoint["task"] != config.task:
         raise ConfigError(f"{config.checkpoint} is a {checkpoint['task']} checkpoint, not {config.task}")
     # data settings (label set, split) come from the run that made the checkpoint; where to look
