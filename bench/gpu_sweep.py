@@ -2,6 +2,8 @@
 
     OUT=folder python bench/gpu_sweep.py recipes [DEADLINE_S]
     OUT=folder python bench/gpu_sweep.py teacher [DEADLINE_S] [TEACHER_DEADLINE_S]
+    OUT=folder python bench/gpu_sweep.py distill [DEADLINE_S] [TEACHER_DEADLINE_S]
+    OUT=folder python bench/gpu_sweep.py students DEADLINE_S TEACHER VARIANT...
 
 `recipes`: ResNet variants sized to train in under 30 minutes on 2 CPU cores (seed 0, validation
 with and without flip averaging), the seed CNN's default recipe with random erasing and/or a
@@ -18,8 +20,7 @@ the teacher in advance), 3 seeds each of: no teacher, a=0.9 T=4, a=1 T=1, all 50
 budget recipe at batch 256; they start when that teacher is done (at the latest TEACHER_DEADLINE_S).
 Writes $OUT/sweep3.json, teachers.tar and one students-<variant>.tar of best.pt files per variant.
 
-`students DEADLINE_S TEACHER VARIANT...`: 3 seeds of each named PATIENT_STUDENTS variant with that
-teacher. Writes $OUT/sweep4.json and the students' tar files.
+`students`: 3 seeds of each named PATIENT_STUDENTS variant with that teacher. Writes $OUT/sweep4.json and the students' tar files.
 
 Everything still running at DEADLINE_S is killed; the JSON is rewritten after every event. Data:
 $SWEEP_DATA (default ../shared/data); $SWEEP_EXTRA adds flags to every run (e.g. for a dry run).
