@@ -110,6 +110,7 @@ def test_the_run_folder_records_the_teacher_and_resumes_exactly(image_teacher, t
     data_dir, teacher = image_teacher
     extra = ("--teacher", teacher, "--epochs", "3", "--ema", "0.9", "--random-erasing", "0.5")
     straight = train_cnn.main(image_args(data_dir, str(tmp_path / "straight"), *extra))
+    assert "trained with label smoothing 0.1" in capsys.readouterr().out  # the image recipes' default
     record = straight["teacher"]
     saved = load_checkpoint(teacher)
     assert record["path"] == os.path.abspath(teacher) and record["model_name"] == "resnet"

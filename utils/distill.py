@@ -126,4 +126,8 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
               "distill_weight": config.distill_weight, "temperature": config.temperature}
     say(f"teacher {config.teacher}: {checkpoint['model_name']} with {record['num_params']:,} parameters, "
         f"test accuracy {test_acc:.4f}; its outputs are {'computed on each batch' if live else 'computed once'}")
+    smoothing = checkpoint.get("config", {}).get("label_smoothing", 0)
+    if smoothing and config.temperature > 1:
+        say(f"note: the teacher was trained with label smoothing {smoothing}, which flattens its outputs at "
+            f"--temperature {config.temperature:g}; --temperature 1 worked best for such a teacher (see README)")
     return record
