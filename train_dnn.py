@@ -17,7 +17,7 @@ from utils.tasks import ImageConfig, image_data
 class DNNConfig(ImageConfig):
     """The MLP's flags: the shared ones with this recipe's defaults, plus its layer sizes."""
 
-    epochs: int = option(30, "number of training epochs (total, also when resuming)")
+    epochs: int = option(60, "number of training epochs (total, also when resuming)")
     dropout: float = option(0.2, "dropout probability after each hidden layer")
     hidden1_size: int = option(512, "units of the first hidden layer", minimum=1, maximum=1 << 16)
     hidden2_size: int = option(256, "units of the second hidden layer", minimum=1, maximum=1 << 16)
