@@ -20,7 +20,8 @@ the teacher in advance), 3 seeds each of: no teacher, a=0.9 T=4, a=1 T=1, all 50
 budget recipe at batch 256; they start when that teacher is done (at the latest TEACHER_DEADLINE_S).
 Writes $OUT/sweep3.json, teachers.tar and one students-<variant>.tar of best.pt files per variant.
 
-`students`: 3 seeds of each named PATIENT_STUDENTS variant with that teacher. Writes $OUT/sweep4.json and the students' tar files.
+`students`: 3 seeds of each named PATIENT_STUDENTS variant with that teacher. Writes $OUT/sweep4.json
+and the students' tar files.
 
 Everything still running at DEADLINE_S is killed; the JSON is rewritten after every event. Data:
 $SWEEP_DATA (default ../shared/data); $SWEEP_EXTRA adds flags to every run (e.g. for a dry run).
@@ -245,12 +246,14 @@ def launch_students(sweep: Sweep, teacher: str, variants: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    mode, limits = sys.argv[1], [float(value) for value in sys.argv[2:]] if sys.argv[1] != "students" else []
-    if mode == "recipes":
-        recipes(*(limits or [560]))
-    elif mode == "distill":
-        best_teacher_then_patient_students(*(limits or [540, 240]))
-    elif mode == "students":  # students DEADLINE_S TEACHER VARIANT...: more PATIENT_STUDENTS of a teacher
-        launch_students(Sweep("sweep4", float(sys.argv[2])), sys.argv[3], sys.argv[4:])
+    mode, args = sys.argv[1], sys.argv[2:]
+    if mode == "students":
+        launch_students(Sweep("sweep4", float(args[0])), args[1], args[2:])
     else:
-        teacher_then_students(*(limits or [250, 110]))
+        limits = [float(value) for value in args]
+        if mode == "recipes":
+            recipes(*(limits or [560]))
+        elif mode == "distill":
+            best_teacher_then_patient_students(*(limits or [540, 240]))
+        else:
+            teacher_then_students(*(limits or [250, 110]))

@@ -130,7 +130,7 @@ def test_the_run_folder_records_the_teacher_and_resumes_exactly(image_teacher, t
     torch.save({**saved, "model": {k: v + 1 for k, v in saved["model"].items()}}, teacher + ".changed")
     refusals = {"other weights than the teacher this run began with": ("--teacher", teacher + ".changed"),
                 "without --ema": ("--ema", "0"),  # dropping the average would lose its state
-                "without a teacher": ("--teacher", "")}
+                "without --teacher": ("--teacher", "")}
     for message, flags in refusals.items():
         capsys.readouterr()
         with pytest.raises(SystemExit) as stop:

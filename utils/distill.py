@@ -29,6 +29,7 @@ from utils.engine import evaluate
 from utils.inference import check_predictor_checkpoint
 from utils.runtime import Runtime, autocast
 
+
 def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     """A hash of a state dict's names, dtypes, shapes and values (identifies a teacher's weights)."""
     digest = hashlib.sha256()

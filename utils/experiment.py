@@ -92,6 +92,13 @@ def same_model_or_error(saved: dict[str, Any], model_kwargs: dict[str, Any], run
                           "drop the flags that change it, or start a new run")
 
 
+def same_switch_or_error(flag: str, trained_with: bool, resumed_with: bool, run_dir: str) -> None:
+    """Raise ConfigError when a resume turns `flag` on or off (its state would be missing or lost)."""
+    if trained_with != resumed_with:
+        raise ConfigError(f"cannot resume {run_dir} with{'' if resumed_with else 'out'} {flag}: it was trained "
+                          f"with{'' if trained_with else 'out'} it; keep its {flag} setting or start a new run")
+
+
 def build_optimization(config: TrainConfig, model: nn.Module, steps_per_epoch: int, runtime: Runtime
                        ) -> tuple[torch.optim.Optimizer, torch.amp.GradScaler, Callable[[int], float]]:
     """The optimizer, the gradient scaler (active for fp16 only) and the lr at each step."""
@@ -108,9 +115,8 @@ def teacher_for_run(config: TrainConfig, data: DataBundle, runtime: Runtime, mak
                     resumed: dict[str, Any] | None, say: Callable[[str], None]) -> dict[str, Any] | None:
     """With --teacher, attach its outputs to `data.train` and return its record (None without)."""
     recorded = resumed.get("teacher") if resumed else None
-    if resumed and bool(recorded) != bool(config.teacher):
-        raise ConfigError(f"cannot resume {config.resume} with{'out' if recorded else ''} a teacher: it was "
-                          f"trained with{'' if recorded else 'out'} one; keep its --teacher setting or start a new run")
+    if resumed:
+        same_switch_or_error("--teacher", bool(recorded), bool(config.teacher), config.resume)
     return attach_teacher(config, data, runtime, make_data, recorded, say) if config.teacher else None
 
 
@@ -196,10 +202,8 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
     if getattr(config, "channels_last", False):
         model = model.to(memory_format=torch.channels_last)
     teacher = teacher_for_run(config, data, runtime, make_data, resumed, say)
-    if resumed and bool(resumed.get("ema")) != bool(config.ema):
-        raise ConfigError(f"cannot resume {folder.path} with{'out' if resumed.get('ema') else ''} --ema: it was "
-                          f"trained with{'' if resumed.get('ema') else 'out'} a weight average; keep its --ema "
-                          "setting or start a new run")
+    if resumed:
+        same_switch_or_error("--ema", bool(resumed.get("ema")), bool(config.ema), folder.path)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True) if config.ema else None
     eval_model = ema.module if ema else model  # what is validated, tested and saved as best
     optimizer, scaler, schedule = build_optimization(config, model, len(data.train), runtime)
