@@ -3,14 +3,16 @@
     python train_rnn.py --cell lstm --data-dir ../shared/data
     python train_rnn.py --cell gru --bidirectional --pooling attention
     python train_rnn.py --cell rnn --labels fine
+    python train_rnn.py --tokenizer ../shared/models/all-MiniLM-L6-v2   # subword ids instead of words
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from data.tokenization import SubwordTokenizer, TextTokenizer
 from utils.cli import run_script
-from utils.config import option
+from utils.config import ConfigError, option
 from utils.tasks import TextConfig, text_data
 
 
@@ -30,12 +32,25 @@ class RNNConfig(TextConfig):
     pooling: str = option("max", "how the step outputs become one vector", ["last", "mean", "max", "attention"])
     word_dropout: float = option(0.0, "probability of replacing a training word by <unk>", minimum=0, below=1)
     grad_clip: float = option(1.0, "clip the gradient norm to this value (0 = off)")
+    tokenizer: str = option("", "read questions with this pretrained model's subword tokenizer (hub id, or a "
+                            "folder saved with save_pretrained) instead of a word vocabulary; embeddings start "
+                            "random all the same")
 
     def model_kwargs(self) -> dict[str, Any]:
         """Arguments of models.rnn.RecurrentClassifier taken from these flags."""
         return {"cell": self.cell, "embed_dim": self.embed_dim, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "bidirectional": self.bidirectional, "dropout": self.dropout,
                 "pooling": self.pooling, "word_dropout": self.word_dropout}
+
+    def pretrained_tokenizer(self) -> TextTokenizer | None:
+        """--tokenizer's subword tokenizer (None: a word vocabulary built from the training questions)."""
+        return SubwordTokenizer.from_pretrained(self.tokenizer) if self.tokenizer else None
+
+    def check(self) -> None:
+        """--word-dropout uses the word vocabulary's <unk>, which a subword tokenizer does not have."""
+        if self.tokenizer and self.word_dropout:
+            raise ConfigError("--word-dropout replaces words by the word vocabulary's <unk>: leave it out "
+                              "with --tokenizer")
 
 
 PRESETS = {

@@ -89,3 +89,23 @@ def test_bundle_labels_and_vocabulary(trec_dir):
     assert "LOC:city" in fine.class_names and fine.model_kwargs["num_classes"] == len(fine.class_names)
     again = trec_bundle(trec_dir, labels="coarse", tokenizer=tokenizer_from_meta(coarse.meta), **common)
     assert again.meta["tokenizer"] == coarse.meta["tokenizer"]
+
+
+def test_a_recurrent_model_reads_subword_ids_with_tokenizer(trec_dir, tiny_pretrained, tmp_path, capsys):
+    import train_rnn
+    from utils.checkpoint import load_checkpoint
+    from utils.inference import load_for_inference
+    common = ["--data-dir", trec_dir, "--epochs", "1", "--val-size", "40", "--no-progress", "--no-tensorboard"]
+    train_rnn.main([*common, "--out-dir", str(tmp_path / "run"), "--tokenizer", tiny_pretrained])
+    checkpoint = load_checkpoint(str(tmp_path / "run" / "best.pt"))
+    tokenizer = tokenizer_from_meta(checkpoint["meta"])
+    assert checkpoint["meta"]["tokenizer"]["kind"] == "subword"
+    assert checkpoint["model"]["embedding.weight"].shape[0] == tokenizer.vocab_size  # one row per subword id
+    model, _ = load_for_inference(str(tmp_path / "run" / "best.pt"))  # a predictor rebuilds the same tokenizer
+    assert model.embedding.num_embeddings == tokenizer.vocab_size
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        train_rnn.main([*common, "--out-dir", str(tmp_path / "x"), "--tokenizer", tiny_pretrained,
+                        "--word-dropout", "0.1"])
+    assert stop.value.code == 2 and "leave it out with --tokenizer" in capsys.readouterr().err
