@@ -127,7 +127,8 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
               "distill_weight": config.distill_weight, "temperature": config.temperature}
     say(f"teacher {config.teacher}: {checkpoint['model_name']} with {record['num_params']:,} parameters, "
         f"test accuracy {test_acc:.4f}; its outputs are {'computed on each batch' if live else 'computed once'}")
-    smoothing = checkpoint.get("config", {}).get("label_smoothing", 0)
+    teacher_config = checkpoint.get("config")
+    smoothing = teacher_config.get("label_smoothing", 0) if isinstance(teacher_config, dict) else 0
     if smoothing and config.temperature > 1:
         say(f"note: the teacher was trained with label smoothing {smoothing}, which flattens its outputs at "
             f"--temperature {config.temperature:g}; --temperature 1 worked best for such a teacher (see README)")

@@ -195,6 +195,7 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
     model_kwargs = {**config.model_kwargs(), **data.model_kwargs}
     if resumed:
         same_model_or_error(resumed["model_kwargs"], model_kwargs, folder.path)
+        same_switch_or_error("--ema", bool(resumed.get("ema")), bool(config.ema), folder.path)
     model = build_model(model_name, **model_kwargs)
     if not resumed:
         config.initialise(model)
@@ -202,8 +203,6 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
     if getattr(config, "channels_last", False):
         model = model.to(memory_format=torch.channels_last)
     teacher = teacher_for_run(config, data, runtime, make_data, resumed, say)
-    if resumed:
-        same_switch_or_error("--ema", bool(resumed.get("ema")), bool(config.ema), folder.path)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True) if config.ema else None
     eval_model = ema.module if ema else model  # what is validated, tested and saved as best
     optimizer, scaler, schedule = build_optimization(config, model, len(data.train), runtime)

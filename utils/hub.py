@@ -26,4 +26,4 @@ def pretrained_error(what: str, name_or_path: str, error: BaseException) -> Pret
     else:
         why = "not on the hub, or the hub cannot be reached; give a folder saved with save_pretrained instead"
     return PretrainedError(f"cannot load the {what} of {name_or_path!r}: {why} "
-                           f"(e.g. --pretrained ../shared/models/all-MiniLM-L6-v2) [{type(error).__name__}]")
+                           f"(e.g. ../shared/models/all-MiniLM-L6-v2) [{type(error).__name__}]")
