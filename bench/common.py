@@ -42,11 +42,13 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
         print("  ".join(cell(row.get(c, "")).ljust(w) for c, w in zip(columns, widths)))
 
 
-def save_results(name: str, payload: dict) -> str:
-    """Write bench/results/<name>.json with the machine facts added; returns the path."""
+def save_results(name: str, payload: dict, peak_mib: float | None = None) -> str:
+    """Write bench/results/<name>.json with the machine facts and peak memory (this process's unless given)
+    added; returns the path."""
     from utils.checkpoint import save_json
     path = os.path.join(RESULTS_DIR, f"{name}.json")
-    save_json(path, {"machine": machine(), "peak_rss_mib": round(peak_rss_mib(), 1), **payload})
+    peak = peak_rss_mib() if peak_mib is None else peak_mib
+    save_json(path, {"machine": machine(), "peak_rss_mib": round(peak, 1), **payload})
     print(f"saved {os.path.relpath(path, ROOT)}")
     return path
 
