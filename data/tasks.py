@@ -10,7 +10,7 @@ from data import DataError
 from data.bundle import DataBundle, split_train_val
 from data.fashion_mnist import CLASS_NAMES, MEAN, STD, load_fashion_mnist
 from data.image_batches import ImageBatches
-from data.text import TextBatches, delete_words
+from data.text import PERTURBATIONS, TextBatches
 from data.tokenization import TextTokenizer, WordTokenizer, encode_all
 from data.trec import COARSE_LABELS, Question, load_trec_files, load_trec_hub
 
@@ -39,14 +39,15 @@ def fashion_mnist_bundle(data_dir: str, *, batch_size: int, eval_batch_size: int
 def trec_bundle(data_dir: str, *, source: str, labels: str, batch_size: int, eval_batch_size: int, val_size: int,
                 seed: int, min_freq: int, bucket: bool, device: torch.device, rank: int = 0, world_size: int = 1,
                 limit_train: int = 0, max_length: int = 64, tokenizer: TextTokenizer | None = None,
-                perturbed_copies: int = 0) -> DataBundle:
+                perturbed_copies: int = 0, perturbation: str = "delete") -> DataBundle:
     """TREC questions as bucketed batches of token ids; `labels` is "coarse" (6) or "fine" (50).
 
     `tokenizer` (a checkpoint's, or a pretrained model's) turns questions into ids; without one,
     a word vocabulary is built from the training part only. Questions are cut to `max_length`
     tokens, so that one huge line cannot blow up the padded tensors; the notes say how many were.
-    `perturbed_copies` adds that many copies of each training question with random words deleted
-    (the same copies for the same seed, whatever the tokenizer), e.g. for a teacher to label.
+    `perturbed_copies` adds that many copies of each training question changed by `perturbation`
+    (a name in data.text.PERTURBATIONS; the same copies for the same seed, whatever the tokenizer),
+    e.g. for a teacher to label.
     """
     splits = load_trec_hub() if source == "hub" else load_trec_files(data_dir)
     full_train, test = splits["train"], splits["test"]
@@ -64,7 +65,8 @@ def trec_bundle(data_dir: str, *, source: str, labels: str, batch_size: int, eva
     val_part = [full_train[i] for i in val_idx.tolist()]
     tokenizer = tokenizer or WordTokenizer.build((q.text for q in train_part), min_freq)
     rng = random.Random(seed)
-    train_part += [dataclasses.replace(q, text=delete_words(q.text, rng))
+    perturb = PERTURBATIONS[perturbation]
+    train_part += [dataclasses.replace(q, text=perturb(q.text, rng))
                    for _ in range(perturbed_copies) for q in train_part]
     notes = []
 

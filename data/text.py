@@ -11,6 +11,7 @@ import torch
 from data.sampling import epoch_generator, shard
 
 PAD, UNK = "<pad>", "<unk>"
+MASK = "[MASK]"  # a BERT-style tokenizer's mask token; a word vocabulary reads it as <unk>
 BUCKET_POOL = 50  # batches' worth of examples sorted together: short padding, still random batches
 
 
@@ -51,6 +52,22 @@ def delete_words(text: str, rng: random.Random, keep: float = 0.85) -> str:
     words = text.split()
     kept = [word for word in words if rng.random() < keep]
     return " ".join(kept or [words[rng.randrange(len(words))]])
+
+
+def mask_and_sample_ngram(text: str, rng: random.Random, mask: float = 0.1, ngram: float = 0.25,
+                          max_n: int = 5) -> str:
+    """`text` with each word replaced by MASK with probability `mask`, then, with probability `ngram`,
+    cut to a random run of 1 to `max_n` of its words: a perturbed copy of a question for a teacher to
+    label (Tang et al. 2019's masking and n-gram sampling; their POS-guided swaps need a tagger)."""
+    words = [MASK if rng.random() < mask else word for word in text.split()]
+    if rng.random() < ngram:
+        size = min(rng.randint(1, max_n), len(words))
+        start = rng.randrange(len(words) - size + 1)
+        words = words[start:start + size]
+    return " ".join(words)
+
+
+PERTURBATIONS = {"delete": delete_words, "mask-ngram": mask_and_sample_ngram}
 
 
 def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

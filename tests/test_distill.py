@@ -232,3 +232,18 @@ def test_perturbed_copies_are_ordered_subsets_and_the_same_for_every_tokenizer(t
     assert torch.equal(words[0].train.token_ids, words[1].train.token_ids)  # the seed fixes the copies
     assert words[0].model_kwargs["vocab_size"] == plain.model_kwargs["vocab_size"]  # vocabulary of the originals
     assert torch.equal(words[0].train.labels[:plain.train.num_examples], plain.train.labels)
+
+
+def test_mask_ngram_copies_are_masked_runs_of_the_question():
+    import random
+
+    from data.text import MASK, mask_and_sample_ngram
+    rng, words = random.Random(0), "What is the capital city of France ?".split()
+    copies = [mask_and_sample_ngram(" ".join(words), rng).split() for _ in range(2000)]
+    masked = [sum(word == MASK for word in copy) for copy in copies if len(copy) == len(words)]
+    assert 0.08 < sum(masked) / (len(masked) * len(words)) < 0.12  # each word masked with probability 0.1
+    assert 0.2 < sum(len(copy) < len(words) for copy in copies) / len(copies) < 0.3  # cut to an n-gram: 0.25
+    for copy in copies:
+        assert 1 <= len(copy) and (len(copy) == len(words) or len(copy) <= 5)
+        assert any(all(c in (w, MASK) for c, w in zip(copy, words[start:]))  # a contiguous run of the question
+                   for start in range(len(words) - len(copy) + 1))

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from data.bundle import DataBundle
 from data.tasks import fashion_mnist_bundle, trec_bundle
+from data.text import PERTURBATIONS
 from data.tokenization import TextTokenizer, tokenizer_from_meta
 from utils.config import TrainConfig, default_data_dir, option
 from utils.runtime import Runtime
@@ -59,14 +60,18 @@ class TextConfig(TrainConfig):
     bucket: bool = option(True, "batch questions of similar length together (less padding)")
     val_size: int = option(500, "training questions held out for validation (chosen by the seed)")
 
-    perturbed_copies: int = option(0, "add this many copies of each training question with random words (15%%) "
-                                   "deleted; with --teacher, the teacher labels them too", minimum=0, maximum=100)
+    perturbed_copies: int = option(0, "add this many copies of each training question, changed as --perturbation "
+                                   "says; with --teacher, the teacher labels them too", minimum=0, maximum=100)
+    perturbation: str = option("delete", "how --perturbed-copies change a question: delete: drop each word with "
+                               "probability 0.15; mask-ngram: replace each word by [MASK] with probability 0.1, "
+                               "then with probability 0.25 keep only a random run of 1-5 words",
+                               list(PERTURBATIONS))
+    max_length: int = option(64, "keep at most this many tokens of a question (longer ones are cut, with a note)",
+                             minimum=1, maximum=100_000)
 
     def pretrained_tokenizer(self) -> TextTokenizer | None:
         """The tokenizer of a pretrained model, if this run fine-tunes one (None: a word vocabulary)."""
         return None
-    max_length: int = option(64, "keep at most this many tokens of a question (longer ones are cut, with a note)",
-                             minimum=1, maximum=100_000)
 
 
 def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
@@ -78,4 +83,4 @@ def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None 
         rank=runtime.rank, world_size=runtime.world_size, limit_train=config.limit_train,
         max_length=(meta or {}).get("max_length", config.max_length),
         tokenizer=tokenizer_from_meta(meta) if meta else config.pretrained_tokenizer(),
-        perturbed_copies=config.perturbed_copies)
+        perturbed_copies=config.perturbed_copies, perturbation=config.perturbation)
