@@ -3,7 +3,7 @@
     python bench/seeds.py cnn --seeds 0 1 2 -- --data-dir ../shared/data --preset fast
     python bench/seeds.py rnn --seeds 0 1 2 -- --data-dir ../shared/data --cell gru
     python bench/seeds.py transformer --tag minilm -- --data-dir ../shared/data --pretrained ../shared/models/all-MiniLM-L6-v2
-    python bench/seeds.py cnn --tag default --jobs 3 -- --data-dir ../shared/data   # 3 seeds at once, 1 thread each here
+    python bench/seeds.py cnn --tag default --jobs 3 -- --data-dir ../shared/data   # 3 seeds at once
 
 Everything after `--` goes to the training script unchanged. Each run writes its own folder under
 runs/bench-<script>-seed<N>; results go to bench/results/seeds-<script>[-<tag>].json. With `--jobs N` the
@@ -39,8 +39,10 @@ def main() -> None:
     args = parser.parse_args(argv[:split])
     script_args = argv[split + 1:]  # flags for the training script, after --
     name = f"seeds-{args.script}" + (f"-{args.tag}" if args.tag else "")
-    jobs = [(args.script, [*script_args, "--seed", str(seed), "--no-progress", "--out-dir", f"runs/bench-{name}-seed{seed}"],
-             seed) for seed in args.seeds]
+    if args.jobs < 1:
+        parser.error("--jobs: at least 1")
+    jobs = [(args.script, [*script_args, "--seed", str(seed), "--no-progress", "--out-dir",
+                           f"runs/bench-{name}-seed{seed}"], seed) for seed in args.seeds]
     if args.jobs == 1:
         rows = [run_seed(*job) for job in jobs]
         peak_mib = common.peak_rss_mib()
