@@ -44,14 +44,20 @@ class RecurrentClassifier(nn.Module):
         if self.training and self.word_dropout > 0:
             token_ids = self._drop_words(token_ids)
         embedded = self.dropout(self.embedding(token_ids))  # (batch, time, embed_dim)
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        packed_outputs, hidden = self.recurrent(packed)
+        lengths = lengths.cpu()
+        if not self.training and bool((lengths == token_ids.size(1)).all()):
+            outputs, hidden = self.recurrent(embedded)  # no padding (e.g. one question): packing is overhead
+        else:
+            packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+            packed_outputs, hidden = self.recurrent(packed)
+            outputs = None
         if self.pooling == "last":
             final = hidden[0] if isinstance(hidden, tuple) else hidden  # (layers * directions, batch, hidden)
             directions = 2 if self.recurrent.bidirectional else 1
             pooled = torch.cat(list(final[-directions:]), dim=-1)  # (batch, output_size)
         else:
-            outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True)  # (batch, max_len, output_size)
+            if outputs is None:
+                outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True)  # (batch, max_len, output_size)
             pooled = self.pool(outputs, length_mask(lengths, outputs.size(1), outputs.device))
         return self.classifier(self.dropout(pooled))  # (batch, num_classes)
 

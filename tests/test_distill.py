@@ -71,6 +71,20 @@ def test_distillation_term_is_zero_when_the_student_matches_the_teacher():
     assert torch.equal(distillation_loss(logits, targets, other, 0.0, 2.0), hard)
 
 
+def test_mse_term_is_the_squared_logit_difference_whatever_the_temperature():
+    torch.manual_seed(0)
+    logits, targets, other = torch.randn(8, 5), torch.randint(0, 5, (8,)), torch.randn(8, 5)
+    hard = nn.functional.cross_entropy(logits, targets)
+    assert distillation_loss(logits, targets, logits.clone(), 1.0, 4.0, kind="mse") == 0
+    expected = 0.25 * hard + 0.75 * ((logits - other) ** 2).mean()
+    for temperature in (1.0, 4.0):
+        assert torch.allclose(distillation_loss(logits, targets, other, 0.75, temperature, kind="mse"), expected)
+    # a constant shift of the logits leaves the softmax (so the KL term) unchanged, but not this term
+    shifted = logits + 3.0
+    assert distillation_loss(logits, targets, shifted, 1.0, 1.0).abs() < 1e-5
+    assert torch.allclose(distillation_loss(logits, targets, shifted, 1.0, 1.0, kind="mse"), torch.tensor(9.0))
+
+
 def linear_steps(teacher_weight: torch.Tensor, distill_weight: float, seed: int, steps: int = 15) -> float:
     """Train a linear student with the engine on labels of a linear rule (and, with a weight, on the
     perfect teacher's logits); returns its accuracy on fresh examples of the rule."""

@@ -96,6 +96,9 @@ class TrainConfig:
     distill_weight: float = option(0.5, "with --teacher: weight a of the teacher's term; loss = (1 - a) "
                                    "cross-entropy + a T^2 KL(teacher/T || student/T)", minimum=0, maximum=1)
     temperature: float = option(4.0, "with --teacher: temperature T that softens both models' outputs", above=0)
+    distill_loss: str = option("kl", "with --teacher: the teacher's term, the KL divergence above or the mean "
+                               "squared difference of the logits (mse, Tang et al. 2019; no temperature)",
+                               ["kl", "mse"])
     # model
     activation: str = option("relu", "activation function", ["relu", "gelu"])
     batch_norm: bool = option(False, "batch normalisation after each hidden layer")

@@ -124,12 +124,13 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
     record = {"path": os.path.abspath(config.teacher), "weights_sha256": digest,
               "model_name": checkpoint["model_name"], "num_params": count_parameters(teacher),
               "test_acc": test_acc, "mode": "live" if live else "cached",
-              "distill_weight": config.distill_weight, "temperature": config.temperature}
+              "distill_weight": config.distill_weight, "temperature": config.temperature,
+              "distill_loss": config.distill_loss}
     say(f"teacher {config.teacher}: {checkpoint['model_name']} with {record['num_params']:,} parameters, "
         f"test accuracy {test_acc:.4f}; its outputs are {'computed on each batch' if live else 'computed once'}")
     teacher_config = checkpoint.get("config")
     smoothing = teacher_config.get("label_smoothing", 0) if isinstance(teacher_config, dict) else 0
-    if smoothing and config.temperature > 1:
+    if smoothing and config.temperature > 1 and config.distill_loss == "kl":
         say(f"note: the teacher was trained with label smoothing {smoothing}, which flattens its outputs at "
             f"--temperature {config.temperature:g}; --temperature 1 worked best for such a teacher (see README)")
     return record

@@ -49,6 +49,7 @@ class Trainer:
     after_step: Callable[[], None] | None = None  # runs after each optimizer step (e.g. a weight average)
     distill_weight: float = 0.0  # weight of the teacher's term, for batches that carry teacher logits
     temperature: float = 1.0
+    distill_loss: str = "kl"  # how the student's logits are compared with the teacher's: "kl" or "mse"
 
 
 def to_device(inputs: Any, device: torch.device) -> Any:
@@ -64,15 +65,22 @@ def batch_size_of(targets: torch.Tensor) -> int:
 
 
 def distillation_loss(logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None,
-                      weight: float, temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
-    """(1 - weight) * cross-entropy(labels) + weight * T^2 * KL(softmax(teacher/T) || softmax(student/T)),
-    the mean over the batch (Hinton et al. 2015); plain cross-entropy without teacher logits or weight."""
+                      weight: float, temperature: float, label_smoothing: float = 0.0,
+                      kind: str = "kl") -> torch.Tensor:
+    """(1 - weight) * cross-entropy(labels) + weight * the teacher's term, the mean over the batch;
+    plain cross-entropy without teacher logits or weight. The teacher's term is
+    T^2 * KL(softmax(teacher/T) || softmax(student/T)) (`kl`, Hinton et al. 2015) or the mean squared
+    difference of the logits themselves (`mse`, Tang et al. 2019; T plays no part)."""
     hard = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
     if teacher_logits is None or weight == 0:
         return hard
-    soft = F.kl_div(F.log_softmax(logits / temperature, dim=1), F.log_softmax(teacher_logits / temperature, dim=1),
-                    reduction="batchmean", log_target=True)
-    return (1 - weight) * hard + weight * temperature ** 2 * soft
+    if kind == "mse":
+        soft = F.mse_loss(logits, teacher_logits)
+    else:
+        soft = temperature ** 2 * F.kl_div(F.log_softmax(logits / temperature, dim=1),
+                                           F.log_softmax(teacher_logits / temperature, dim=1),
+                                           reduction="batchmean", log_target=True)
+    return (1 - weight) * hard + weight * soft
 
 
 def train_step(trainer: Trainer, inputs: Any, targets: torch.Tensor,
@@ -83,7 +91,7 @@ def train_step(trainer: Trainer, inputs: Any, targets: torch.Tensor,
     with autocast(trainer.runtime):
         logits = trainer.model(inputs)
         loss = distillation_loss(logits.float(), targets, teacher_logits, trainer.distill_weight,
-                                 trainer.temperature, trainer.label_smoothing)
+                                 trainer.temperature, trainer.label_smoothing, trainer.distill_loss)
     trainer.optimizer.zero_grad(set_to_none=True)
     trainer.scaler.scale(loss).backward()
     if trainer.grad_clip > 0:

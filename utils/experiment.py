@@ -251,7 +251,7 @@ def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make
                           on_step_loss=board.train_step if board else None,
                           after_step=(lambda: ema.update_parameters(model)) if ema else None,
                           distill_weight=config.distill_weight if teacher else 0.0,
-                          temperature=config.temperature)
+                          temperature=config.temperature, distill_loss=config.distill_loss)
         start = time.perf_counter()
         try:
             outcome = fit(trainer, data.train, data.val, eval_model, epochs=config.epochs, seed=config.seed,
