@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from data.tokenization import SubwordTokenizer, TextTokenizer
 from utils.cli import run_script
 from utils.config import ConfigError, option
 from utils.tasks import TextConfig, text_data
@@ -42,12 +41,13 @@ class RNNConfig(TextConfig):
                 "num_layers": self.num_layers, "bidirectional": self.bidirectional, "dropout": self.dropout,
                 "pooling": self.pooling, "word_dropout": self.word_dropout}
 
-    def pretrained_tokenizer(self) -> TextTokenizer | None:
-        """--tokenizer's subword tokenizer (None: a word vocabulary built from the training questions)."""
-        return SubwordTokenizer.from_pretrained(self.tokenizer) if self.tokenizer else None
+    def tokenizer_source(self) -> str:
+        """--tokenizer: the pretrained model whose subword tokenizer reads the questions."""
+        return self.tokenizer
 
     def check(self) -> None:
         """--word-dropout uses the word vocabulary's <unk>, which a subword tokenizer does not have."""
+        super().check()
         if self.tokenizer and self.word_dropout:
             raise ConfigError("--word-dropout replaces words by the word vocabulary's <unk>: leave it out "
                               "with --tokenizer")

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from data.tokenization import SubwordTokenizer, TextTokenizer
 from models.transformer import load_pretrained, load_pretrained_weights
 from utils.cli import run_script
 from utils.config import option
@@ -56,8 +55,9 @@ class TransformerConfig(TextConfig):
         """The registered model these flags ask for."""
         return "pretrained" if self.pretrained else "transformer"
 
-    def pretrained_tokenizer(self) -> TextTokenizer | None:
-        return SubwordTokenizer.from_pretrained(self.pretrained) if self.pretrained else None
+    def tokenizer_source(self) -> str:
+        """--pretrained: a fine-tuned encoder reads the questions with its own subword tokenizer."""
+        return self.pretrained
 
     def encoder_lr_fraction(self) -> float:
         return self.encoder_lr_scale

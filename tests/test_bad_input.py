@@ -19,6 +19,7 @@ import predict
 import train_cnn
 import train_dnn
 import train_rnn
+import train_transformer
 from conftest import write_fashion_mnist, write_trec
 from data.trec import read_label_file
 from utils import report
@@ -86,6 +87,9 @@ FLAG_CASES = [  # (script, flags, what the one line must say)
     (train_rnn, ["--distill-weight", "2"], "--distill-weight must be in [0, 1]"),
     (train_rnn, ["--temperature", "0"], "--temperature must be > 0"),
     (train_rnn, ["--teacher", "/no/such/teacher.pt"], "--teacher /no/such/teacher.pt: no such file"),
+    (train_rnn, ["--perturbation", "mask-ngram"], "--perturbation mask-ngram shapes the --perturbed-copies"),
+    (train_transformer, ["--perturbation", "mask-ngram"], "add --perturbed-copies K"),
+    (train_rnn, ["--distill-loss", "l1"], "argument --distill-loss: invalid choice: 'l1'"),
 ]
 
 

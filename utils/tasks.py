@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 from data.bundle import DataBundle
 from data.tasks import fashion_mnist_bundle, trec_bundle
 from data.text import PERTURBATIONS
-from data.tokenization import TextTokenizer, tokenizer_from_meta
-from utils.config import TrainConfig, default_data_dir, option
+from data.tokenization import SubwordTokenizer, TextTokenizer, tokenizer_from_meta
+from utils.config import ConfigError, TrainConfig, default_data_dir, option
 from utils.runtime import Runtime
 
 
@@ -69,9 +69,21 @@ class TextConfig(TrainConfig):
     max_length: int = option(64, "keep at most this many tokens of a question (longer ones are cut, with a note)",
                              minimum=1, maximum=100_000)
 
+    def tokenizer_source(self) -> str:
+        """The pretrained model (hub id or folder) whose subword tokenizer reads the questions ('': a word
+        vocabulary built from the training questions)."""
+        return ""
+
     def pretrained_tokenizer(self) -> TextTokenizer | None:
-        """The tokenizer of a pretrained model, if this run fine-tunes one (None: a word vocabulary)."""
-        return None
+        """The subword tokenizer of tokenizer_source() (None: a word vocabulary)."""
+        source = self.tokenizer_source()
+        return SubwordTokenizer.from_pretrained(source) if source else None
+
+    def check(self) -> None:
+        """A perturbation other than the default needs --perturbed-copies, or it would change nothing."""
+        if self.perturbation != "delete" and not self.perturbed_copies:
+            raise ConfigError(f"--perturbation {self.perturbation} shapes the --perturbed-copies: add "
+                              "--perturbed-copies K (e.g. 4)")
 
 
 def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
