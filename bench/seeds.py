@@ -9,16 +9,19 @@ Everything after `--` goes to the training script unchanged. Each run writes its
 runs/bench-<script>-seed<N>; results go to bench/results/seeds-<script>[-<tag>].json. With `--jobs N` the
 seeds run in N processes at once, each with the CPU's cores divided among them (at least one thread):
 long single-threaded recipes finish sooner that way on a few cores, and each run is still reproducible
-for its thread count.
+for its thread count. If this process dies, even by SIGKILL, its workers get SIGTERM (Linux), so each run
+stops after its current step with its folder resumable, instead of running on unowned.
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import ctypes
 import importlib
 import multiprocessing
 import os
 import resource
+import signal
 import statistics
 import sys
 import time
@@ -68,12 +71,24 @@ def run_seed(script: str, script_argv: list[str], seed: int) -> dict:
             "wall_seconds": round(time.perf_counter() - start, 1), "threads": torch.get_num_threads()}
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def start_worker(threads: int) -> None:
+    """Set up a worker process: `threads` threads, and SIGTERM when the parent dies (where Linux allows)."""
+    torch.set_num_threads(threads)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != multiprocessing.parent_process().pid:  # the parent died before that
+            sys.exit("error: bench/seeds.py stopped before this worker started")
+
+
 def run_in_parallel(jobs: list[tuple], processes: int) -> list[dict]:
     """`run_seed(*job)` for every job, `processes` at a time, the CPU's cores divided among them; the
     rows in job order. A failed run is reported when it fails and the others go on; then this exits."""
     threads = max(1, (os.cpu_count() or 1) // processes)
     with concurrent.futures.ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+                                                initializer=start_worker, initargs=(threads,)) as pool:
         futures = {pool.submit(run_seed, *job): job[2] for job in jobs}
         failed = []
         for future in concurrent.futures.as_completed(futures):
