@@ -17,11 +17,14 @@ from data.trec import COARSE_LABELS, Question, load_trec_files, load_trec_hub
 
 def fashion_mnist_bundle(data_dir: str, *, batch_size: int, eval_batch_size: int, val_size: int, seed: int,
                          augment: bool, channels_last: bool, device: torch.device, rank: int = 0,
-                         world_size: int = 1, limit_train: int = 0, random_erasing: float = 0.0) -> DataBundle:
-    """FashionMNIST as whole-split tensors: train (augmented, shuffled), validation and test batches."""
+                         world_size: int = 1, limit_train: int = 0, random_erasing: float = 0.0,
+                         split_seed: int | None = None) -> DataBundle:
+    """FashionMNIST as whole-split tensors: train (augmented, shuffled), validation and test batches.
+    `split_seed` draws the validation examples (default: `seed`, which also orders the batches)."""
     splits = load_fashion_mnist(data_dir)
     full_train, test = splits["train"], splits["test"]
-    train_idx, val_idx = split_train_val(len(full_train.labels), val_size, seed, limit_train)
+    train_idx, val_idx = split_train_val(len(full_train.labels), val_size, seed if split_seed is None else split_seed,
+                                         limit_train)
     common = dict(mean=MEAN, std=STD, device=device, rank=rank, world_size=world_size, channels_last=channels_last)
     return DataBundle(
         task="fashion_mnist",
@@ -39,7 +42,7 @@ def fashion_mnist_bundle(data_dir: str, *, batch_size: int, eval_batch_size: int
 def trec_bundle(data_dir: str, *, source: str, labels: str, batch_size: int, eval_batch_size: int, val_size: int,
                 seed: int, min_freq: int, bucket: bool, device: torch.device, rank: int = 0, world_size: int = 1,
                 limit_train: int = 0, max_length: int = 64, tokenizer: TextTokenizer | None = None,
-                perturbed_copies: int = 0, perturbation: str = "delete") -> DataBundle:
+                perturbed_copies: int = 0, perturbation: str = "delete", split_seed: int | None = None) -> DataBundle:
     """TREC questions as bucketed batches of token ids; `labels` is "coarse" (6) or "fine" (50).
 
     `tokenizer` (a checkpoint's, or a pretrained model's) turns questions into ids; without one,
@@ -47,7 +50,7 @@ def trec_bundle(data_dir: str, *, source: str, labels: str, batch_size: int, eva
     tokens, so that one huge line cannot blow up the padded tensors; the notes say how many were.
     `perturbed_copies` adds that many copies of each training question changed by `perturbation`
     (a name in data.text.PERTURBATIONS; the same copies for the same seed, whatever the tokenizer),
-    e.g. for a teacher to label.
+    e.g. for a teacher to label. `split_seed` draws the validation questions (default: `seed`).
     """
     splits = load_trec_hub() if source == "hub" else load_trec_files(data_dir)
     full_train, test = splits["train"], splits["test"]
@@ -60,7 +63,8 @@ def trec_bundle(data_dir: str, *, source: str, labels: str, batch_size: int, eva
             raise DataError(f"test labels {', '.join(unknown)} never occur in the training data")
         return [label_index[getattr(q, labels)] for q in questions]
 
-    train_idx, val_idx = split_train_val(len(full_train), val_size, seed, limit_train)
+    train_idx, val_idx = split_train_val(len(full_train), val_size, seed if split_seed is None else split_seed,
+                                         limit_train)
     train_part = [full_train[i] for i in train_idx.tolist()]
     val_part = [full_train[i] for i in val_idx.tolist()]
     tokenizer = tokenizer or WordTokenizer.build((q.text for q in train_part), min_freq)

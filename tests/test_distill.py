@@ -190,6 +190,21 @@ def test_a_text_student_learns_from_a_teacher_with_another_tokenizer(text_teache
     assert len(read_jsonl(str(tmp_path / "student" / "metrics.jsonl"))) == 2
 
 
+def test_a_teacher_that_trained_on_the_students_validation_is_noted(text_teacher, tmp_path):
+    data_dir, teacher = text_teacher  # trained with --seed 0
+
+    def notes(*flags: str) -> list[str]:
+        said: list[str] = []
+        config = parse_config(train_rnn.RNNConfig, text_args(data_dir, str(tmp_path / "x"), "--teacher", teacher,
+                                                             *flags), "")
+        attach_teacher(config, text_data(config, CPU), CPU, text_data, None, said.append)
+        return [line for line in said if "validation overstates the student" in line]
+
+    assert len(notes("--seed", "1")) == 1 and "--split-seed 0 --val-size 40" in notes("--seed", "1")[0]
+    assert notes("--seed", "1", "--split-seed", "0") == []
+    assert notes() == [] and notes("--split-seed", "0") == []
+
+
 @pytest.mark.parametrize("student", ["rnn", "cnn"])
 def test_a_teacher_of_another_task_is_one_line(student, image_teacher, text_teacher, tmp_path, capsys):
     image_dir, image_ckpt = image_teacher

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from data import DataError
+from data.bundle import split_train_val
 from data.tasks import trec_bundle
 from data.text import PAD, UNK, TextBatches, build_vocabulary, tokenize
 from data.tokenization import tokenizer_from_meta
@@ -89,6 +90,22 @@ def test_bundle_labels_and_vocabulary(trec_dir):
     assert "LOC:city" in fine.class_names and fine.model_kwargs["num_classes"] == len(fine.class_names)
     again = trec_bundle(trec_dir, labels="coarse", tokenizer=tokenizer_from_meta(coarse.meta), **common)
     assert again.meta["tokenizer"] == coarse.meta["tokenizer"]
+
+
+def test_split_seed_fixes_the_validation_questions_whatever_the_seed(trec_dir):
+    common = dict(source="files", labels="coarse", batch_size=16, eval_batch_size=64, val_size=40, min_freq=1,
+                  bucket=True, device=torch.device("cpu"))
+
+    def questions(bundle, split: str) -> set[tuple[int, ...]]:
+        return {tuple(ids[:length].tolist()) for (ids, lengths), _ in getattr(bundle, split)
+                for ids, length in zip(ids, lengths.tolist())}
+
+    assert not torch.equal(split_train_val(240, 40, 0)[1], split_train_val(240, 40, 1)[1])  # the seed draws it
+    seed0 = trec_bundle(trec_dir, seed=0, **common)
+    held_out = trec_bundle(trec_dir, seed=1, split_seed=0, **common)
+    assert questions(held_out, "val") == questions(seed0, "val") and len(questions(seed0, "val")) > 30
+    assert questions(held_out, "train") == questions(seed0, "train")
+    assert held_out.meta["tokenizer"] == seed0.meta["tokenizer"]  # built from the same training questions
 
 
 def test_a_recurrent_model_reads_subword_ids_with_tokenizer(trec_dir, tiny_pretrained, tmp_path, capsys):

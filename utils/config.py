@@ -61,6 +61,13 @@ def within(value: float, bounds: dict[str, float]) -> bool:
             and value > bounds.get("above", -math.inf) and value < bounds.get("below", math.inf))
 
 
+def validation_split(config: dict[str, Any]) -> tuple[int, int]:
+    """(seed of the split, validation size) of a config or a checkpoint's saved one: which training
+    examples it held out for validation."""
+    split_seed = config.get("split_seed", -1)
+    return (config.get("seed", 0) if split_seed is None or split_seed < 0 else split_seed), config.get("val_size", 0)
+
+
 def default_data_dir() -> str:
     """The data folder: $CLASSIFY_DATA_DIR if set, else `datasets/` beside the packages."""
     return os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
@@ -105,8 +112,11 @@ class TrainConfig:
     dropout: float = option(0.0, "dropout probability before the classifier layers", minimum=0, below=1)
     # data
     data_dir: str = option("", f"data folder (default: ${DATA_DIR_ENV} or ./datasets); e.g. ../shared/data")
-    val_size: int = option(5000, "training examples held out for validation (chosen by the seed)", minimum=1)
+    val_size: int = option(5000, "training examples held out for validation (drawn by --split-seed)", minimum=1)
     limit_train: int = option(0, "use only this many training examples (0 = all), for quick checks", minimum=0)
+    split_seed: int = option(-1, "seed of the training/validation split (-1: --seed); e.g. a teacher's, so that a "
+                             "student of any --seed validates on examples the teacher never trained on",
+                             minimum=-1, maximum=2**32 - 1)
     # runtime
     seed: int = option(0, "random seed; on CPU the same seed gives the same numbers", minimum=0, maximum=2**32 - 1)
     device: str = option("auto", "device (auto = cuda when present, else cpu)", ["auto", "cpu", "cuda", "mps"])
@@ -140,6 +150,10 @@ class TrainConfig:
 
     def check(self) -> None:
         """Raise ConfigError for a combination of this script's flags that cannot work (default: none)."""
+
+    def split_seed_or_seed(self) -> int:
+        """The seed that draws the training/validation split."""
+        return validation_split(dataclasses.asdict(self))[0]
 
     def encoder_lr_fraction(self) -> float:
         """The learning rate of a model's `encoder` as a fraction of --lr (1: no difference)."""

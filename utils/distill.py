@@ -24,7 +24,7 @@ from torch import nn
 from data.bundle import DataBundle
 from models import count_parameters
 from utils.checkpoint import load_checkpoint, model_from_checkpoint
-from utils.config import ConfigError, TrainConfig
+from utils.config import ConfigError, TrainConfig, validation_split
 from utils.engine import evaluate
 from utils.inference import check_predictor_checkpoint
 from utils.runtime import Runtime, autocast
@@ -128,8 +128,13 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
               "distill_loss": config.distill_loss}
     say(f"teacher {config.teacher}: {checkpoint['model_name']} with {record['num_params']:,} parameters, "
         f"test accuracy {test_acc:.4f}; its outputs are {'computed on each batch' if live else 'computed once'}")
-    teacher_config = checkpoint.get("config")
-    smoothing = teacher_config.get("label_smoothing", 0) if isinstance(teacher_config, dict) else 0
+    teacher_config = checkpoint.get("config") if isinstance(checkpoint.get("config"), dict) else {}
+    teacher_split = validation_split(teacher_config)
+    if teacher_config and teacher_split != validation_split(dataclasses.asdict(config)):
+        say(f"note: the teacher held out other validation examples (split seed {teacher_split[0]}, "
+            f"{teacher_split[1]} examples), so it trained on some of this run's: validation overstates the "
+            f"student; --split-seed {teacher_split[0]} --val-size {teacher_split[1]} gives the teacher's split")
+    smoothing = teacher_config.get("label_smoothing", 0)
     if smoothing and config.temperature > 1 and config.distill_loss == "kl":
         say(f"note: the teacher was trained with label smoothing {smoothing}, which flattens its outputs at "
             f"--temperature {config.temperature:g}; --temperature 1 worked best for such a teacher (see README)")

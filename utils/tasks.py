@@ -43,7 +43,7 @@ def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | Non
         eval_batch_size=config.eval_batch_size, val_size=config.val_size, seed=config.seed,
         augment=config.augment, channels_last=config.channels_last, device=runtime.device,
         rank=runtime.rank, world_size=runtime.world_size, limit_train=config.limit_train,
-        random_erasing=config.random_erasing)
+        random_erasing=config.random_erasing, split_seed=config.split_seed_or_seed())
 
 
 @dataclass
@@ -58,7 +58,7 @@ class TextConfig(TrainConfig):
     min_freq: int = option(2, "keep training words seen at least this often; the rest become <unk>, "
                            "which so gets trained too", minimum=1)
     bucket: bool = option(True, "batch questions of similar length together (less padding)")
-    val_size: int = option(500, "training questions held out for validation (chosen by the seed)")
+    val_size: int = option(500, "training questions held out for validation (drawn by --split-seed)")
 
     perturbed_copies: int = option(0, "add this many copies of each training question, changed as --perturbation "
                                    "says; with --teacher, the teacher labels them too", minimum=0, maximum=100)
@@ -95,4 +95,5 @@ def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None 
         rank=runtime.rank, world_size=runtime.world_size, limit_train=config.limit_train,
         max_length=(meta or {}).get("max_length", config.max_length),
         tokenizer=tokenizer_from_meta(meta) if meta else config.pretrained_tokenizer(),
-        perturbed_copies=config.perturbed_copies, perturbation=config.perturbation)
+        perturbed_copies=config.perturbed_copies, perturbation=config.perturbation,
+        split_seed=config.split_seed_or_seed())
