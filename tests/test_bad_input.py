@@ -156,6 +156,11 @@ def test_bad_run_folders(runs, tmp_path, capsys):
                           capsys, "cannot resume")
     assert_one_error_line(train_rnn.main, ["--resume", runs["rnn"], "--out-dir", str(tmp_path / "elsewhere")],
                           capsys, "--resume RUN continues in RUN")
+    for flags, change in ((["--val-size", "30"], "--val-size 40 -> 30"), (["--seed", "3"], "--seed 0 -> 3"),
+                          (["--perturbed-copies", "2"], "--perturbed-copies 0 -> 2"),
+                          (["--split-seed", "1"], "--split-seed -1 -> 1")):
+        assert_one_error_line(train_rnn.main, ["--resume", runs["rnn"], "--data-dir", runs["trec"], *flags], capsys,
+                              f"with other data ({change})")
 
 
 def test_resume_with_another_model_names_the_change(runs, capsys):

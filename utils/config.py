@@ -78,6 +78,8 @@ class TrainConfig:
     """Flags shared by every training script; each script subclasses it and changes defaults."""
 
     task: ClassVar[str] = ""  # the data set its scripts train on, as checkpoints name it
+    # the flags that decide a run's examples (and their order): a resume must keep them
+    data_flags: ClassVar[tuple[str, ...]] = ("seed", "split_seed", "val_size", "limit_train")
 
     # optimisation
     epochs: int = option(10, "number of training epochs (total, also when resuming)", minimum=1, maximum=100_000)

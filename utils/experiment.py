@@ -92,6 +92,16 @@ def same_model_or_error(saved: dict[str, Any], model_kwargs: dict[str, Any], run
                           "drop the flags that change it, or start a new run")
 
 
+def same_data_or_error(saved_config: dict[str, Any], config: TrainConfig, run_dir: str) -> None:
+    """Raise ConfigError when a resume would train or validate on other examples than the run's
+    (e.g. --val-size or --seed changed). A flag its saved config lacks (an older run) passes."""
+    changed = [f"--{name.replace('_', '-')} {saved_config[name]!r} -> {getattr(config, name)!r}"
+               for name in config.data_flags if name in saved_config and saved_config[name] != getattr(config, name)]
+    if changed:
+        raise ConfigError(f"cannot resume {run_dir} with other data ({'; '.join(changed)}): drop the flags that "
+                          "change it, or start a new run")
+
+
 def same_switch_or_error(flag: str, trained_with: bool, resumed_with: bool, run_dir: str) -> None:
     """Raise ConfigError when a resume turns `flag` on or off (its state would be missing or lost)."""
     if trained_with != resumed_with:
@@ -189,6 +199,8 @@ def train(config: TrainConfig, script_name: str, model_name: str, make_data: Mak
 def train_in_folder(config: TrainConfig, script_name: str, model_name: str, make_data: MakeData, runtime: Runtime,
                     say: Callable[[str], None], folder: RunFolder, resumed: dict[str, Any] | None) -> dict[str, Any]:
     """Train from `resumed` (or from scratch), committing each epoch to `folder`; then test and report."""
+    if resumed:
+        same_data_or_error(resumed.get("config") or {}, config, folder.path)
     data = make_data(config, runtime, resumed["meta"] if resumed else None)
     for note in data.notes:
         say(note)
