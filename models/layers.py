@@ -34,9 +34,16 @@ class MaskedPooling(nn.Module):
         self.how = how
         self.query = nn.Parameter(torch.randn(size) / size ** 0.5) if how == "attention" else None
 
-    def forward(self, outputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, outputs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """(batch, size) from (batch, time, size); `mask` (batch, time) is True on real steps (None: all are)."""
         if self.how == "cls":
             return outputs[:, 0]
+        if mask is None:  # no padding: plain reductions, without building and applying a mask
+            if self.how == "mean":
+                return outputs.mean(dim=1)
+            if self.how == "max":
+                return outputs.max(dim=1).values
+            return (torch.softmax(outputs @ self.query.to(outputs.dtype), dim=1)[..., None] * outputs).sum(dim=1)
         if self.how == "mean":
             summed = (outputs * mask[..., None]).sum(dim=1)
             return summed / mask.sum(dim=1, keepdim=True).to(outputs.dtype)

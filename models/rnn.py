@@ -45,8 +45,9 @@ class RecurrentClassifier(nn.Module):
             token_ids = self._drop_words(token_ids)
         embedded = self.dropout(self.embedding(token_ids))  # (batch, time, embed_dim)
         lengths = lengths.cpu()
-        if not self.training and bool((lengths == token_ids.size(1)).all()):
-            outputs, hidden = self.recurrent(embedded)  # no padding (e.g. one question): packing is overhead
+        unpadded = not self.training and bool((lengths == token_ids.size(1)).all())
+        if unpadded:  # e.g. one question: packing and masking would be pure overhead
+            outputs, hidden = self.recurrent(embedded)
         else:
             packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
             packed_outputs, hidden = self.recurrent(packed)
@@ -58,7 +59,7 @@ class RecurrentClassifier(nn.Module):
         else:
             if outputs is None:
                 outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True)  # (batch, max_len, output_size)
-            pooled = self.pool(outputs, length_mask(lengths, outputs.size(1), outputs.device))
+            pooled = self.pool(outputs, None if unpadded else length_mask(lengths, outputs.size(1), outputs.device))
         return self.classifier(self.dropout(pooled))  # (batch, num_classes)
 
     def forward_masked(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
