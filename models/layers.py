@@ -38,17 +38,15 @@ class MaskedPooling(nn.Module):
         """(batch, size) from (batch, time, size); `mask` (batch, time) is True on real steps (None: all are)."""
         if self.how == "cls":
             return outputs[:, 0]
-        if mask is None:  # no padding: plain reductions, without building and applying a mask
-            if self.how == "mean":
-                return outputs.mean(dim=1)
-            if self.how == "max":
-                return outputs.max(dim=1).values
-            return (torch.softmax(outputs @ self.query.to(outputs.dtype), dim=1)[..., None] * outputs).sum(dim=1)
         if self.how == "mean":
+            if mask is None:  # no padding: a plain mean
+                return outputs.mean(dim=1)
             summed = (outputs * mask[..., None]).sum(dim=1)
             return summed / mask.sum(dim=1, keepdim=True).to(outputs.dtype)
         if self.how == "max":
-            return outputs.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values
-        scores = (outputs @ self.query.to(outputs.dtype)).masked_fill(~mask, float("-inf"))  # (batch, time)
+            return (outputs if mask is None else outputs.masked_fill(~mask[..., None], float("-inf"))).max(dim=1).values
+        scores = outputs @ self.query.to(outputs.dtype)  # (batch, time)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores, dim=1)
         return (weights[..., None] * outputs).sum(dim=1)

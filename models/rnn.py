@@ -51,14 +51,13 @@ class RecurrentClassifier(nn.Module):
         else:
             packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
             packed_outputs, hidden = self.recurrent(packed)
-            outputs = None
+            # (batch, max_len, output_size), for the poolings that read every step
+            outputs = pad_packed_sequence(packed_outputs, batch_first=True)[0] if self.pooling != "last" else None
         if self.pooling == "last":
             final = hidden[0] if isinstance(hidden, tuple) else hidden  # (layers * directions, batch, hidden)
             directions = 2 if self.recurrent.bidirectional else 1
             pooled = torch.cat(list(final[-directions:]), dim=-1)  # (batch, output_size)
         else:
-            if outputs is None:
-                outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True)  # (batch, max_len, output_size)
             pooled = self.pool(outputs, None if unpadded else length_mask(lengths, outputs.size(1), outputs.device))
         return self.classifier(self.dropout(pooled))  # (batch, num_classes)
 

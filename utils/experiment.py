@@ -87,9 +87,14 @@ def same_model_or_error(saved: dict[str, Any], model_kwargs: dict[str, Any], run
 
     changed = [f"{key} {plain(saved.get(key))!r} -> {plain(model_kwargs.get(key))!r}"
                for key in sorted(set(saved) | set(model_kwargs)) if plain(saved.get(key)) != plain(model_kwargs.get(key))]
+    refuse_changes("another model", changed, run_dir)
+
+
+def refuse_changes(what: str, changed: list[str], run_dir: str) -> None:
+    """Raise ConfigError naming `changed` when a resume of `run_dir` would change `what`."""
     if changed:
-        raise ConfigError(f"cannot resume {run_dir} with another model ({'; '.join(changed)}): "
-                          "drop the flags that change it, or start a new run")
+        raise ConfigError(f"cannot resume {run_dir} with {what} ({'; '.join(changed)}): drop the flags that change "
+                          "it, or start a new run")
 
 
 def same_data_or_error(saved_config: dict[str, Any], config: TrainConfig, run_dir: str) -> None:
@@ -97,9 +102,7 @@ def same_data_or_error(saved_config: dict[str, Any], config: TrainConfig, run_di
     (e.g. --val-size or --seed changed). A flag its saved config lacks (an older run) passes."""
     changed = [f"--{name.replace('_', '-')} {saved_config[name]!r} -> {getattr(config, name)!r}"
                for name in config.data_flags if name in saved_config and saved_config[name] != getattr(config, name)]
-    if changed:
-        raise ConfigError(f"cannot resume {run_dir} with other data ({'; '.join(changed)}): drop the flags that "
-                          "change it, or start a new run")
+    refuse_changes("other data", changed, run_dir)
 
 
 def same_switch_or_error(flag: str, trained_with: bool, resumed_with: bool, run_dir: str) -> None:
