@@ -27,7 +27,7 @@ class CNNConfig(ImageConfig):
     epochs: int = option(50, "number of training epochs (total, also when resuming)")
     dropout: float = option(0.0, "dropout probability before the classifier layers (0: the 50-epoch default "
                             "was better on validation without it, crop + flip and label smoothing regularise enough)")
-    augment: bool = option(True, "random crop (2-pixel padding) and horizontal flip of training batches")
+    augment: bool = option(True, "random crop (after --crop-padding) and horizontal flip of training batches")
     channels_last: bool = option(True, "channels-last memory format (faster convolutions on CPU and GPU)")
     conv1_channels: int = option(32, "output channels of the first convolution", minimum=1, maximum=4096)
     conv2_channels: int = option(64, "output channels of the second convolution", minimum=1, maximum=4096)

@@ -18,9 +18,10 @@ from data.trec import COARSE_LABELS, Question, load_trec_files, load_trec_hub
 def fashion_mnist_bundle(data_dir: str, *, batch_size: int, eval_batch_size: int, val_size: int, seed: int,
                          augment: bool, channels_last: bool, device: torch.device, rank: int = 0,
                          world_size: int = 1, limit_train: int = 0, random_erasing: float = 0.0,
-                         split_seed: int | None = None) -> DataBundle:
+                         crop_padding: int = 2, split_seed: int | None = None) -> DataBundle:
     """FashionMNIST as whole-split tensors: train (augmented, shuffled), validation and test batches.
-    `split_seed` draws the validation examples (default: `seed`, which also orders the batches)."""
+    `split_seed` draws the validation examples (default: `seed`, which also orders the batches);
+    `crop_padding` 0 makes `augment` a flip only."""
     splits = load_fashion_mnist(data_dir)
     full_train, test = splits["train"], splits["test"]
     train_idx, val_idx = split_train_val(len(full_train.labels), val_size, seed if split_seed is None else split_seed,
@@ -29,7 +30,8 @@ def fashion_mnist_bundle(data_dir: str, *, batch_size: int, eval_batch_size: int
     return DataBundle(
         task="fashion_mnist",
         train=ImageBatches(full_train.images[train_idx], full_train.labels[train_idx], batch_size,
-                           shuffle=True, augment=augment, random_erasing=random_erasing, seed=seed, **common),
+                           shuffle=True, augment=augment, crop_padding=crop_padding, random_erasing=random_erasing,
+                           seed=seed, **common),
         val=ImageBatches(full_train.images[val_idx], full_train.labels[val_idx], eval_batch_size, **common),
         test=ImageBatches(test.images, test.labels, eval_batch_size, **common),
         class_names=list(CLASS_NAMES),

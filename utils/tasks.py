@@ -21,7 +21,9 @@ class ImageConfig(TrainConfig):
     optimizer: str = option("adamw", "optimizer")
     weight_decay: float = option(0.05, "weight decay (L2 for sgd/adam, decoupled for adamw)")
     label_smoothing: float = option(0.1, "label smoothing of the cross-entropy target")
-    augment: bool = option(False, "random crop (2-pixel padding) and horizontal flip of training batches")
+    augment: bool = option(False, "random crop (after --crop-padding) and horizontal flip of training batches")
+    crop_padding: int = option(2, "with --augment: zero pixels added on each side before the random crop "
+                               "(0: flip only)", minimum=0, maximum=14)
     channels_last: bool = option(False, "channels-last memory format (faster convolutions on CPU and GPU)")
     random_erasing: float = option(0.0, "probability of erasing a random rectangle of each training image "
                                    "(random erasing; 0 = off)", minimum=0, maximum=1)
@@ -43,7 +45,7 @@ def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | Non
         eval_batch_size=config.eval_batch_size, val_size=config.val_size, seed=config.seed,
         augment=config.augment, channels_last=config.channels_last, device=runtime.device,
         rank=runtime.rank, world_size=runtime.world_size, limit_train=config.limit_train,
-        random_erasing=config.random_erasing, split_seed=config.split_seed_or_seed())
+        random_erasing=config.random_erasing, crop_padding=config.crop_padding, split_seed=config.split_seed_or_seed())
 
 
 @dataclass
