@@ -109,3 +109,19 @@ def test_crop_and_flip_keep_content_and_shape():
     assert (out.sum(dim=(1, 2)) <= images.sum(dim=(1, 2))).all()  # a crop never adds pixels
     unchanged = random_crop_and_flip(images, 0, torch.Generator().manual_seed(0))
     assert all(torch.equal(u, images[0]) or torch.equal(u, images[0].flip(-1)) for u in unchanged)
+
+
+def test_crop_padding_flag_reaches_the_training_batches(fashion_dir):
+    from train_dnn import DNNConfig
+    from utils.runtime import Runtime
+    from utils.tasks import image_data
+
+    runtime = Runtime(torch.device("cpu"), "fp32")
+    for padding in (0, 3):
+        config = DNNConfig(data_dir=fashion_dir, augment=True, crop_padding=padding, val_size=50)
+        train = image_data(config, runtime).train
+        assert train.augment and train.crop_padding == padding
+        inputs, _ = next(iter(train))
+        originals = train.images[train.example_order()[:len(inputs)]].float().div(255).sub(train.mean).div(train.std)
+        mirrored_only = all(torch.equal(x[0], o) or torch.equal(x[0], o.flip(-1)) for x, o in zip(inputs, originals))
+        assert mirrored_only == (padding == 0)
