@@ -50,7 +50,8 @@ class CNNConfig(ImageConfig):
                 "activation": self.activation, "batch_norm": self.batch_norm, "dropout": self.dropout}
 
     def check(self) -> None:
-        """--depth must fit the ResNet's layout; --tta is a ResNet option."""
+        """--depth must fit the ResNet's layout; --tta is a ResNet option; the image flags go together."""
+        super().check()
         if self.model == "resnet":
             try:
                 blocks_per_stage(self.depth)

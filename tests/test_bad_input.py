@@ -90,6 +90,9 @@ FLAG_CASES = [  # (script, flags, what the one line must say)
     (train_rnn, ["--perturbation", "mask-ngram"], "--perturbation mask-ngram shapes the --perturbed-copies"),
     (train_transformer, ["--perturbation", "mask-ngram"], "add --perturbed-copies K"),
     (train_rnn, ["--distill-loss", "l1"], "argument --distill-loss: invalid choice: 'l1'"),
+    (train_cnn, ["--no-augment", "--crop-padding", "1"], "--crop-padding 1 sets the padding of --augment's"),
+    (train_dnn, ["--preset", "fast", "--crop-padding", "3"], "--crop-padding 3 sets the padding of --augment's"),
+    (train_dnn, ["--crop-padding", "15"], "--crop-padding must be in [0, 14]"),
 ]
 
 
