@@ -76,6 +76,10 @@ PATIENT_STUDENTS = {
     "kd50_a1_t1": STUDENT + ["--epochs", "50", "--distill-weight", "1", "--temperature", "1"],
     "kd50_a1_t2": STUDENT + ["--epochs", "50", "--distill-weight", "1", "--temperature", "2"],
     "kd50_a05_t1": STUDENT + ["--epochs", "50", "--distill-weight", "0.5", "--temperature", "1"],
+    # without the budget preset's dropout 0.25, which the 50-epoch default dropped (better on validation)
+    "plain50_drop0": STUDENT + ["--epochs", "50", "--dropout", "0"],
+    "kd50_a05_t1_drop0": STUDENT + ["--epochs", "50", "--dropout", "0", "--distill-weight", "0.5",
+                                    "--temperature", "1"],
 }
 
 
