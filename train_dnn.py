@@ -23,8 +23,7 @@ class DNNConfig(ImageConfig):
                             "regularise; with them, 0 beat 0.2 on validation)")
     augment: bool = option(True, "random crop (after --crop-padding) and horizontal flip of training batches")
     crop_padding: int = option(1, "with --augment: zero pixels added on each side before the random crop "
-                               "(0: flip only; 1 did best for the MLP on validation)",
-                               minimum=0, maximum=14)
+                               "(0: flip only; 1 did best for the MLP on validation)")
     hidden1_size: int = option(512, "units of the first hidden layer", minimum=1, maximum=1 << 16)
     hidden2_size: int = option(256, "units of the second hidden layer", minimum=1, maximum=1 << 16)
 

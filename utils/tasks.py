@@ -1,7 +1,6 @@
 """Settings and data set-up shared by the scripts of each data set."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,8 +34,7 @@ class ImageConfig(TrainConfig):
 
     def check(self) -> None:
         """--crop-padding shapes the crop of --augment: without it, another value would change nothing."""
-        default = next(spec.default for spec in dataclasses.fields(self) if spec.name == "crop_padding")
-        if self.crop_padding != default and not self.augment:
+        if self.crop_padding != type(self).crop_padding and not self.augment:  # the class holds the script's default
             raise ConfigError(f"--crop-padding {self.crop_padding} sets the padding of --augment's random crop: "
                               "add --augment")
 
