@@ -24,11 +24,11 @@ from utils.tasks import ImageConfig, image_data
 class CNNConfig(ImageConfig):
     """The CNN's flags: the shared ones with this recipe's defaults, plus its widths."""
 
-    epochs: int = option(50, "number of training epochs (total, also when resuming)")
+    epochs: int = 50
     dropout: float = option(0.0, "dropout probability before the classifier layers (0: the 50-epoch default "
                             "was better on validation without it, crop + flip and label smoothing regularise enough)")
-    augment: bool = option(True, "random crop (after --crop-padding) and horizontal flip of training batches")
-    channels_last: bool = option(True, "channels-last memory format (faster convolutions on CPU and GPU)")
+    augment: bool = True
+    channels_last: bool = True
     conv1_channels: int = option(32, "output channels of the first convolution", minimum=1, maximum=4096)
     conv2_channels: int = option(64, "output channels of the second convolution", minimum=1, maximum=4096)
     hidden_size: int = option(128, "units of the hidden fully connected layer", minimum=1, maximum=1 << 16)

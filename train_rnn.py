@@ -20,9 +20,9 @@ class RNNConfig(TextConfig):
     """The recurrent model's flags: the shared ones with this recipe's defaults, plus its shape."""
 
     cell: str = option("lstm", "recurrent cell", ["rnn", "gru", "lstm"])
-    epochs: int = option(30, "number of training epochs (total, also when resuming)")
-    lr: float = option(3e-3, "peak learning rate")
-    weight_decay: float = option(0.0, "weight decay (L2 for sgd/adam, decoupled for adamw)")
+    epochs: int = 30
+    lr: float = 3e-3
+    weight_decay: float = 0.0
     dropout: float = option(0.5, "dropout on the embeddings, between layers and before the classifier")
     embed_dim: int = option(100, "size of each word embedding", minimum=1, maximum=1 << 14)
     hidden_size: int = option(128, "units of the recurrent state (per direction)", minimum=1, maximum=1 << 14)
@@ -30,7 +30,7 @@ class RNNConfig(TextConfig):
     bidirectional: bool = option(True, "read each question in both directions")
     pooling: str = option("max", "how the step outputs become one vector", ["last", "mean", "max", "attention"])
     word_dropout: float = option(0.0, "probability of replacing a training word by <unk>", minimum=0, below=1)
-    grad_clip: float = option(1.0, "clip the gradient norm to this value (0 = off)")
+    grad_clip: float = 1.0
     tokenizer: str = option("", "read questions with this pretrained model's subword tokenizer (hub id, or a "
                             "folder saved with save_pretrained) instead of a word vocabulary; embeddings start "
                             "random all the same")

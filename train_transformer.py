@@ -29,11 +29,11 @@ class TransformerConfig(TextConfig):
     freeze_encoder: bool = option(False, "train only the classification head on top of the pretrained encoder")
     encoder_lr_scale: float = option(1.0, "the encoder's learning rate as a fraction of --lr (the head's)",
                                      above=0, maximum=1)
-    optimizer: str = option("adamw", "optimizer")
-    weight_decay: float = option(0.01, "weight decay (L2 for sgd/adam, decoupled for adamw)")
-    scheduler: str = option("linear", "learning-rate schedule over all steps")
+    optimizer: str = "adamw"
+    weight_decay: float = 0.01
+    scheduler: str = "linear"
     dropout: float = option(0.1, "dropout in the encoder (from scratch) and before the classifier")
-    grad_clip: float = option(1.0, "clip the gradient norm to this value (0 = off)")
+    grad_clip: float = 1.0
     # from scratch
     num_layers: int = option(2, "encoder layers (from scratch)", minimum=1, maximum=48)
     num_heads: int = option(4, "attention heads per layer (from scratch); must divide --embed-dim", minimum=1,

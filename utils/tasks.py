@@ -18,9 +18,9 @@ class ImageConfig(TrainConfig):
 
     task: ClassVar[str] = "fashion_mnist"
 
-    optimizer: str = option("adamw", "optimizer")
-    weight_decay: float = option(0.05, "weight decay (L2 for sgd/adam, decoupled for adamw)")
-    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy target")
+    optimizer: str = "adamw"
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
     augment: bool = option(False, "random crop (after --crop-padding) and horizontal flip of training batches")
     crop_padding: int = option(2, "with --augment: zero pixels added on each side before the random crop "
                                "(0: flip only)", minimum=0, maximum=14)
