@@ -9,6 +9,7 @@ import math
 import os
 import struct
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from conftest import write_fashion_mnist, write_trec
 from data.trec import read_label_file
 from utils import report
 from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.config import ConfigError, TrainConfig, option, parse_config
 from utils.inference import image_to_fashion_mnist, read_image
 
 
@@ -87,11 +89,14 @@ FLAG_CASES = [  # (script, flags, what the one line must say)
     (train_rnn, ["--distill-weight", "2"], "--distill-weight must be in [0, 1]"),
     (train_rnn, ["--temperature", "0"], "--temperature must be > 0"),
     (train_rnn, ["--teacher", "/no/such/teacher.pt"], "--teacher /no/such/teacher.pt: no such file"),
-    (train_rnn, ["--perturbation", "mask-ngram"], "--perturbation mask-ngram shapes the --perturbed-copies"),
-    (train_transformer, ["--perturbation", "mask-ngram"], "add --perturbed-copies K"),
+    (train_rnn, ["--perturbation", "mask-ngram"], "--perturbation mask-ngram has no effect without --perturbed-copies"),
+    (train_transformer, ["--perturbation", "delete"], "add --perturbed-copies"),
+    (train_rnn, ["--temperature", "2"], "--temperature 2.0 has no effect without --teacher: add --teacher"),
+    (train_cnn, ["--distill-loss", "mse"], "--distill-loss mse has no effect without --teacher"),
     (train_rnn, ["--distill-loss", "l1"], "argument --distill-loss: invalid choice: 'l1'"),
-    (train_cnn, ["--no-augment", "--crop-padding", "1"], "--crop-padding 1 sets the padding of --augment's"),
-    (train_dnn, ["--preset", "fast", "--crop-padding", "3"], "--crop-padding 3 sets the padding of --augment's"),
+    (train_cnn, ["--no-augment", "--crop-padding", "1"], "--crop-padding 1 has no effect without --augment: add"),
+    (train_dnn, ["--no-augment", "--crop-padding", "1"], "--crop-padding 1 has no effect without --augment"),
+    (train_dnn, ["--preset", "fast", "--crop-padding", "3"], "--crop-padding 3 has no effect without --augment"),
     (train_dnn, ["--crop-padding", "15"], "--crop-padding must be in [0, 14]"),
 ]
 
@@ -101,6 +106,33 @@ def test_bad_flags(script, flags, message, tmp_path, capsys):
     assert_one_error_line(script.main, ["--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "o"), *flags],
                           capsys, message)
     assert not os.path.exists(tmp_path / "o")  # rejected before anything is written
+
+
+@dataclass
+class SwitchAndKnob(TrainConfig):
+    """A config with a flag that only matters with another one."""
+
+    switch: bool = option(False, "turns the knob on")
+    knob: int = option(1, "with --switch: how far", needs="switch")
+
+
+def test_a_flag_needs_its_switch_only_when_given_on_the_command_line(tmp_path):
+    with pytest.raises(ConfigError, match="--knob 2 has no effect without --switch: add --switch"):
+        parse_config(SwitchAndKnob, ["--knob", "2"], "")
+    with pytest.raises(ConfigError, match="--knob 1 has no effect"):  # the default's value, but typed
+        parse_config(SwitchAndKnob, ["--knob", "1"], "")
+    assert parse_config(SwitchAndKnob, ["--knob", "2", "--switch"], "").knob == 2
+    # a preset or a resumed run may set it with the switch off: only the user's own flags are checked
+    assert parse_config(SwitchAndKnob, ["--preset", "far"], "", {"far": {"knob": 3}}).knob == 3
+    (tmp_path / "config.json").write_text(json.dumps({"knob": 4, "switch": False}))
+    assert parse_config(SwitchAndKnob, ["--resume", str(tmp_path)], "").knob == 4
+
+
+def test_presets_with_augmentation_switched_off_by_hand_still_parse():
+    for script, config_class in ((train_cnn, train_cnn.CNNConfig), (train_dnn, train_dnn.DNNConfig)):
+        for preset in script.PRESETS:
+            config = parse_config(config_class, ["--preset", preset, "--no-augment"], "", script.PRESETS)
+            assert not config.augment
 
 
 def test_help_names_the_ranges(capsys):

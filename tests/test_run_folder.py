@@ -13,10 +13,12 @@ import time
 import pytest
 import torch
 
+import train_cnn
 import train_dnn
 import train_rnn
 from conftest import ROOT, Killed, write_trec
 from utils.checkpoint import TEMP_FILE, load_checkpoint, read_json, read_jsonl, save_json
+from utils.config import parse_config
 from utils.run_folder import RunFolder, RunFolderError
 
 # two scenarios: every epoch improves; and early stopping (nothing improves after epoch 1)
@@ -198,6 +200,18 @@ def test_a_run_killed_before_its_first_epoch_is_not_stuck(fashion_dir, tmp_path,
     summary = train_dnn.main(["--data-dir", fashion_dir, "--out-dir", out, "--epochs", "1", "--val-size", "50",
                               "--no-progress"])
     assert summary["epochs_run"] == 1 and "best.pt.123.0badc0de.tmp" not in os.listdir(out)
+
+
+@pytest.mark.parametrize("config_class", [train_cnn.CNNConfig, train_dnn.DNNConfig])
+def test_a_run_saved_before_a_flag_existed_resumes_as_it_ran(config_class, tmp_path):
+    """--crop-padding came after runs that cropped with padding 2: their resume keeps 2, whatever
+    the script's default is now; a saved value or a flag on the command line still wins."""
+    saved = {key: value for key, value in vars(config_class()).items() if key != "crop_padding"}
+    save_json(str(tmp_path / "config.json"), {**saved, "augment": True})
+    assert parse_config(config_class, ["--resume", str(tmp_path)], "").crop_padding == 2
+    save_json(str(tmp_path / "config.json"), {**saved, "augment": True, "crop_padding": 0})
+    assert parse_config(config_class, ["--resume", str(tmp_path)], "").crop_padding == 0
+    assert parse_config(config_class, ["--resume", str(tmp_path), "--crop-padding", "3"], "").crop_padding == 3
 
 
 def test_interrupt_before_the_first_epoch_says_nothing_was_saved(fashion_dir, tmp_path, monkeypatch, capsys):

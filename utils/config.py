@@ -24,12 +24,18 @@ class ConfigError(ValueError):
 
 
 def option(default: Any, help: str, choices: Sequence[str] | None = None, *, minimum: float | None = None,
-           maximum: float | None = None, above: float | None = None, below: float | None = None) -> Any:
+           maximum: float | None = None, above: float | None = None, below: float | None = None,
+           needs: str | None = None, absent: Any = None) -> Any:
     """A dataclass field that carries its help text and its allowed values (choices, or a range:
     `minimum`/`maximum` inclusive, `above`/`below` exclusive). The range is shown in `--help` and
-    checked by `validate`, so the two cannot drift apart. Floats must also be finite."""
+    checked by `validate`, so the two cannot drift apart. Floats must also be finite.
+
+    `needs` names the field this one only matters with (e.g. "augment"): giving this flag on the
+    command line while that one is off (false, 0 or empty) is an error. `absent` is the value a run
+    saved before this field existed behaved as, which `--resume` restores when the script's
+    default has changed since."""
     bounds = {"minimum": minimum, "maximum": maximum, "above": above, "below": below}
-    return field(default=default, metadata={"help": help, "choices": choices,
+    return field(default=default, metadata={"help": help, "choices": choices, "needs": needs, "absent": absent,
                                             "bounds": {k: v for k, v in bounds.items() if v is not None}})
 
 
@@ -40,7 +46,7 @@ def field_metadata(config_class: type, name: str) -> dict[str, Any]:
     for klass in reversed(config_class.__mro__):
         spec = getattr(klass, "__dataclass_fields__", {}).get(name)
         if spec is not None:
-            merged.update({key: value for key, value in spec.metadata.items() if value})
+            merged.update({key: value for key, value in spec.metadata.items() if value not in (None, "", {})})
     return merged
 
 
@@ -103,11 +109,13 @@ class TrainConfig:
     teacher: str = option("", "checkpoint (best.pt) of a trained model of the same task whose outputs the "
                           "student also learns from")
     distill_weight: float = option(0.5, "with --teacher: weight a of the teacher's term; loss = (1 - a) "
-                                   "cross-entropy + a T^2 KL(teacher/T || student/T)", minimum=0, maximum=1)
-    temperature: float = option(4.0, "with --teacher: temperature T that softens both models' outputs", above=0)
+                                   "cross-entropy + a T^2 KL(teacher/T || student/T)", minimum=0, maximum=1,
+                                   needs="teacher")
+    temperature: float = option(4.0, "with --teacher: temperature T that softens both models' outputs", above=0,
+                                needs="teacher")
     distill_loss: str = option("kl", "with --teacher: the teacher's term, the KL divergence above or the mean "
                                "squared difference of the logits (mse, Tang et al. 2019; no temperature)",
-                               ["kl", "mse"])
+                               ["kl", "mse"], needs="teacher")
     # model
     activation: str = option("relu", "activation function", ["relu", "gelu"])
     batch_norm: bool = option(False, "batch normalisation after each hidden layer")
@@ -216,7 +224,7 @@ def parse_config(config_class: type, argv: Sequence[str] | None, description: st
     first = build_parser(config_class, description, preset_names=list(presets)).parse_args(argv)
     defaults: dict[str, Any] = {}
     if first.resume:
-        defaults.update(load_saved_config(first.resume))
+        defaults.update(with_absent_fields(config_class, load_saved_config(first.resume)))
     preset = first.preset or defaults.get("preset", "") or config_class.implied_preset(vars(first))
     if preset:
         if preset not in presets:
@@ -226,8 +234,23 @@ def parse_config(config_class: type, argv: Sequence[str] | None, description: st
         defaults["resume"] = first.resume
     args = build_parser(config_class, description, defaults, list(presets)).parse_args(argv)
     config = config_class(**vars(args))
-    validate(config)
+    validate(config, flags_given(config_class, argv))
     return config
+
+
+def flags_given(config_class: type, argv: Sequence[str] | None) -> set[str]:
+    """Names of the fields whose flags `argv` sets itself (not through a default, preset or resume)."""
+    unset = {spec.name: argparse.SUPPRESS for spec in dataclasses.fields(config_class)}
+    return set(vars(build_parser(config_class, "", unset).parse_args(argv)))
+
+
+def with_absent_fields(config_class: type, saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config with each field it predates set to that field's `absent` value (see `option`)."""
+    if not saved:
+        return saved
+    absent = {spec.name: field_metadata(config_class, spec.name).get("absent")
+              for spec in dataclasses.fields(config_class) if spec.name not in saved}
+    return {**{name: value for name, value in absent.items() if value is not None}, **saved}
 
 
 def load_saved_config(run_dir: str) -> dict[str, Any]:
@@ -247,9 +270,10 @@ def load_saved_config(run_dir: str) -> dict[str, Any]:
     return saved
 
 
-def validate(config: TrainConfig) -> None:
-    """Raise ConfigError for values no run can use: each field's range, finiteness, and the
-    combinations of flags that do not go together."""
+def validate(config: TrainConfig, given: set[str] | frozenset[str] = frozenset()) -> None:
+    """Raise ConfigError for values no run can use: each field's range, finiteness, a flag `given`
+    on the command line without the flag it `needs`, and the combinations of flags that do not go
+    together."""
     for spec in dataclasses.fields(config):
         value, flag = getattr(config, spec.name), "--" + spec.name.replace("_", "-")
         if isinstance(value, float) and not math.isfinite(value):
@@ -261,6 +285,11 @@ def validate(config: TrainConfig) -> None:
         choices = metadata.get("choices")
         if choices and value not in choices:
             raise ConfigError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+    for name in sorted(given):
+        needed = field_metadata(type(config), name).get("needs")
+        if needed and not getattr(config, needed):
+            flag, other = (f"--{key.replace('_', '-')}" for key in (name, needed))
+            raise ConfigError(f"{flag} {getattr(config, name)} has no effect without {other}: add {other}")
     if config.eval_only and not config.checkpoint:
         raise ConfigError("--eval-only needs --checkpoint PATH")
     if config.resume and config.out_dir and os.path.abspath(config.resume) != os.path.abspath(config.out_dir):

@@ -8,7 +8,7 @@ from data.bundle import DataBundle
 from data.tasks import fashion_mnist_bundle, trec_bundle
 from data.text import PERTURBATIONS
 from data.tokenization import SubwordTokenizer, TextTokenizer, tokenizer_from_meta
-from utils.config import ConfigError, TrainConfig, default_data_dir, option
+from utils.config import TrainConfig, default_data_dir, option
 from utils.runtime import Runtime
 
 
@@ -23,7 +23,7 @@ class ImageConfig(TrainConfig):
     label_smoothing: float = 0.1
     augment: bool = option(False, "random crop (after --crop-padding) and horizontal flip of training batches")
     crop_padding: int = option(2, "with --augment: zero pixels added on each side before the random crop "
-                               "(0: flip only)", minimum=0, maximum=14)
+                               "(0: flip only)", minimum=0, maximum=14, needs="augment", absent=2)
     channels_last: bool = option(False, "channels-last memory format (faster convolutions on CPU and GPU)")
     random_erasing: float = option(0.0, "probability of erasing a random rectangle of each training image "
                                    "(random erasing; 0 = off)", minimum=0, maximum=1)
@@ -31,12 +31,6 @@ class ImageConfig(TrainConfig):
     def augments_inputs(self) -> bool:
         """Crop, flip and erasing change the training images every epoch."""
         return self.augment or self.random_erasing > 0
-
-    def check(self) -> None:
-        """--crop-padding shapes the crop of --augment: without it, another value would change nothing."""
-        if self.crop_padding != type(self).crop_padding and not self.augment:  # the class holds the script's default
-            raise ConfigError(f"--crop-padding {self.crop_padding} sets the padding of --augment's random crop: "
-                              "add --augment")
 
     def cpu_bf16_helps(self) -> bool:
         # measured on an Intel Xeon with AMX (2 cores): CNN 1.19x, MLP 1.21x, equal test accuracy;
@@ -75,7 +69,7 @@ class TextConfig(TrainConfig):
     perturbation: str = option("delete", "how --perturbed-copies change a question: delete: drop each word with "
                                "probability 0.15; mask-ngram: replace each word by [MASK] with probability 0.1, "
                                "then with probability 0.25 keep only a random run of 1-5 words",
-                               list(PERTURBATIONS))
+                               list(PERTURBATIONS), needs="perturbed_copies")
     max_length: int = option(64, "keep at most this many tokens of a question (longer ones are cut, with a note)",
                              minimum=1, maximum=100_000)
 
@@ -88,12 +82,6 @@ class TextConfig(TrainConfig):
         """The subword tokenizer of tokenizer_source() (None: a word vocabulary)."""
         source = self.tokenizer_source()
         return SubwordTokenizer.from_pretrained(source) if source else None
-
-    def check(self) -> None:
-        """A perturbation other than the default needs --perturbed-copies, or it would change nothing."""
-        if self.perturbation != "delete" and not self.perturbed_copies:
-            raise ConfigError(f"--perturbation {self.perturbation} shapes the --perturbed-copies: add "
-                              "--perturbed-copies K (e.g. 4)")
 
 
 def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
