@@ -69,7 +69,8 @@ TEACHER = ["--model", "resnet", "--tta", "--channels-last", "--optimizer", "sgd"
            "--weight-decay", "5e-4", "--scheduler", "cosine", "--warmup-epochs", "2", "--batch-size", "512",
            "--epochs", "60", "--depth", "20"]
 TEACHERS = {"t_re5": TEACHER + ["--random-erasing", "0.5"], "t_re0": TEACHER}
-STUDENT = ["--preset", "budget", "--batch-size", "256"]
+# the budget recipe as these students ran it (session 9 changed the preset to a 1-pixel crop and no dropout)
+STUDENT = ["--preset", "budget", "--crop-padding", "2", "--dropout", "0.25", "--batch-size", "256"]
 PATIENT_STUDENTS = {
     "plain50": STUDENT + ["--epochs", "50"],
     "kd50_a09_t4": STUDENT + ["--epochs", "50", "--distill-weight", "0.9", "--temperature", "4"],
