@@ -73,7 +73,7 @@ RESNET = {"model": "resnet", "width": 16, "tta": True, "optimizer": "sgd", "nest
           "scheduler": "cosine", "augment": True, "crop_padding": 2, "dropout": 0.25, "label_smoothing": 0.1}
 PRESETS = {
     "fast": FAST,
-    # the fast recipe stretched to 25 epochs, with a 1-pixel crop + flip and no dropout: about 11 minutes on
+    # the fast recipe stretched to 25 epochs, with a 1-pixel crop + flip and no dropout: 11 to 15 minutes on
     # 2 CPU cores (until session 9 with the 2-pixel crop and dropout 0.25: 0.007 lower on validation)
     "budget": {**FAST, "epochs": 25, "augment": True, "crop_padding": 1, "dropout": 0.0},
     # the most accurate recipe measured: ResNet-20, 60 epochs at batch 512 (test 0.9506 on one seed; 2 minutes on
