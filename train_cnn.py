@@ -27,9 +27,6 @@ class CNNConfig(ImageConfig):
     epochs: int = 50
     dropout: float = option(0.0, "dropout probability before the classifier layers (0: the 50-epoch default "
                             "was better on validation without it, crop + flip and label smoothing regularise enough)")
-    augment: bool = True
-    crop_padding: int = option(1, "with --augment: zero pixels added on each side before the random crop "
-                               "(0: flip only; 1 and 2 tied on validation, 1 slightly ahead over 3 seeds)")
     channels_last: bool = True
     conv1_channels: int = option(32, "output channels of the first convolution", minimum=1, maximum=4096)
     conv2_channels: int = option(64, "output channels of the second convolution", minimum=1, maximum=4096)
@@ -52,7 +49,7 @@ class CNNConfig(ImageConfig):
                 "activation": self.activation, "batch_norm": self.batch_norm, "dropout": self.dropout}
 
     def check(self) -> None:
-        """--depth must fit the ResNet's layout; --tta is a ResNet option; the image flags go together."""
+        """--depth must fit the ResNet's layout; --tta is a ResNet option."""
         super().check()
         if self.model == "resnet":
             try:

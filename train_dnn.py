@@ -21,9 +21,6 @@ class DNNConfig(ImageConfig):
     epochs: int = 60
     dropout: float = option(0.0, "dropout probability after each hidden layer (0: the 1-pixel shifts and flips "
                             "regularise; with them, 0 beat 0.2 on validation)")
-    augment: bool = True
-    crop_padding: int = option(1, "with --augment: zero pixels added on each side before the random crop "
-                               "(0: flip only; 1 did best for the MLP on validation)")
     hidden1_size: int = option(512, "units of the first hidden layer", minimum=1, maximum=1 << 16)
     hidden2_size: int = option(256, "units of the second hidden layer", minimum=1, maximum=1 << 16)
 
