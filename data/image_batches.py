@@ -59,41 +59,111 @@ class ImageBatches:
         """How many examples this process sees per epoch."""
         return len(self._indices())
 
+    @property
+    def view_count(self) -> int | None:
+        """How many distinct inputs augmentation makes of one image: 1 without it, 2 * (2p + 1)^2
+        crop and flip views with padding p; None with random erasing (no finite set)."""
+        if self.random_erasing > 0:
+            return None
+        return views_per_image(self.crop_padding) if self.augment else 1
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for _, (inputs, targets) in self.batches_with_indices():
+        for _, _, (inputs, targets) in self.batches_with_views():
             yield inputs, targets
 
     def batches_with_indices(self) -> Iterator[tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]]:
         """Like iterating, but each batch comes with the indices of its examples in this split."""
+        for indices, _, batch in self.batches_with_views():
+            yield indices, batch
+
+    def batches_with_views(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]]:
+        """Like `batches_with_indices`, and each example's view (see `view_index`; 0 without augmentation)."""
         indices = self._indices().to(self.device)
         generator = epoch_generator(self.seed + 1, self.epoch)
         for start in range(0, len(indices), self.batch_size):
             batch = indices[start:start + self.batch_size]
             images = self.images[batch]
+            views = torch.zeros(len(batch), dtype=torch.long, device=self.device)
             if self.augment:
-                images = random_crop_and_flip(images, self.crop_padding, generator)
+                flip, top, left = draw_views(len(batch), self.crop_padding, generator, self.device)
+                images = crop_and_flip(images, flip, top, left, self.crop_padding)
+                views = view_index(flip, top, left, self.crop_padding)
             if self.random_erasing > 0:
                 images = random_erase(images, self.random_erasing, generator)
-            inputs = images.unsqueeze(1).float().div_(255.0).sub_(self.mean).div_(self.std)
-            if self.channels_last:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            yield batch, (inputs, self.labels[batch])
+            yield batch, views, (self.normalise(images), self.labels[batch])
+
+    def view_batches(self, view: int, batch_size: int) -> Iterator[torch.Tensor]:
+        """Inputs of every example of the split (all processes'), in index order, all seen through one `view`."""
+        for start in range(0, len(self.labels), batch_size):
+            images = self.images[start:start + batch_size]
+            if self.augment:
+                flip, top, left = view_parts(view, self.crop_padding)
+                same = torch.ones(len(images), dtype=torch.long, device=self.device)
+                images = crop_and_flip(images, same.bool() & flip, same * top, same * left, self.crop_padding)
+            yield self.normalise(images)
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """A (B, H, W) uint8 batch as the model's float (B, 1, H, W) inputs."""
+        inputs = images.unsqueeze(1).float().div_(255.0).sub_(self.mean).div_(self.std)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return inputs
 
 
-def random_crop_and_flip(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Randomly crop (after zero padding) and horizontally flip each image of a (B, H, W) batch."""
+def draw_views(count: int, padding: int, generator: torch.Generator,
+               device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random (flip, top, left) for `count` images: flip with probability 1/2, crop offsets in
+    [0, 2 * padding] (all zero without padding)."""
+    flip = (torch.rand(count, generator=generator) < 0.5).to(device)
+    if padding == 0:
+        zero = torch.zeros(count, dtype=torch.long, device=device)
+        return flip, zero, zero
+    top = torch.randint(0, 2 * padding + 1, (count,), generator=generator).to(device)
+    left = torch.randint(0, 2 * padding + 1, (count,), generator=generator).to(device)
+    return flip, top, left
+
+
+def crop_and_flip(images: torch.Tensor, flip: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
+                  padding: int) -> torch.Tensor:
+    """Mirror the (B, H, W) images where `flip`, then cut each at (`top`, `left`) of its zero-padded copy."""
     count, height, width = images.shape
     device = images.device
-    flip = (torch.rand(count, generator=generator) < 0.5).to(device)
     images = torch.where(flip[:, None, None], images.flip(-1), images)
     if padding == 0:
         return images
     padded = torch.nn.functional.pad(images, (padding,) * 4)
-    top = torch.randint(0, 2 * padding + 1, (count,), generator=generator).to(device)
-    left = torch.randint(0, 2 * padding + 1, (count,), generator=generator).to(device)
     rows = (top[:, None] + torch.arange(height, device=device))[:, :, None]  # (B, H, 1)
     cols = (left[:, None] + torch.arange(width, device=device))[:, None, :]  # (B, 1, W)
     return padded[torch.arange(count, device=device)[:, None, None], rows, cols]
+
+
+def views_per_image(padding: int) -> int:
+    """Number of distinct crop and flip views of an image with crop padding `padding`."""
+    return 2 * (2 * padding + 1) ** 2
+
+
+def view_index(flip: torch.Tensor, top: torch.Tensor, left: torch.Tensor, padding: int) -> torch.Tensor:
+    """Each image's view as one number in [0, views_per_image(padding))."""
+    side = 2 * padding + 1
+    return (flip.long() * side + top) * side + left
+
+
+def view_parts(view: int, padding: int) -> tuple[bool, int, int]:
+    """The (flip, top, left) of a view number (the inverse of `view_index`)."""
+    side = 2 * padding + 1
+    return bool(view // (side * side)), view // side % side, view % side
+
+
+def mirror_view(view: int, padding: int) -> int:
+    """The view that is `view` mirrored left to right: the other flip, the crop offset reflected."""
+    flip, top, left = view_parts(view, padding)
+    side = 2 * padding + 1
+    return ((1 - flip) * side + top) * side + 2 * padding - left
+
+
+def random_crop_and_flip(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Randomly crop (after zero padding) and horizontally flip each image of a (B, H, W) batch."""
+    return crop_and_flip(images, *draw_views(len(images), padding, generator, images.device), padding)
 
 
 def random_erase(images: torch.Tensor, probability: float, generator: torch.Generator,

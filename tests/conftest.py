@@ -86,6 +86,12 @@ def write_trec(data_dir: str, train_count: int = 240, test_count: int = 60) -> s
     return data_dir
 
 
+@pytest.fixture(scope="session", autouse=True)
+def teacher_cache_in_a_temp_folder(tmp_path_factory) -> None:
+    """Distillation's view tables (utils.distill) go to a temp folder, never the user's cache."""
+    os.environ["TEACHER_CACHE_DIR"] = str(tmp_path_factory.mktemp("teacher_cache"))
+
+
 @pytest.fixture
 def fashion_dir(tmp_path) -> str:
     """A data folder holding a tiny, separable FashionMNIST in the real IDX .gz format."""

@@ -11,10 +11,11 @@ import train_cnn
 import train_rnn
 import train_transformer
 from conftest import interrupt_after_commit
-from data.image_batches import random_erase
+from data.image_batches import ImageBatches, random_erase
+from models import build_model
 from utils.checkpoint import load_checkpoint, read_jsonl
 from utils.config import parse_config
-from utils.distill import attach_teacher
+from utils.distill import attach_teacher, cached_teacher, teacher_view_table
 from utils.engine import Trainer, distillation_loss, train_one_epoch
 from utils.optim import build_optimizer, lr_schedule
 from utils.runtime import Runtime
@@ -110,14 +111,61 @@ def test_a_perfect_teacher_makes_the_student_learn_faster():
         assert taught > alone + 0.05, (seed, taught, alone)
 
 
-def test_weight_zero_trains_exactly_like_no_teacher(image_teacher, tmp_path):
+@pytest.mark.parametrize("extra, mode", [((), "live"),  # 18 views of a 1-pixel crop: more than 2 epochs
+                                         (("--crop-padding", "0", "--epochs", "3"), "views")])  # 2 views
+def test_weight_zero_trains_exactly_like_no_teacher(image_teacher, tmp_path, extra, mode):
     data_dir, teacher = image_teacher
-    plain = train_cnn.main(image_args(data_dir, str(tmp_path / "plain")))
-    taught = train_cnn.main(image_args(data_dir, str(tmp_path / "taught"), "--teacher", teacher,
+    plain = train_cnn.main(image_args(data_dir, str(tmp_path / "plain"), *extra))
+    taught = train_cnn.main(image_args(data_dir, str(tmp_path / "taught"), *extra, "--teacher", teacher,
                                        "--distill-weight", "0"))
     a, b = (load_checkpoint(str(tmp_path / run / "last.pt")) for run in ("plain", "taught"))
     assert same_weights(a["model"], b["model"]) and plain["test_acc"] == taught["test_acc"]
-    assert b["teacher"]["mode"] == "live" and a["teacher"] is None  # augmented images: the teacher sees each batch
+    assert b["teacher"]["mode"] == mode and a["teacher"] is None  # augmented images: the teacher sees each batch
+
+
+@pytest.mark.parametrize("padding, flip_average", [(0, False), (0, True), (1, True)])
+def test_the_view_table_holds_the_teachers_outputs_for_every_training_batch(padding, flip_average):
+    torch.manual_seed(0)
+    teacher = build_model("resnet", width=4, depth=8, flip_average=flip_average).eval()
+    images = torch.randint(0, 256, (40, 28, 28), dtype=torch.uint8)
+    batches = ImageBatches(images, torch.arange(40) % 10, 16, mean=0.3, std=0.4, shuffle=True, augment=True,
+                           crop_padding=padding, seed=5)
+    table = teacher_view_table(teacher, batches, CPU, batch_size=7)
+    assert table.shape == (40, 2 * (2 * padding + 1) ** 2, 10) and teacher.flip_average == flip_average
+    lookup = cached_teacher(table)
+    for epoch in range(2):
+        batches.set_epoch(epoch)
+        for indices, views, (inputs, _) in batches.batches_with_views():
+            with torch.no_grad():
+                live = teacher(inputs)
+            assert torch.allclose(lookup(indices, views, inputs), live, atol=1e-5)
+    mirrors_alike = padding == 0 and flip_average  # the only two views are each other's mirror image
+    assert torch.allclose(table[:, 0], table[:, -1], atol=1e-3) == mirrors_alike  # else the views differ
+
+
+def test_a_view_table_is_made_once_and_a_resumed_run_gives_the_same_student(image_teacher, tmp_path, monkeypatch,
+                                                                            capsys):
+    data_dir, teacher = image_teacher
+    monkeypatch.setenv("TEACHER_CACHE_DIR", str(tmp_path / "cache"))
+    extra = ("--teacher", teacher, "--crop-padding", "0", "--epochs", "3")
+    straight = train_cnn.main(image_args(data_dir, str(tmp_path / "straight"), *extra))
+    assert straight["teacher"]["mode"] == "views" and "classifying 2 views" in capsys.readouterr().out
+    assert len(os.listdir(tmp_path / "cache")) == 1
+
+    stopped = str(tmp_path / "stopped")
+    interrupt_after_commit(monkeypatch, epoch=1)
+    with pytest.raises(SystemExit):
+        train_cnn.main(image_args(data_dir, stopped, *extra))
+    monkeypatch.undo()
+    monkeypatch.setenv("TEACHER_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache" / os.listdir(tmp_path / "cache")[0]).write_bytes(b"damaged")  # computed again
+    train_cnn.main(["--resume", stopped, "--no-progress"])
+    assert "classifying 2 views" in capsys.readouterr().out
+    a, b = (load_checkpoint(os.path.join(run, "last.pt")) for run in (str(tmp_path / "straight"), stopped))
+    assert same_weights(a["model"], b["model"]) and b["teacher"] == straight["teacher"]
+    train_cnn.main(image_args(data_dir, str(tmp_path / "again"), *extra))
+    assert "read from" in capsys.readouterr().out
+    assert same_weights(a["model"], load_checkpoint(str(tmp_path / "again" / "last.pt"))["model"])
 
 
 def test_the_run_folder_records_the_teacher_and_resumes_exactly(image_teacher, tmp_path, monkeypatch, capsys):

@@ -4,7 +4,12 @@ The engine's loss (utils.engine.distillation_loss) mixes the labels' cross-entro
 KL divergence from the teacher's softened outputs. This module loads the teacher, checks that it
 fits the student, and serves `(inputs, targets, teacher_logits)` batches:
 
-- inputs that change every epoch (crop, flip, erasing): the teacher runs on exactly the
+- images cut from a small set of views (crop and flip without erasing: 18 views of each image
+  with a 1-pixel crop), when that costs the teacher fewer passes than the run's epochs: the teacher classifies
+  every view of every training image once, and each batch looks up its examples' views (`views`).
+  The table is kept on disk (`TEACHER_CACHE_DIR`), so other runs with the same teacher and
+  training images, and a resumed run, reuse it;
+- other inputs that change every epoch (random erasing): the teacher runs on exactly the
   student's batch, on the same device (`live`);
 - fixed inputs (text, or images without augmentation): the teacher classifies every training
   example once, through its own data pipeline (so a Transformer teacher reads a question
@@ -22,8 +27,9 @@ import torch
 from torch import nn
 
 from data.bundle import DataBundle
+from data.image_batches import ImageBatches, mirror_view
 from models import count_parameters
-from utils.checkpoint import load_checkpoint, model_from_checkpoint
+from utils.checkpoint import WriteError, atomic_write, load_checkpoint, model_from_checkpoint
 from utils.config import ConfigError, TrainConfig, validation_split
 from utils.engine import evaluate
 from utils.inference import check_predictor_checkpoint
@@ -55,16 +61,22 @@ def load_teacher_checkpoint(path: str, config: TrainConfig, class_names: list[st
     return checkpoint
 
 
+TeacherLogits = Callable[[torch.Tensor, torch.Tensor | None, Any], torch.Tensor]  # (indices, views, inputs)
+CACHE_DIR_ENV = "TEACHER_CACHE_DIR"
+
+
 class TeacherBatches:
     """A student's training batches with the teacher's logits: yields `(inputs, targets, teacher_logits)`.
 
-    `teacher_logits(indices, inputs)` gives the logits for the batch's examples (their indices in
-    the training split) and inputs. Everything else (set_epoch, len, ...) is the wrapped batches'.
+    `teacher_logits(indices, views, inputs)` gives the logits for the batch's examples (their
+    indices in the training split), their views (with `by_view`; else None) and inputs.
+    Everything else (set_epoch, len, ...) is the wrapped batches'.
     """
 
-    def __init__(self, batches: Any, teacher_logits: Callable[[torch.Tensor, Any], torch.Tensor]) -> None:
+    def __init__(self, batches: Any, teacher_logits: TeacherLogits, by_view: bool = False) -> None:
         self.batches = batches
         self.teacher_logits = teacher_logits
+        self.by_view = by_view
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.batches, name)
@@ -73,23 +85,111 @@ class TeacherBatches:
         return len(self.batches)
 
     def __iter__(self) -> Iterator[tuple[Any, torch.Tensor, torch.Tensor]]:
-        for indices, (inputs, targets) in self.batches.batches_with_indices():
-            yield inputs, targets, self.teacher_logits(indices, inputs)
+        if self.by_view:
+            for indices, views, (inputs, targets) in self.batches.batches_with_views():
+                yield inputs, targets, self.teacher_logits(indices, views, inputs)
+        else:
+            for indices, (inputs, targets) in self.batches.batches_with_indices():
+                yield inputs, targets, self.teacher_logits(indices, None, inputs)
 
 
-def live_teacher(teacher: nn.Module, runtime: Runtime) -> Callable[[torch.Tensor, Any], torch.Tensor]:
+def live_teacher(teacher: nn.Module, runtime: Runtime) -> TeacherLogits:
     """Logits of `teacher` (eval mode, no gradient) on the student's own batch, in float32."""
-    def logits(indices: torch.Tensor, inputs: Any) -> torch.Tensor:
+    def logits(indices: torch.Tensor, views: torch.Tensor | None, inputs: Any) -> torch.Tensor:
         with torch.no_grad(), autocast(runtime):
             return teacher(inputs).float()
     return logits
 
 
-def cached_teacher(table: torch.Tensor) -> Callable[[torch.Tensor, Any], torch.Tensor]:
-    """Rows of `table` (the teacher's logits of every training example) for a batch's indices."""
-    def logits(indices: torch.Tensor, inputs: Any) -> torch.Tensor:
-        return table[indices.to(table.device)]
+def cached_teacher(table: torch.Tensor) -> TeacherLogits:
+    """Rows of `table` for a batch: (N, C) logits of every training example, looked up by index,
+    or (N, V, C) logits of every view of every example, looked up by index and view."""
+    def logits(indices: torch.Tensor, views: torch.Tensor | None, inputs: Any) -> torch.Tensor:
+        indices = indices.to(table.device)
+        return table[indices] if views is None else table[indices, views.to(table.device)]
     return logits
+
+
+@torch.inference_mode()
+def teacher_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runtime,
+                       batch_size: int) -> torch.Tensor:
+    """The teacher's float32 logits for every view (see ImageBatches.view_count) of every image
+    of `batches`' split: (N, V, C). A flip-averaging teacher's output for a view is the mean of
+    its plain outputs for that view and for its mirror image, which is another view: each plain
+    output is computed once."""
+    averages_flips = bool(getattr(teacher, "flip_average", False))
+    teacher.flip_average = False
+    try:
+        columns = []
+        for view in range(batches.view_count):
+            with autocast(runtime):
+                columns.append(torch.cat([teacher(inputs).float() for inputs in batches.view_batches(view, batch_size)]))
+    finally:
+        if averages_flips:
+            teacher.flip_average = True
+    table = torch.stack(columns, dim=1)
+    if averages_flips:
+        mirrors = [mirror_view(view, batches.crop_padding) for view in range(batches.view_count)]
+        table = (table + table[:, mirrors]) / 2
+    return table
+
+
+def teacher_cache_dir() -> str:
+    """Where view tables are kept: $TEACHER_CACHE_DIR, else the user's cache folder."""
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+                           "cnn-rnn-dnn-classification", "teacher-views")
+    return os.environ.get(CACHE_DIR_ENV) or default
+
+
+def view_table_key(weights_digest: str, batches: ImageBatches, runtime: Runtime, flip_average: bool) -> str:
+    """A name for a view table: a hash of all that decides it (teacher, images, views, arithmetic)."""
+    digest = hashlib.sha256(weights_digest.encode())
+    digest.update(batches.images.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(f"{batches.crop_padding}:{batches.mean}:{batches.std}:{flip_average}:"
+                  f"{runtime.device.type}:{runtime.precision}".encode())
+    return digest.hexdigest()[:32]
+
+
+def load_or_make_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runtime, batch_size: int,
+                            weights_digest: str, say: Callable[[str], None]) -> torch.Tensor:
+    """The teacher's view table from the disk cache, or computed (and then saved) when absent or unreadable."""
+    key = view_table_key(weights_digest, batches, runtime, bool(getattr(teacher, "flip_average", False)))
+    path = os.path.join(teacher_cache_dir(), f"{key}.pt")
+    expected = (len(batches.labels), batches.view_count)
+    if os.path.exists(path):
+        try:
+            table = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(table, torch.Tensor) and tuple(table.shape[:2]) == expected:
+                say(f"teacher: its outputs for the {expected[1]} views of each image read from {path}")
+                return table
+        except Exception:  # a damaged cache file is computed again
+            pass
+    say(f"teacher: classifying {expected[1]} views of each of {expected[0]:,} training images once "
+        f"(kept in {teacher_cache_dir()} for later runs)")
+    table = teacher_view_table(teacher, batches, runtime, batch_size).cpu()
+    if runtime.is_main:
+        try:
+            atomic_write(path, lambda tmp: torch.save(table, tmp))
+        except WriteError as error:
+            say(f"note: the teacher's outputs are not kept for later runs: {error}")
+    return table
+
+
+MODE_WORDS = {"live": "computed on each batch", "cached": "computed once",
+              "views": "computed once for each view of each image"}
+MAX_VIEW_TABLE_BYTES = 2 ** 30
+
+
+def views_pay_off(batches: Any, teacher: nn.Module, epochs: int) -> bool:
+    """Whether classifying every view of every image once costs the teacher fewer passes than
+    classifying each epoch's batches (a flip-averaging teacher makes two passes a batch), and the
+    table fits in MAX_VIEW_TABLE_BYTES."""
+    views = getattr(batches, "view_count", None)
+    if not views:
+        return False
+    passes_a_batch = 2 if getattr(teacher, "flip_average", False) else 1
+    table_bytes = batches.num_examples * views * 4 * 1024  # float32 logits; room for up to 1024 classes
+    return views < epochs * passes_a_batch and table_bytes <= MAX_VIEW_TABLE_BYTES
 
 
 def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make_data: Callable[..., DataBundle],
@@ -109,11 +209,16 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
     if live and checkpoint.get("meta", {}) != data.meta:
         raise ConfigError(f"--teacher {config.teacher} reads its inputs otherwise than this student "
                           "(another normalisation), so it cannot see the augmented batches")
+    by_view = live and views_pay_off(data.train, teacher, config.epochs)
+    mode = "views" if by_view else "live" if live else "cached"
     alone = dataclasses.replace(runtime, rank=0, world_size=1)  # every process sees all the teacher's data
     if not (live and recorded):  # the teacher's own data: for its cached logits, or its test accuracy
         seen_by_teacher = make_data(dataclasses.replace(config, batch_size=config.eval_batch_size), alone,
                                     checkpoint["meta"])
-    if live:
+    if by_view:
+        table = load_or_make_view_table(teacher, data.train, runtime, config.eval_batch_size, digest, say)
+        data.train = TeacherBatches(data.train, cached_teacher(table.to(runtime.device)), by_view=True)
+    elif live:
         data.train = TeacherBatches(data.train, live_teacher(teacher, runtime))
     else:
         table = evaluate(teacher, seen_by_teacher.train, alone, collect=True)["logits"]
@@ -123,11 +228,11 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
     test_acc = evaluate(teacher, seen_by_teacher.test, alone)["acc"]
     record = {"path": os.path.abspath(config.teacher), "weights_sha256": digest,
               "model_name": checkpoint["model_name"], "num_params": count_parameters(teacher),
-              "test_acc": test_acc, "mode": "live" if live else "cached",
+              "test_acc": test_acc, "mode": mode,
               "distill_weight": config.distill_weight, "temperature": config.temperature,
               "distill_loss": config.distill_loss}
     say(f"teacher {config.teacher}: {checkpoint['model_name']} with {record['num_params']:,} parameters, "
-        f"test accuracy {test_acc:.4f}; its outputs are {'computed on each batch' if live else 'computed once'}")
+        f"test accuracy {test_acc:.4f}; its outputs are {MODE_WORDS[mode]}")
     teacher_config = checkpoint.get("config") if isinstance(checkpoint.get("config"), dict) else {}
     teacher_split = validation_split(teacher_config)
     if teacher_config and teacher_split != validation_split(dataclasses.asdict(config)):
