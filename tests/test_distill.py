@@ -15,7 +15,7 @@ from data.image_batches import ImageBatches, random_erase
 from models import build_model
 from utils.checkpoint import load_checkpoint, read_jsonl
 from utils.config import parse_config
-from utils.distill import attach_teacher, cached_teacher, teacher_view_table
+from utils.distill import attach_teacher, cached_teacher, teacher_view_table, views_pay_off
 from utils.engine import Trainer, distillation_loss, train_one_epoch
 from utils.optim import build_optimizer, lr_schedule
 from utils.runtime import Runtime
@@ -141,6 +141,18 @@ def test_the_view_table_holds_the_teachers_outputs_for_every_training_batch(padd
             assert torch.allclose(lookup(indices, views, inputs), live, atol=1e-5)
     mirrors_alike = padding == 0 and flip_average  # the only two views are each other's mirror image
     assert torch.allclose(table[:, 0], table[:, -1], atol=1e-3) == mirrors_alike  # else the views differ
+
+
+def test_a_view_table_is_used_when_it_costs_the_teacher_fewer_passes_and_fits_in_memory():
+    images = torch.zeros(55_000, 28, 28, dtype=torch.uint8)
+    batches = ImageBatches(images, torch.zeros(55_000, dtype=torch.long), 64, mean=0.3, std=0.4, augment=True,
+                           crop_padding=1)
+    averaging, plain = (build_model("resnet", width=4, depth=8, flip_average=flag) for flag in (True, False))
+    assert views_pay_off(batches, averaging, 10, 10) and not views_pay_off(batches, averaging, 9, 10)  # 18 < 2 * 10
+    assert views_pay_off(batches, plain, 19, 10) and not views_pay_off(batches, plain, 18, 10)
+    assert not views_pay_off(batches, plain, 50, 1000)  # 55,000 x 18 x 1000 logits: 4 GB
+    batches.random_erasing = 0.5  # no finite set of views
+    assert not views_pay_off(batches, averaging, 50, 10)
 
 
 def test_a_view_table_is_made_once_and_a_resumed_run_gives_the_same_student(image_teacher, tmp_path, monkeypatch,

@@ -180,15 +180,15 @@ MODE_WORDS = {"live": "computed on each batch", "cached": "computed once",
 MAX_VIEW_TABLE_BYTES = 2 ** 30
 
 
-def views_pay_off(batches: Any, teacher: nn.Module, epochs: int) -> bool:
+def views_pay_off(batches: Any, teacher: nn.Module, epochs: int, num_classes: int) -> bool:
     """Whether classifying every view of every image once costs the teacher fewer passes than
     classifying each epoch's batches (a flip-averaging teacher makes two passes a batch), and the
-    table fits in MAX_VIEW_TABLE_BYTES."""
+    table of float32 logits fits in MAX_VIEW_TABLE_BYTES."""
     views = getattr(batches, "view_count", None)
     if not views:
         return False
     passes_a_batch = 2 if getattr(teacher, "flip_average", False) else 1
-    table_bytes = batches.num_examples * views * 4 * 1024  # float32 logits; room for up to 1024 classes
+    table_bytes = len(batches.labels) * views * num_classes * 4
     return views < epochs * passes_a_batch and table_bytes <= MAX_VIEW_TABLE_BYTES
 
 
@@ -209,7 +209,7 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
     if live and checkpoint.get("meta", {}) != data.meta:
         raise ConfigError(f"--teacher {config.teacher} reads its inputs otherwise than this student "
                           "(another normalisation), so it cannot see the augmented batches")
-    by_view = live and views_pay_off(data.train, teacher, config.epochs)
+    by_view = live and views_pay_off(data.train, teacher, config.epochs, len(data.class_names))
     mode = "views" if by_view else "live" if live else "cached"
     alone = dataclasses.replace(runtime, rank=0, world_size=1)  # every process sees all the teacher's data
     if not (live and recorded):  # the teacher's own data: for its cached logits, or its test accuracy
