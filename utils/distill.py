@@ -21,10 +21,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import time
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from data.bundle import DataBundle
 from data.image_batches import ImageBatches, mirror_view
@@ -112,7 +114,7 @@ def cached_teacher(table: torch.Tensor) -> TeacherLogits:
 
 @torch.inference_mode()
 def teacher_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runtime,
-                       batch_size: int) -> torch.Tensor:
+                       batch_size: int, progress: bool = False) -> torch.Tensor:
     """The teacher's float32 logits for every view (see ImageBatches.view_count) of every image
     of `batches`' split: (N, V, C). A flip-averaging teacher's output for a view is the mean of
     its plain outputs for that view and for its mirror image, which is another view: each plain
@@ -121,7 +123,8 @@ def teacher_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runti
     teacher.flip_average = False
     try:
         columns = []
-        for view in range(batches.view_count):
+        for view in tqdm(range(batches.view_count), desc="teacher views", unit="view", leave=False,
+                         dynamic_ncols=True, disable=not (progress and runtime.is_main)):
             with autocast(runtime):
                 columns.append(torch.cat([teacher(inputs).float() for inputs in batches.view_batches(view, batch_size)]))
     finally:
@@ -151,7 +154,7 @@ def view_table_key(weights_digest: str, batches: ImageBatches, runtime: Runtime,
 
 
 def load_or_make_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runtime, batch_size: int,
-                            weights_digest: str, say: Callable[[str], None]) -> torch.Tensor:
+                            weights_digest: str, say: Callable[[str], None], progress: bool) -> torch.Tensor:
     """The teacher's view table from the disk cache, or computed (and then saved) when absent or unreadable."""
     key = view_table_key(weights_digest, batches, runtime, bool(getattr(teacher, "flip_average", False)))
     path = os.path.join(teacher_cache_dir(), f"{key}.pt")
@@ -166,7 +169,9 @@ def load_or_make_view_table(teacher: nn.Module, batches: ImageBatches, runtime: 
             pass
     say(f"teacher: classifying {expected[1]} views of each of {expected[0]:,} training images once "
         f"(kept in {teacher_cache_dir()} for later runs)")
-    table = teacher_view_table(teacher, batches, runtime, batch_size).cpu()
+    start = time.perf_counter()
+    table = teacher_view_table(teacher, batches, runtime, batch_size, progress).cpu()
+    say(f"teacher: {expected[0] * expected[1]:,} views classified in {time.perf_counter() - start:.0f} s")
     if runtime.is_main:
         try:
             atomic_write(path, lambda tmp: torch.save(table, tmp))
@@ -216,7 +221,8 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
         seen_by_teacher = make_data(dataclasses.replace(config, batch_size=config.eval_batch_size), alone,
                                     checkpoint["meta"])
     if by_view:
-        table = load_or_make_view_table(teacher, data.train, runtime, config.eval_batch_size, digest, say)
+        table = load_or_make_view_table(teacher, data.train, runtime, config.eval_batch_size, digest, say,
+                                        config.progress)
         data.train = TeacherBatches(data.train, cached_teacher(table.to(runtime.device)), by_view=True)
     elif live:
         data.train = TeacherBatches(data.train, live_teacher(teacher, runtime))
