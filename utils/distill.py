@@ -5,8 +5,9 @@ KL divergence from the teacher's softened outputs. This module loads the teacher
 fits the student, and serves `(inputs, targets, teacher_logits)` batches:
 
 - images cut from a small set of views (crop and flip without erasing: 18 views of each image
-  with a 1-pixel crop), when that costs the teacher fewer passes than the run's epochs: the teacher classifies
-  every view of every training image once, and each batch looks up its examples' views (`views`).
+  with a 1-pixel crop), when that costs the teacher fewer passes than the run's epochs: the
+  teacher classifies every view of every training image once, and each batch looks up its
+  examples' views (`views`).
   The table is kept on disk (`TEACHER_CACHE_DIR`), so other runs with the same teacher and
   training images, and a resumed run, reuse it;
 - other inputs that change every epoch (random erasing): the teacher runs on exactly the
@@ -120,13 +121,15 @@ def teacher_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runti
     its plain outputs for that view and for its mirror image, which is another view: each plain
     output is computed once."""
     averages_flips = bool(getattr(teacher, "flip_average", False))
-    teacher.flip_average = False
+    if averages_flips:
+        teacher.flip_average = False
     try:
         columns = []
         for view in tqdm(range(batches.view_count), desc="teacher views", unit="view", leave=False,
                          dynamic_ncols=True, disable=not (progress and runtime.is_main)):
             with autocast(runtime):
-                columns.append(torch.cat([teacher(inputs).float() for inputs in batches.view_batches(view, batch_size)]))
+                logits = [teacher(inputs).float() for inputs in batches.view_batches(view, batch_size)]
+            columns.append(torch.cat(logits))
     finally:
         if averages_flips:
             teacher.flip_average = True
@@ -199,7 +202,7 @@ def views_pay_off(batches: Any, teacher: nn.Module, epochs: int, num_classes: in
 
 def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make_data: Callable[..., DataBundle],
                    recorded: dict[str, Any] | None, say: Callable[[str], None]) -> dict[str, Any]:
-    """Load --teacher, make `data.train` serve its logits (live or cached, see above) and return the
+    """Load --teacher, make `data.train` serve its logits (per view, live or cached, see above) and return the
     record the run folder keeps: path, weights hash, size, mode and the teacher's test accuracy.
 
     `recorded` is the record of the run being resumed: its teacher must be the same weights, and
@@ -214,7 +217,10 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
     if live and checkpoint.get("meta", {}) != data.meta:
         raise ConfigError(f"--teacher {config.teacher} reads its inputs otherwise than this student "
                           "(another normalisation), so it cannot see the augmented batches")
-    by_view = live and views_pay_off(data.train, teacher, config.epochs, len(data.class_names))
+    if recorded:  # a resumed run goes on as it began (a run from before view tables had live teachers)
+        by_view = recorded.get("mode") == "views"
+    else:
+        by_view = live and views_pay_off(data.train, teacher, config.epochs, len(data.class_names))
     mode = "views" if by_view else "live" if live else "cached"
     alone = dataclasses.replace(runtime, rank=0, world_size=1)  # every process sees all the teacher's data
     if not (live and recorded):  # the teacher's own data: for its cached logits, or its test accuracy
