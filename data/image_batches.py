@@ -97,9 +97,9 @@ class ImageBatches:
         for start in range(0, len(self.labels), batch_size):
             images = self.images[start:start + batch_size]
             if self.augment:
-                flip, top, left = view_parts(view, self.crop_padding)
-                same = torch.ones(len(images), dtype=torch.long, device=self.device)
-                images = crop_and_flip(images, same.bool() & flip, same * top, same * left, self.crop_padding)
+                flip, top, left = (torch.full((len(images),), part, device=self.device)
+                                   for part in view_parts(view, self.crop_padding))
+                images = crop_and_flip(images, flip, top, left, self.crop_padding)
             yield self.normalise(images)
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
