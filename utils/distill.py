@@ -113,6 +113,11 @@ def cached_teacher(table: torch.Tensor) -> TeacherLogits:
     return logits
 
 
+def averages_flips(teacher: nn.Module) -> bool:
+    """Whether the teacher evaluates each image as the mean of it and its mirror image (a ResNet with --tta)."""
+    return bool(getattr(teacher, "flip_average", False))
+
+
 @torch.inference_mode()
 def teacher_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runtime,
                        batch_size: int, progress: bool = False) -> torch.Tensor:
@@ -120,8 +125,8 @@ def teacher_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runti
     of `batches`' split: (N, V, C). A flip-averaging teacher's output for a view is the mean of
     its plain outputs for that view and for its mirror image, which is another view: each plain
     output is computed once."""
-    averages_flips = bool(getattr(teacher, "flip_average", False))
-    if averages_flips:
+    mirrored = averages_flips(teacher)
+    if mirrored:
         teacher.flip_average = False
     try:
         columns = []
@@ -131,10 +136,10 @@ def teacher_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runti
                 logits = [teacher(inputs).float() for inputs in batches.view_batches(view, batch_size)]
             columns.append(torch.cat(logits))
     finally:
-        if averages_flips:
+        if mirrored:
             teacher.flip_average = True
     table = torch.stack(columns, dim=1)
-    if averages_flips:
+    if mirrored:
         mirrors = [mirror_view(view, batches.crop_padding) for view in range(batches.view_count)]
         table = (table + table[:, mirrors]) / 2
     return table
@@ -159,7 +164,7 @@ def view_table_key(weights_digest: str, batches: ImageBatches, runtime: Runtime,
 def load_or_make_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runtime, batch_size: int,
                             weights_digest: str, say: Callable[[str], None], progress: bool) -> torch.Tensor:
     """The teacher's view table from the disk cache, or computed (and then saved) when absent or unreadable."""
-    key = view_table_key(weights_digest, batches, runtime, bool(getattr(teacher, "flip_average", False)))
+    key = view_table_key(weights_digest, batches, runtime, averages_flips(teacher))
     path = os.path.join(teacher_cache_dir(), f"{key}.pt")
     expected = (len(batches.labels), batches.view_count)
     if os.path.exists(path):
@@ -195,7 +200,7 @@ def views_pay_off(batches: Any, teacher: nn.Module, epochs: int, num_classes: in
     views = getattr(batches, "view_count", None)
     if not views:
         return False
-    passes_a_batch = 2 if getattr(teacher, "flip_average", False) else 1
+    passes_a_batch = 2 if averages_flips(teacher) else 1
     table_bytes = len(batches.labels) * views * num_classes * 4
     return views < epochs * passes_a_batch and table_bytes <= MAX_VIEW_TABLE_BYTES
 
