@@ -1,10 +1,11 @@
 """Text pipeline as small pure functions, and length-bucketed batches of token ids."""
 from __future__ import annotations
 
+import functools
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -67,7 +68,33 @@ def mask_and_sample_ngram(text: str, rng: random.Random, mask: float = 0.1, ngra
     return " ".join(words)
 
 
-PERTURBATIONS = {"delete": delete_words, "mask-ngram": mask_and_sample_ngram}
+def swap_words(text: str, rng: random.Random, neighbours: dict[str, list[str]], swap: float = 0.15) -> str:
+    """`text` with each word that has `neighbours` (keyed by lower-cased word) replaced, with
+    probability `swap`, by one of them drawn at random: a perturbed copy of a question for a teacher
+    to label (Tang et al. 2019 swap words for others of the same part of speech; near neighbours in
+    a pretrained model's embeddings play that part here)."""
+    return " ".join(rng.choice(neighbours[word.lower()]) if word.lower() in neighbours and rng.random() < swap
+                    else word for word in text.split())
+
+
+def delete_and_swap_words(text: str, rng: random.Random, neighbours: dict[str, list[str]]) -> str:
+    """`swap_words` after `delete_words`."""
+    return swap_words(delete_words(text, rng), rng, neighbours)
+
+
+PERTURBATIONS = {"delete": delete_words, "mask-ngram": mask_and_sample_ngram, "swap": swap_words,
+                 "delete-swap": delete_and_swap_words}
+SWAPS = ("swap", "delete-swap")  # the perturbations that need each word's neighbours
+
+
+def make_perturbation(name: str, neighbours: dict[str, list[str]] | None = None) -> Callable[[str, random.Random], str]:
+    """The perturbation called `name` in PERTURBATIONS as a function of (text, rng); the swaps
+    need `neighbours`."""
+    if name not in SWAPS:
+        return PERTURBATIONS[name]
+    if neighbours is None:
+        raise ValueError(f"the {name} perturbation needs each word's neighbours")
+    return functools.partial(PERTURBATIONS[name], neighbours=neighbours)
 
 
 def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

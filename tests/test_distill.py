@@ -336,3 +336,59 @@ def test_mask_ngram_copies_are_masked_runs_of_the_question():
         assert 1 <= len(copy) and (len(copy) == len(words) or len(copy) <= 5)
         assert any(all(c in (w, MASK) for c, w in zip(copy, words[start:]))  # a contiguous run of the question
                    for start in range(len(words) - len(copy) + 1))
+
+
+def test_nearest_words_are_the_closest_other_whole_words_by_cosine():
+    from data.neighbours import nearest_words
+    vocab = {"[PAD]": 0, "cat": 1, "dog": 2, "car": 3, "##s": 4, "12": 5, "bus": 6}
+    embeddings = torch.tensor([[9.0, 9.0], [1.0, 0.1], [2.0, 0.3], [0.1, 1.0], [1.0, 0.0], [1.0, 0.0], [0.5, 3.0]])
+    found = nearest_words(embeddings, vocab, ["cat", "car", "bus", "12", "##s", "unknown"], k=2)
+    assert found == {"cat": ["dog", "bus"], "car": ["bus", "dog"], "bus": ["car", "dog"]}  # no "##s", "12", self
+
+
+def test_swap_words_replaces_about_the_given_share_by_neighbours_only():
+    import random
+
+    from data.text import make_perturbation, swap_words
+    neighbours = {"capital": ["city", "town"], "france": ["spain"]}
+    rng, words = random.Random(0), "What is the Capital of France ?".split()
+    copies = [swap_words(" ".join(words), rng, neighbours).split() for _ in range(2000)]
+    assert all(len(copy) == len(words) for copy in copies)
+    for position, word in enumerate(words):
+        changed = [copy[position] for copy in copies if copy[position] != word]
+        assert set(changed) <= set(neighbours.get(word.lower(), []))  # only words with neighbours, only to those
+        if word.lower() in neighbours:
+            assert 0.12 < len(changed) / len(copies) < 0.18  # probability 0.15
+    assert swap_words("a b", rng, {"a": ["c"]}, swap=1.0) == "c b"
+    with pytest.raises(ValueError, match="needs each word's neighbours"):
+        make_perturbation("delete-swap")
+
+
+def test_swap_copies_change_words_only_to_words_of_the_pretrained_vocabulary(text_teacher, tiny_pretrained):
+    from conftest import TINY_WORDS
+    data_dir, _ = text_teacher
+    extra = ("--perturbed-copies", "2", "--perturbation", "swap", "--swap-neighbours", tiny_pretrained)
+    bundle = text_data(parse_config(train_rnn.RNNConfig, text_args(data_dir, "unused", *extra), ""), CPU)
+    vocabulary = bundle.meta["tokenizer"]["vocabulary"]
+    allowed = {i for i, word in enumerate(vocabulary) if word in TINY_WORDS or word == "<unk>"}
+    ids, lengths, originals = bundle.train.token_ids, bundle.train.lengths, bundle.train.num_examples // 3
+    changed = 0
+    for row in range(originals, 3 * originals):
+        original = row % originals
+        assert lengths[row] == lengths[original]  # a swap keeps every position
+        differs = (ids[row] != ids[original]).nonzero().flatten().tolist()
+        assert all(int(ids[row, i]) in allowed for i in differs)
+        changed += len(differs)
+    assert 0.05 < changed / int(lengths[originals:].sum()) < 0.2  # about 0.15 of the words that have neighbours
+
+
+@pytest.mark.parametrize("model,message", [("{tmp}/no-such-model", "no such folder"),
+                                           ("{tmp}", "the folder holds no such files")])
+def test_unusable_swap_neighbours_model_is_one_line(model, message, text_teacher, tmp_path, capsys):
+    data_dir, _ = text_teacher
+    extra = ("--perturbed-copies", "1", "--perturbation", "delete-swap", "--swap-neighbours", model.format(tmp=tmp_path))
+    with pytest.raises(SystemExit) as stop:
+        train_rnn.main(text_args(data_dir, str(tmp_path / "run"), *extra))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and message in err[0], err
+    assert not os.path.exists(tmp_path / "run" / "best.pt")

@@ -6,9 +6,9 @@ from typing import Any, ClassVar
 
 from data.bundle import DataBundle
 from data.tasks import fashion_mnist_bundle, trec_bundle
-from data.text import PERTURBATIONS
+from data.text import PERTURBATIONS, SWAPS
 from data.tokenization import SubwordTokenizer, TextTokenizer, tokenizer_from_meta
-from utils.config import TrainConfig, default_data_dir, option
+from utils.config import ConfigError, TrainConfig, default_data_dir, option
 from utils.runtime import Runtime
 
 
@@ -55,7 +55,8 @@ class TextConfig(TrainConfig):
 
     task: ClassVar[str] = "trec"
     data_flags: ClassVar[tuple[str, ...]] = (*TrainConfig.data_flags, "labels", "source", "min_freq", "bucket",
-                                             "max_length", "perturbed_copies", "perturbation")
+                                             "max_length", "perturbed_copies", "perturbation",
+                                             "swap_neighbours")
 
     labels: str = option("coarse", "label set: 6 coarse classes or 50 fine ones", ["coarse", "fine"])
     source: str = option("files", "read the original .label files (downloaded if missing) or the hub",
@@ -69,10 +70,22 @@ class TextConfig(TrainConfig):
                                    "says; with --teacher, the teacher labels them too", minimum=0, maximum=100)
     perturbation: str = option("delete", "how --perturbed-copies change a question: delete: drop each word with "
                                "probability 0.15; mask-ngram: replace each word by [MASK] with probability 0.1, "
-                               "then with probability 0.25 keep only a random run of 1-5 words",
-                               list(PERTURBATIONS), needs="perturbed_copies")
+                               "then with probability 0.25 keep only a random run of 1-5 words; swap: replace "
+                               "each word with probability 0.15 by one of its 8 nearest words in --swap-neighbours; "
+                               "delete-swap: delete, then swap", list(PERTURBATIONS), needs="perturbed_copies")
+    swap_neighbours: str = option("", "with --perturbation swap or delete-swap: the pretrained model (hub id, or a "
+                                  "folder saved with save_pretrained, e.g. ../shared/models/all-MiniLM-L6-v2) whose "
+                                  "input embeddings give each word's nearest words", needs="perturbed_copies")
     max_length: int = option(64, "keep at most this many tokens of a question (longer ones are cut, with a note)",
                              minimum=1, maximum=100_000)
+
+    def check(self) -> None:
+        """The swap perturbations need --swap-neighbours, and only they use it."""
+        super().check()
+        if self.perturbed_copies and (self.perturbation in SWAPS) != bool(self.swap_neighbours):
+            raise ConfigError(f"--perturbation {self.perturbation} needs --swap-neighbours" if self.perturbation in SWAPS
+                              else f"--swap-neighbours has no effect with --perturbation {self.perturbation}: "
+                                   f"use {' or '.join(SWAPS)}")
 
     def tokenizer_source(self) -> str:
         """The pretrained model (hub id or folder) whose subword tokenizer reads the questions ('': a word
@@ -95,4 +108,4 @@ def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None 
         max_length=(meta or {}).get("max_length", config.max_length),
         tokenizer=tokenizer_from_meta(meta) if meta else config.pretrained_tokenizer(),
         perturbed_copies=config.perturbed_copies, perturbation=config.perturbation,
-        split_seed=config.split_seed_or_seed())
+        swap_neighbours=config.swap_neighbours, split_seed=config.split_seed_or_seed())
