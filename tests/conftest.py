@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -153,6 +154,13 @@ def tiny_pretrained(tmp_path_factory) -> str:
 
 
 SHARED_MODELS = os.path.join(ROOT, "..", "shared", "models")
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def torchrun(args: list[str], timeout: int = 120, **env: str) -> subprocess.CompletedProcess:
+    """Run a script in 2 CPU processes (gloo) with torchrun, one thread each, `env` added to the environment."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT, **env}
+    return subprocess.run(TORCHRUN + args, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=environment)
 
 
 class Killed(BaseException):

@@ -392,3 +392,28 @@ def test_unusable_swap_neighbours_model_is_one_line(model, message, text_teacher
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and len(err) == 1 and message in err[0], err
     assert not os.path.exists(tmp_path / "run" / "best.pt")
+
+
+def test_processes_split_the_view_table_and_each_gets_all_of_it(image_teacher, tmp_path):
+    import train_dnn
+    from conftest import torchrun
+    from utils.checkpoint import model_from_checkpoint
+    from utils.tasks import image_data
+    data_dir, teacher = image_teacher
+    extra, cache = ("--teacher", teacher, "--crop-padding", "0", "--epochs", "3"), str(tmp_path / "cache")  # 2 views
+
+    def run_in_two_processes(out: str):
+        result = torchrun(["train_dnn.py", *image_args(data_dir, out, *extra)], timeout=300, TEACHER_CACHE_DIR=cache)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+
+    assert "2 views of each of 260 training images once, split among 2 processes" in run_in_two_processes(
+        str(tmp_path / "split"))
+    assert load_checkpoint(str(tmp_path / "split" / "last.pt"))["teacher"]["mode"] == "views"
+    (name,) = os.listdir(cache)
+    table = torch.load(os.path.join(cache, name), weights_only=True)
+    config = parse_config(train_dnn.DNNConfig, image_args(data_dir, "unused", *extra), "")
+    alone = teacher_view_table(model_from_checkpoint(load_checkpoint(teacher)), image_data(config, CPU).train, CPU,
+                               config.eval_batch_size)
+    assert torch.allclose(table, alone, atol=1e-5)  # every view, each computed by one of the two processes
+    assert "read from" in run_in_two_processes(str(tmp_path / "again"))  # both processes find it

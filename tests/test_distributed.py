@@ -11,7 +11,7 @@ import torch
 
 import train_dnn
 import train_rnn
-from conftest import ROOT
+from conftest import ROOT, torchrun
 from data.image_batches import ImageBatches
 from data.sampling import shard
 from data.text import TextBatches
@@ -19,12 +19,6 @@ from utils.checkpoint import load_checkpoint
 from utils.config import ConfigError
 from utils.runtime import cpu_bf16_native, select_device, select_precision
 
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-
-
-def torchrun(args: list[str], timeout: int = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-    return subprocess.run(TORCHRUN + args, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
 
 
 @pytest.mark.parametrize("world_size", [2, 3])

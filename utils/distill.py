@@ -26,6 +26,7 @@ import time
 from typing import Any, Callable, Iterator
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
@@ -36,7 +37,7 @@ from utils.checkpoint import WriteError, atomic_write, load_checkpoint, model_fr
 from utils.config import ConfigError, TrainConfig, validation_split
 from utils.engine import evaluate
 from utils.inference import check_predictor_checkpoint
-from utils.runtime import Runtime, autocast
+from utils.runtime import Runtime, all_reduce_sum, autocast
 
 
 def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
@@ -122,27 +123,37 @@ def averages_flips(teacher: nn.Module) -> bool:
 def teacher_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runtime,
                        batch_size: int, progress: bool = False) -> torch.Tensor:
     """The teacher's float32 logits for every view (see ImageBatches.view_count) of every image
-    of `batches`' split: (N, V, C). A flip-averaging teacher's output for a view is the mean of
-    its plain outputs for that view and for its mirror image, which is another view: each plain
-    output is computed once."""
+    of `batches`' split: (N, V, C), on the CPU. A flip-averaging teacher's output for a view is the
+    mean of its plain outputs for that view and for its mirror image, which is another view: each
+    plain output is computed once. Several processes split the views among them and share their
+    columns, so each view is classified by one process only."""
     mirrored = averages_flips(teacher)
     if mirrored:
         teacher.flip_average = False
     try:
-        columns = []
-        for view in tqdm(range(batches.view_count), desc="teacher views", unit="view", leave=False,
-                         dynamic_ncols=True, disable=not (progress and runtime.is_main)):
+        columns = {}
+        for view in tqdm(range(runtime.rank, batches.view_count, runtime.world_size), desc="teacher views",
+                         unit="view", leave=False, dynamic_ncols=True, disable=not (progress and runtime.is_main)):
             with autocast(runtime):
                 logits = [teacher(inputs).float() for inputs in batches.view_batches(view, batch_size)]
-            columns.append(torch.cat(logits))
+            columns[view] = torch.cat(logits).cpu()
     finally:
         if mirrored:
             teacher.flip_average = True
-    table = torch.stack(columns, dim=1)
+    table = torch.stack(columns_of_every_process(columns, runtime), dim=1)
     if mirrored:
         mirrors = [mirror_view(view, batches.crop_padding) for view in range(batches.view_count)]
         table = (table + table[:, mirrors]) / 2
     return table
+
+
+def columns_of_every_process(columns: dict[int, torch.Tensor], runtime: Runtime) -> list[torch.Tensor]:
+    """The columns (view -> CPU tensor) that all processes computed, in view order."""
+    if runtime.distributed:
+        gathered: list = [None] * runtime.world_size
+        dist.all_gather_object(gathered, columns)
+        columns = {view: column for part in gathered for view, column in part.items()}
+    return [columns[view] for view in sorted(columns)]
 
 
 def teacher_cache_dir() -> str:
@@ -161,24 +172,32 @@ def view_table_key(weights_digest: str, batches: ImageBatches, runtime: Runtime,
     return digest.hexdigest()[:32]
 
 
+def read_view_table(path: str, expected: tuple[int, int]) -> torch.Tensor | None:
+    """The view table kept at `path` if it is there, readable and of the `expected` (images, views) shape."""
+    if not os.path.exists(path):
+        return None
+    try:
+        table = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a damaged cache file is computed again
+        return None
+    return table if isinstance(table, torch.Tensor) and tuple(table.shape[:2]) == expected else None
+
+
 def load_or_make_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runtime, batch_size: int,
                             weights_digest: str, say: Callable[[str], None], progress: bool) -> torch.Tensor:
     """The teacher's view table from the disk cache, or computed (and then saved) when absent or unreadable."""
     key = view_table_key(weights_digest, batches, runtime, averages_flips(teacher))
     path = os.path.join(teacher_cache_dir(), f"{key}.pt")
     expected = (len(batches.labels), batches.view_count)
-    if os.path.exists(path):
-        try:
-            table = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(table, torch.Tensor) and tuple(table.shape[:2]) == expected:
-                say(f"teacher: its outputs for the {expected[1]} views of each image read from {path}")
-                return table
-        except Exception:  # a damaged cache file is computed again
-            pass
-    say(f"teacher: classifying {expected[1]} views of each of {expected[0]:,} training images once "
+    table = read_view_table(path, expected)
+    if all_reduce_sum([float(table is not None)], runtime)[0] == runtime.world_size:  # every process has it
+        say(f"teacher: its outputs for the {expected[1]} views of each image read from {path}")
+        return table
+    shared = f", split among {runtime.world_size} processes" if runtime.distributed else ""
+    say(f"teacher: classifying {expected[1]} views of each of {expected[0]:,} training images once{shared} "
         f"(kept in {teacher_cache_dir()} for later runs)")
     start = time.perf_counter()
-    table = teacher_view_table(teacher, batches, runtime, batch_size, progress).cpu()
+    table = teacher_view_table(teacher, batches, runtime, batch_size, progress)
     say(f"teacher: {expected[0] * expected[1]:,} views classified in {time.perf_counter() - start:.0f} s")
     if runtime.is_main:
         try:
