@@ -5,7 +5,8 @@ from typing import Iterable
 
 import torch
 
-from utils.hub import local_only, pretrained_error
+from data.tokenization import SubwordTokenizer
+from utils.hub import load_pretrained_model
 
 CHUNK = 1024  # query words compared with the whole vocabulary at a time
 
@@ -33,15 +34,6 @@ def nearest_words(embeddings: torch.Tensor, vocab: dict[str, int], words: Iterab
 def pretrained_neighbours(name_or_path: str, words: Iterable[str], k: int = 8) -> dict[str, list[str]]:
     """`nearest_words` in the input embeddings of a pretrained model (hub id, or a folder saved with
     save_pretrained; lower-cased words, as an uncased model's vocabulary holds them)."""
-    from transformers import AutoModel
-    from transformers.utils import logging
-
-    from data.tokenization import SubwordTokenizer
-
     vocab = SubwordTokenizer.from_pretrained(name_or_path).backend.get_vocab()
-    logging.disable_progress_bar()
-    try:
-        model = AutoModel.from_pretrained(name_or_path, local_files_only=local_only(name_or_path))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
-        raise pretrained_error("model", name_or_path, error) from error
-    return nearest_words(model.get_input_embeddings().weight, vocab, words, k)
+    embeddings = load_pretrained_model(name_or_path).get_input_embeddings().weight
+    return nearest_words(embeddings, vocab, words, k)

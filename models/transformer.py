@@ -2,18 +2,17 @@
 
 Both take the batches every text model takes, `(token_ids, lengths)`, build the padding mask from
 the lengths, and pool the encoder's outputs over the real tokens only, so padding never changes
-a prediction. `transformers` is imported here alone; the engine and the batches see tensors.
+a prediction. `transformers` stays out of the engine and the batches, which see tensors.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
 from torch import nn
 
 from models.layers import MaskedPooling, length_mask
-from utils.hub import local_only, pretrained_error
+from utils.hub import load_pretrained_model
 
 
 class EncoderLayer(nn.Module):
@@ -124,18 +123,10 @@ class PretrainedClassifier(nn.Module):
         return self.classifier(self.dropout(self.pool(hidden, mask)))  # (batch, num_classes)
 
 
-@functools.lru_cache(maxsize=2)
 def load_pretrained(name_or_path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The configuration (plain dict) and weights of a pretrained encoder: a hub id or a folder
     saved with `save_pretrained` (never fetched for a folder, nor under HF_HUB_OFFLINE)."""
-    from transformers import AutoModel
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    try:
-        encoder = AutoModel.from_pretrained(name_or_path, local_files_only=local_only(name_or_path))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
-        raise pretrained_error("model", name_or_path, error) from error
+    encoder = load_pretrained_model(name_or_path)
     config = encoder.config.to_dict()
     return ({key: value for key, value in config.items() if key not in ("architectures", "_name_or_path")},
             encoder.state_dict())

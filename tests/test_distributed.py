@@ -20,7 +20,6 @@ from utils.config import ConfigError
 from utils.runtime import cpu_bf16_native, select_device, select_precision
 
 
-
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_shards_are_disjoint_and_cover_the_split(world_size):
     order = torch.randperm(100)

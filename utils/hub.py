@@ -1,7 +1,9 @@
 """Where pretrained models come from: a local folder, or the Hugging Face hub (unless offline)."""
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 OFFLINE_VALUES = ("1", "true", "yes", "on")
 
@@ -27,3 +29,17 @@ def pretrained_error(what: str, name_or_path: str, error: BaseException) -> Pret
         why = "not on the hub, or the hub cannot be reached; give a folder saved with save_pretrained instead"
     return PretrainedError(f"cannot load the {what} of {name_or_path!r}: {why} "
                            f"(e.g. ../shared/models/all-MiniLM-L6-v2) [{type(error).__name__}]")
+
+
+@functools.lru_cache(maxsize=2)
+def load_pretrained_model(name_or_path: str) -> Any:
+    """A pretrained transformers model (AutoModel) of a hub id or a folder saved with `save_pretrained`
+    (never fetched for a folder, nor under HF_HUB_OFFLINE); PretrainedError when it cannot be had."""
+    from transformers import AutoModel
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    try:
+        return AutoModel.from_pretrained(name_or_path, local_files_only=local_only(name_or_path))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise pretrained_error("model", name_or_path, error) from error
