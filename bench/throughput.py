@@ -4,7 +4,9 @@
 
 FashionMNIST: seed CNN and MLP at batch 64 with Adam 1e-3; (a) torchvision dataset + ToTensor +
 Normalize + DataLoader and a plain loop, (b) whole-tensor batches and the shared engine with the
-scripts' default settings (channels_last and augmentation for the CNN). TREC: the default LSTM
+scripts' default settings (channels_last and augmentation for the CNN), in float32 and, on a CPU
+with native bfloat16 (AMX or AVX512-BF16), in bf16 autocast too (what `--precision auto` picks there
+for the image models). TREC: the default LSTM
 on padded, unbucketed batches vs length-bucketed ones. Each number is the median of --repeats
 measurements, (a) and (b) alternating. Prints a table, saves bench/results/throughput.json.
 """
@@ -23,9 +25,7 @@ from data.tasks import fashion_mnist_bundle, trec_bundle
 from models import build_model
 from utils.engine import Trainer, train_one_epoch
 from utils.optim import build_optimizer, lr_schedule
-from utils.runtime import Runtime, seed_everything
-
-CPU = Runtime(torch.device("cpu"), "fp32")
+from utils.runtime import Runtime, cpu_bf16_native, seed_everything
 
 
 class Limited:
@@ -38,9 +38,10 @@ class Limited:
         return itertools.islice(iter(self.batches), self.steps or None)
 
 
-def ours(model, batches, steps: int) -> float:
-    """Samples/s of the engine on our batches (after 20 warm-up steps)."""
-    trainer = Trainer(model, build_optimizer("adam", model.parameters(), 1e-3), CPU, lr_schedule("none", 1e-3, 1),
+def ours(model, batches, steps: int, precision: str = "fp32") -> float:
+    """Samples/s of the engine on our batches in `precision` on the CPU (after 20 warm-up steps)."""
+    runtime = Runtime(torch.device("cpu"), precision)
+    trainer = Trainer(model, build_optimizer("adam", model.parameters(), 1e-3), runtime, lr_schedule("none", 1e-3, 1),
                       torch.amp.GradScaler("cpu", enabled=False))
     train_one_epoch(trainer, Limited(batches, 20), 0, progress=False)
     return train_one_epoch(trainer, Limited(batches, steps), 1, progress=False)["samples_per_s"]
@@ -67,24 +68,30 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--steps", type=int, default=200, help="timed steps per measurement (0 = a full epoch)")
     parser.add_argument("--repeats", type=int, default=3, help="measurements of each; the median is reported")
+    parser.add_argument("--name", default="throughput", help="results file: bench/results/NAME.json")
     args = parser.parse_args()
+    precisions = ["fp32", "bf16"] if cpu_bf16_native() else ["fp32"]
     rows = []
     for name, kwargs, channels_last, augment in (("cnn", {}, True, True), ("dnn", {"hidden_sizes": (256, 128)}, False, False)):
         loader = common.tutorial_loader(args.data_dir, True, 64, True)
         bundle = fashion_mnist_bundle(args.data_dir, batch_size=64, eval_batch_size=1024, val_size=5000, seed=0,
                                       augment=augment, channels_last=channels_last, device=torch.device("cpu"))
-        bases, fasts = [], []
-        for _ in range(args.repeats):  # alternate the two, so a slow spell of the machine hits both
+        bases, fasts = [], {precision: [] for precision in precisions}
+        for _ in range(args.repeats):  # alternate them, so a slow spell of the machine hits each
             seed_everything(0)
             bases.append(tutorial(build_model(name, **kwargs), loader, args.steps))
-            seed_everything(0)
-            model = build_model(name, **kwargs)
-            fasts.append(ours(model.to(memory_format=torch.channels_last) if channels_last else model,
-                              bundle.train, args.steps))
-        base, fast = statistics.median(bases), statistics.median(fasts)
-        rows.append({"model": f"{name} (FashionMNIST, batch 64)", "tutorial_samples_per_s": round(base),
-                     "ours_samples_per_s": round(fast), "ratio": round(fast / base, 2),
-                     "tutorial_epoch_s": round(55000 / base, 1), "ours_epoch_s": round(55000 / fast, 1)})
+            for precision in precisions:
+                seed_everything(0)
+                model = build_model(name, **kwargs)
+                fasts[precision].append(ours(model.to(memory_format=torch.channels_last) if channels_last else model,
+                                             bundle.train, args.steps, precision))
+        base = statistics.median(bases)
+        for precision in precisions:
+            fast = statistics.median(fasts[precision])
+            rows.append({"model": f"{name} (FashionMNIST, batch 64, ours in {precision})",
+                         "tutorial_samples_per_s": round(base), "ours_samples_per_s": round(fast),
+                         "ratio": round(fast / base, 2), "tutorial_epoch_s": round(55000 / base, 1),
+                         "ours_epoch_s": round(55000 / fast, 1)})
     for bucket in (False, True):
         bundle = trec_bundle(args.data_dir, source="files", labels="coarse", batch_size=64, eval_batch_size=512,
                              val_size=500, seed=0, min_freq=1, bucket=bucket, device=torch.device("cpu"))
@@ -98,7 +105,8 @@ def main() -> None:
     rows[-1]["ratio"] = round(rows[-1]["ours_samples_per_s"] / rows[-2]["ours_samples_per_s"], 2)
     common.print_table(rows, ["model", "tutorial_samples_per_s", "ours_samples_per_s", "ratio", "tutorial_epoch_s",
                               "ours_epoch_s", "padded_tokens"])
-    common.save_results("throughput", {"steps": args.steps, "repeats": args.repeats, "rows": rows})
+    common.save_results(args.name, {"steps": args.steps, "repeats": args.repeats, "cpu_bf16_native": cpu_bf16_native(),
+                                       "rows": rows})
 
 
 if __name__ == "__main__":

@@ -250,6 +250,30 @@ def test_a_text_student_learns_from_a_teacher_with_another_tokenizer(text_teache
     assert len(read_jsonl(str(tmp_path / "student" / "metrics.jsonl"))) == 2
 
 
+def test_the_teachers_outputs_for_fixed_inputs_are_kept_and_read_by_a_run_over_the_same_examples(
+        text_teacher, tmp_path, monkeypatch, capsys):
+    data_dir, teacher = text_teacher
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TEACHER_CACHE_DIR", str(cache))
+    extra = ("--teacher", teacher, "--perturbed-copies", "1")
+    first = train_rnn.main(text_args(data_dir, str(tmp_path / "first"), *extra))
+    assert first["teacher"]["mode"] == "cached" and "classifying each of" in capsys.readouterr().out
+    assert len(os.listdir(cache)) == 1
+
+    again = train_rnn.main(text_args(data_dir, str(tmp_path / "again"), *extra))
+    assert "read from" in capsys.readouterr().out and again["teacher"] == first["teacher"]
+    a, b = (load_checkpoint(str(tmp_path / run / "last.pt"))["model"] for run in ("first", "again"))
+    assert same_weights(a, b)
+
+    (cache / os.listdir(cache)[0]).write_bytes(b"damaged")  # computed again, and kept again
+    train_rnn.main(text_args(data_dir, str(tmp_path / "damaged"), *extra))
+    assert "classifying each of" in capsys.readouterr().out
+    assert same_weights(a, load_checkpoint(str(tmp_path / "damaged" / "last.pt"))["model"])
+
+    train_rnn.main(text_args(data_dir, str(tmp_path / "seed1"), *extra, "--seed", "1"))  # other perturbed copies
+    assert "classifying each of" in capsys.readouterr().out and len(os.listdir(cache)) == 2
+
+
 def test_a_teacher_that_trained_on_the_students_validation_is_noted(text_teacher, tmp_path):
     data_dir, teacher = text_teacher  # trained with --seed 0
 
@@ -400,7 +424,9 @@ def test_processes_split_the_view_table_and_each_gets_all_of_it(image_teacher, t
     from utils.checkpoint import model_from_checkpoint
     from utils.tasks import image_data
     data_dir, teacher = image_teacher
-    extra, cache = ("--teacher", teacher, "--crop-padding", "0", "--epochs", "3"), str(tmp_path / "cache")  # 2 views
+    # 2 views; fp32, the arithmetic of the table computed alone below, even where auto would pick bf16
+    extra = ("--teacher", teacher, "--crop-padding", "0", "--epochs", "3", "--precision", "fp32")
+    cache = str(tmp_path / "cache")
 
     def run_in_two_processes(out: str):
         result = torchrun(["train_dnn.py", *image_args(data_dir, out, *extra)], timeout=300, TEACHER_CACHE_DIR=cache)

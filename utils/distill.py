@@ -15,7 +15,9 @@ fits the student, and serves `(inputs, targets, teacher_logits)` batches:
 - fixed inputs (text, or images without augmentation): the teacher classifies every training
   example once, through its own data pipeline (so a Transformer teacher reads a question
   with its own subword tokenizer while an LSTM student reads words), and each batch looks its
-  examples up (`cached`). Measured on TREC with the MiniLM teacher: see the README.
+  examples up (`cached`). This table is kept on disk too, so a resumed run, or another run over the
+  same examples (the same seed's perturbed copies), skips the teacher. Measured on TREC with the
+  MiniLM teacher: see the README.
 """
 from __future__ import annotations
 
@@ -157,7 +159,7 @@ def columns_of_every_process(columns: dict[int, torch.Tensor], runtime: Runtime)
 
 
 def teacher_cache_dir() -> str:
-    """Where view tables are kept: $TEACHER_CACHE_DIR, else the user's cache folder."""
+    """Where the teacher's tables are kept: $TEACHER_CACHE_DIR, else the user's cache folder."""
     default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
                            "cnn-rnn-dnn-classification", "teacher-views")
     return os.environ.get(CACHE_DIR_ENV) or default
@@ -172,39 +174,74 @@ def view_table_key(weights_digest: str, batches: ImageBatches, runtime: Runtime,
     return digest.hexdigest()[:32]
 
 
-def read_view_table(path: str, expected: tuple[int, int]) -> torch.Tensor | None:
-    """The view table kept at `path` if it is there, readable and of the `expected` (images, views) shape."""
+def example_table_key(weights_digest: str, batches: Any, runtime: Runtime) -> str:
+    """A name for the teacher's table of one row per training example: a hash of the teacher, every
+    input tensor its own pipeline serves (in order, with that order) and the arithmetic."""
+    digest = hashlib.sha256(f"examples:{weights_digest}:{runtime.device.type}:{runtime.precision}".encode())
+    digest.update(batches.example_order().cpu().numpy().tobytes())
+    for inputs, _ in batches:
+        for tensor in inputs if isinstance(inputs, (tuple, list)) else (inputs,):
+            tensor = tensor.detach().cpu().contiguous()
+            digest.update(f"{tensor.dtype}:{tuple(tensor.shape)};".encode())
+            digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def read_table(path: str, expected: tuple[int, ...]) -> torch.Tensor | None:
+    """The table kept at `path` if it is there, readable and its leading dimensions are `expected`."""
     if not os.path.exists(path):
         return None
     try:
         table = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # a damaged cache file is computed again
         return None
-    return table if isinstance(table, torch.Tensor) and tuple(table.shape[:2]) == expected else None
+    return table if isinstance(table, torch.Tensor) and tuple(table.shape[:len(expected)]) == expected else None
 
 
-def load_or_make_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runtime, batch_size: int,
-                            weights_digest: str, say: Callable[[str], None], progress: bool) -> torch.Tensor:
-    """The teacher's view table from the disk cache, or computed (and then saved) when absent or unreadable."""
-    key = view_table_key(weights_digest, batches, runtime, averages_flips(teacher))
+def load_or_make_table(key: str, expected: tuple[int, ...], make: Callable[[], torch.Tensor], runtime: Runtime,
+                       say: Callable[[str], None], read_words: str, make_words: str) -> torch.Tensor:
+    """The teacher's table `key` from the disk cache when every process can read it, else `make()`
+    (then saved by the main process). `read_words` and `make_words` tell the user which it was."""
     path = os.path.join(teacher_cache_dir(), f"{key}.pt")
-    expected = (len(batches.labels), batches.view_count)
-    table = read_view_table(path, expected)
+    table = read_table(path, expected)
     if all_reduce_sum([float(table is not None)], runtime)[0] == runtime.world_size:  # every process has it
-        say(f"teacher: its outputs for the {expected[1]} views of each image read from {path}")
+        say(f"teacher: {read_words} read from {path}")
         return table
-    shared = f", split among {runtime.world_size} processes" if runtime.distributed else ""
-    say(f"teacher: classifying {expected[1]} views of each of {expected[0]:,} training images once{shared} "
-        f"(kept in {teacher_cache_dir()} for later runs)")
+    say(f"teacher: {make_words} (kept in {teacher_cache_dir()} for later runs)")
     start = time.perf_counter()
-    table = teacher_view_table(teacher, batches, runtime, batch_size, progress)
-    say(f"teacher: {expected[0] * expected[1]:,} views classified in {time.perf_counter() - start:.0f} s")
+    table = make()
+    say(f"teacher: done in {time.perf_counter() - start:.0f} s")
     if runtime.is_main:
         try:
             atomic_write(path, lambda tmp: torch.save(table, tmp))
         except WriteError as error:
             say(f"note: the teacher's outputs are not kept for later runs: {error}")
     return table
+
+
+def load_or_make_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runtime, batch_size: int,
+                            weights_digest: str, say: Callable[[str], None], progress: bool) -> torch.Tensor:
+    """The teacher's view table (see teacher_view_table), from the disk cache or computed."""
+    images, views = len(batches.labels), batches.view_count
+    shared = f", split among {runtime.world_size} processes" if runtime.distributed else ""
+    return load_or_make_table(view_table_key(weights_digest, batches, runtime, averages_flips(teacher)),
+                              (images, views), lambda: teacher_view_table(teacher, batches, runtime, batch_size,
+                                                                          progress), runtime, say,
+                              f"its outputs for the {views} views of each image",
+                              f"classifying {views} views of each of {images:,} training images once{shared}")
+
+
+def load_or_make_example_table(teacher: nn.Module, batches: Any, runtime: Runtime, weights_digest: str,
+                               say: Callable[[str], None]) -> torch.Tensor:
+    """The teacher's float32 logits of every example of `batches` (its own pipeline's view of the
+    training split), in the split's order, from the disk cache or computed. Every process computes
+    all of them (`runtime` has one process), but all must agree on reading the cache."""
+    alone = dataclasses.replace(runtime, rank=0, world_size=1)
+    examples = len(batches.labels)
+    return load_or_make_table(example_table_key(weights_digest, batches, runtime), (examples,),
+                              lambda: evaluate(teacher, batches, alone, collect=True)["logits"].cpu().clone(), runtime, say,
+                              f"its outputs for the {examples:,} training examples",
+                              f"classifying each of {examples:,} training examples once")
 
 
 MODE_WORDS = {"live": "computed on each batch", "cached": "computed once",
@@ -257,8 +294,8 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
     elif live:
         data.train = TeacherBatches(data.train, live_teacher(teacher, runtime))
     else:
-        table = evaluate(teacher, seen_by_teacher.train, alone, collect=True)["logits"]
-        data.train = TeacherBatches(data.train, cached_teacher(table.clone().to(runtime.device)))
+        table = load_or_make_example_table(teacher, seen_by_teacher.train, runtime, digest, say)
+        data.train = TeacherBatches(data.train, cached_teacher(table.to(runtime.device)))
     if recorded:
         return recorded
     test_acc = evaluate(teacher, seen_by_teacher.test, alone)["acc"]
