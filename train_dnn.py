@@ -24,6 +24,11 @@ class DNNConfig(ImageConfig):
     hidden1_size: int = option(512, "units of the first hidden layer", minimum=1, maximum=1 << 16)
     hidden2_size: int = option(256, "units of the second hidden layer", minimum=1, maximum=1 << 16)
 
+    def cpu_bf16_helps(self) -> bool:
+        """bf16 only from batch 128 on: on a 2-core Xeon with AMX the MLP trained 0.92x as fast in bf16 as
+        in fp32 at batch 64 (the default), 1.05x at 128 and 1.3x at 256, at the same accuracy (README)."""
+        return self.batch_size >= 128
+
     def model_kwargs(self) -> dict[str, Any]:
         """Arguments of models.dnn.MLP taken from these flags."""
         return {"hidden_sizes": (self.hidden1_size, self.hidden2_size), "activation": self.activation,

@@ -114,6 +114,18 @@ def test_auto_precision_takes_native_cpu_bf16_only_for_models_it_speeds_up(monke
     assert select_precision("auto", cpu, cpu_bf16=True) == "fp32"
 
 
+@pytest.mark.parametrize("script,flags,precision", [("dnn", [], "fp32"), ("dnn", ["--batch-size", "128"], "bf16"),
+                                                    ("cnn", [], "bf16"), ("rnn", [], "fp32")])
+def test_auto_precision_on_a_native_bf16_cpu_is_bf16_only_where_it_was_faster(script, flags, precision, fashion_dir,
+                                                                                trec_dir, tmp_path, monkeypatch):
+    import train_cnn
+    monkeypatch.setattr("utils.runtime.cpu_bf16_native", lambda: True)
+    main = {"dnn": train_dnn.main, "cnn": train_cnn.main, "rnn": train_rnn.main}[script]
+    summary = main(["--data-dir", trec_dir if script == "rnn" else fashion_dir, "--out-dir", str(tmp_path / "run"),
+                    "--epochs", "1", "--val-size", "50", "--no-progress", "--no-tensorboard", *flags])
+    assert summary["precision"] == precision
+
+
 @pytest.mark.parametrize("flags,onednn,native", [("fpu avx2 amx_bf16 amx_tile", True, True),
                                                  ("fpu avx512f avx512_bf16", True, True),
                                                  ("fpu avx2 fma", True, False),
