@@ -238,9 +238,12 @@ def load_or_make_example_table(teacher: nn.Module, batches: Any, runtime: Runtim
     all of them (`runtime` has one process), but all must agree on reading the cache."""
     alone = dataclasses.replace(runtime, rank=0, world_size=1)
     examples = len(batches.labels)
-    return load_or_make_table(example_table_key(weights_digest, batches, runtime), (examples,),
-                              lambda: evaluate(teacher, batches, alone, collect=True)["logits"].cpu().clone(), runtime, say,
-                              f"its outputs for the {examples:,} training examples",
+
+    def classify_all() -> torch.Tensor:
+        return evaluate(teacher, batches, alone, collect=True)["logits"].cpu().clone()
+
+    return load_or_make_table(example_table_key(weights_digest, batches, runtime), (examples,), classify_all,
+                              runtime, say, f"its outputs for the {examples:,} training examples",
                               f"classifying each of {examples:,} training examples once")
 
 
