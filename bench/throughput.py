@@ -6,9 +6,9 @@ FashionMNIST: seed CNN and MLP at batch 64 with Adam 1e-3; (a) torchvision datas
 Normalize + DataLoader and a plain loop, (b) whole-tensor batches and the shared engine with the
 scripts' default settings (channels_last and augmentation for the CNN), in float32 and, on a CPU
 with native bfloat16 (AMX or AVX512-BF16), in bf16 autocast too (what `--precision auto` picks there
-for the image models). TREC: the default LSTM
-on padded, unbucketed batches vs length-bucketed ones. Each number is the median of --repeats
-measurements, (a) and (b) alternating. Prints a table, saves bench/results/throughput.json.
+for the CNN). TREC: the default LSTM on padded, unbucketed batches vs length-bucketed ones. Each
+number is the median of --repeats measurements, (a) and (b) alternating. Prints a table, saves
+bench/results/throughput.json (or --name).
 """
 from __future__ import annotations
 
