@@ -123,7 +123,7 @@ def test_auto_precision_on_a_native_bf16_cpu_is_bf16_only_where_it_was_faster(sc
     main = {"dnn": train_dnn.main, "cnn": train_cnn.main, "rnn": train_rnn.main}[script]
     summary = main(["--data-dir", trec_dir if script == "rnn" else fashion_dir, "--out-dir", str(tmp_path / "run"),
                     "--epochs", "1", "--val-size", "50", "--no-progress", "--no-tensorboard", *flags])
-    assert summary["precision"] == precision
+    assert summary["precision"] == precision and "cpu_bf16_native" in summary
 
 
 @pytest.mark.parametrize("flags,onednn,native", [("fpu avx2 amx_bf16 amx_tile", True, True),
@@ -137,12 +137,3 @@ def test_cpu_bf16_detection_reads_the_flags_and_asks_onednn(flags, onednn, nativ
     assert cpu_bf16_native(str(cpuinfo)) is native
     assert cpu_bf16_native(str(tmp_path / "missing")) is False
 
-
-def test_image_runs_train_in_bf16_on_such_a_cpu_and_text_runs_do_not(fashion_dir, trec_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr("utils.runtime.cpu_bf16_native", lambda: True)
-    image = train_dnn.main(["--data-dir", fashion_dir, "--out-dir", str(tmp_path / "i"), "--epochs", "1",
-                            "--val-size", "50", "--no-progress"])
-    text = train_rnn.main(["--data-dir", trec_dir, "--out-dir", str(tmp_path / "t"), "--epochs", "1",
-                           "--val-size", "40", "--no-progress", "--embed-dim", "8", "--hidden-size", "8"])
-    assert image["precision"] == "bf16" and text["precision"] == "fp32"
-    assert "cpu_bf16_native" in image
