@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+import train_cnn
 import train_dnn
 import train_rnn
 from conftest import ROOT, torchrun
@@ -118,7 +119,6 @@ def test_auto_precision_takes_native_cpu_bf16_only_for_models_it_speeds_up(monke
                                                     ("cnn", [], "bf16"), ("rnn", [], "fp32")])
 def test_auto_precision_on_a_native_bf16_cpu_is_bf16_only_where_it_was_faster(script, flags, precision, fashion_dir,
                                                                                 trec_dir, tmp_path, monkeypatch):
-    import train_cnn
     monkeypatch.setattr("utils.runtime.cpu_bf16_native", lambda: True)
     main = {"dnn": train_dnn.main, "cnn": train_cnn.main, "rnn": train_rnn.main}[script]
     summary = main(["--data-dir", trec_dir if script == "rnn" else fashion_dir, "--out-dir", str(tmp_path / "run"),

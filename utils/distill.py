@@ -42,13 +42,18 @@ from utils.inference import check_predictor_checkpoint
 from utils.runtime import Runtime, all_reduce_sum, autocast
 
 
+def hash_tensor(digest: Any, tensor: torch.Tensor, prefix: str = "") -> None:
+    """Add `prefix`, the tensor's dtype and shape, and its values to the hashlib `digest`."""
+    tensor = tensor.detach().cpu().contiguous()
+    digest.update(f"{prefix}{tensor.dtype}:{tuple(tensor.shape)};".encode())
+    digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+
+
 def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     """A hash of a state dict's names, dtypes, shapes and values (identifies a teacher's weights)."""
     digest = hashlib.sha256()
     for name, tensor in state_dict.items():
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        hash_tensor(digest, tensor, f"{name}:")
     return digest.hexdigest()
 
 
@@ -181,9 +186,7 @@ def example_table_key(weights_digest: str, batches: Any, runtime: Runtime) -> st
     digest.update(batches.example_order().cpu().numpy().tobytes())
     for inputs, _ in batches:
         for tensor in inputs if isinstance(inputs, (tuple, list)) else (inputs,):
-            tensor = tensor.detach().cpu().contiguous()
-            digest.update(f"{tensor.dtype}:{tuple(tensor.shape)};".encode())
-            digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+            hash_tensor(digest, tensor)
     return digest.hexdigest()[:32]
 
 
