@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from models import build_model
+from utils.cli import one_line_errors
 from utils.engine import Trainer, train_step
 from utils.optim import build_optimizer, lr_schedule
 from utils.runtime import Runtime
@@ -82,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)

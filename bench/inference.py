@@ -18,6 +18,7 @@ import common  # noqa: F401  (puts the repository on sys.path)
 import torch
 
 from export import example_inputs
+from utils.cli import one_line_errors
 from utils.inference import OnnxClassifier, load_for_inference
 from utils.onnx_export import export, verify
 
@@ -77,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)

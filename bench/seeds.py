@@ -29,6 +29,7 @@ import time
 import torch
 
 import common
+from utils.cli import one_line_errors
 
 
 def main() -> None:
@@ -102,4 +103,4 @@ def run_in_parallel(jobs: list[tuple], processes: int) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)

@@ -9,6 +9,7 @@ import json
 import os
 
 import common
+from utils.cli import one_line_errors
 
 
 def load(name: str) -> dict | None:
@@ -65,4 +66,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)

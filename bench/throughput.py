@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from data.tasks import fashion_mnist_bundle, trec_bundle
 from models import build_model
+from utils.cli import one_line_errors
 from utils.engine import Trainer, train_one_epoch
 from utils.optim import build_optimizer, lr_schedule
 from utils.runtime import Runtime, cpu_bf16_native, seed_everything
@@ -110,4 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 import train_cnn
 from models import build_model
+from utils.cli import one_line_errors
 from utils.config import parse_config
 from utils.engine import Trainer, evaluate, train_one_epoch
 from utils.experiment import build_optimization
@@ -103,4 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)
