@@ -202,6 +202,31 @@ def test_a_run_killed_before_its_first_epoch_is_not_stuck(fashion_dir, tmp_path,
     assert summary["epochs_run"] == 1 and "best.pt.123.0badc0de.tmp" not in os.listdir(out)
 
 
+@pytest.mark.parametrize("made_by_the_user", [False, True])
+def test_a_run_that_fails_before_writing_anything_leaves_no_folder_of_its_own(made_by_the_user, tmp_path, capsys,
+                                                                               monkeypatch):
+    monkeypatch.setattr("data.fashion_mnist.DEBIAN_DIR", str(tmp_path / "no-debian"))
+    monkeypatch.setattr("data.fashion_mnist.MIRRORS", ["http://127.0.0.1:9/"])  # refused at once, no network
+    out = str(tmp_path / "run")
+    if made_by_the_user:
+        os.makedirs(out)
+    with pytest.raises(SystemExit) as stop:
+        train_dnn.main(["--data-dir", str(tmp_path / "empty"), "--out-dir", out, "--no-progress"])
+    assert stop.value.code == 2 and "--data-dir" in capsys.readouterr().err
+    assert os.path.isdir(out) == made_by_the_user  # a folder the user made is theirs to keep
+    with RunFolder(out):  # and nothing holds it
+        pass
+
+
+def test_a_failed_run_keeps_a_folder_that_holds_its_settings(tmp_path):
+    out = str(tmp_path / "run")
+    with pytest.raises(RuntimeError):
+        with RunFolder(out) as folder:
+            folder.save_config({"epochs": 1})
+            raise RuntimeError("killed during epoch 1")
+    assert sorted(os.listdir(out)) == [".lock", "config.json"]
+
+
 @pytest.mark.parametrize("config_class", [train_cnn.CNNConfig, train_dnn.DNNConfig])
 def test_a_run_saved_before_a_flag_existed_resumes_as_it_ran(config_class, tmp_path):
     """--crop-padding came after runs that cropped with padding 2: their resume keeps 2, whatever

@@ -15,7 +15,8 @@ Committing an epoch replaces last.pt in one `os.replace`, then brings the views 
 every instant last.pt is the state after epoch k or after epoch k+1, never a mix; views that lag
 behind it (a kill between the two steps) are verified against it and rewritten when the folder is
 opened again. Every checkpoint the other parts of the repository add (tokenizers, teachers) goes
-into the commit record through `commit`.
+into the commit record through `commit`. A run that fails before writing anything (bad data, say)
+removes the folder again if it created it.
 """
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ class RunFolder:
         self.writer = writer
         self.notes: list[str] = []  # what opening the folder repaired, for the caller to print
         self._lock_fd: int | None = None
+        self._created = False  # this run made the folder, so may remove it again if it stays empty
         self._best_epoch_on_disk: int | None = None
 
     def file(self, name: str) -> str:
@@ -71,14 +73,25 @@ class RunFolder:
             self._remove_leftovers()
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: Any) -> None:
+        if exc_type is not None and self._created and self._lock_fd is not None:
+            self._remove_if_empty()  # a run that failed before writing anything leaves no folder behind
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
 
+    def _remove_if_empty(self) -> None:
+        if set(os.listdir(self.path)) <= {LOCK}:
+            remove_quietly(self.file(LOCK))
+            try:
+                os.rmdir(self.path)
+            except OSError:  # something appeared in it meanwhile: keep it
+                pass
+
     def _create(self) -> None:
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise RunFolderError(f"{self.path} is a file, not a folder: choose another --out-dir")
+        self._created = not os.path.isdir(self.path)
         try:
             os.makedirs(self.path, exist_ok=True)
         except OSError as error:
