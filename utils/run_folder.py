@@ -74,7 +74,7 @@ class RunFolder:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc_info: Any) -> None:
-        if exc_type is not None and self._created and self._lock_fd is not None:
+        if exc_type is not None and self._created:
             self._remove_if_empty()  # a run that failed before writing anything leaves no folder behind
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
