@@ -22,10 +22,11 @@ import torch
 from data import DataError
 from data.fashion_mnist import load_fashion_mnist
 from data.trec import load_trec_files
-from utils.cli import run_tool
+from utils.errors import run_tool
 from utils.config import ArgumentParser, default_data_dir
-from utils.inference import image_inputs, load_for_inference, question_inputs
-from utils.onnx_export import export, verify
+from utils.serve.inputs import image_inputs, question_inputs
+from utils.serve.predictor import load_for_inference
+from utils.serve.onnx_export import export, verify
 
 
 def example_inputs(checkpoint: dict[str, Any], data_dir: str, count: int) -> tuple[Any, str]:

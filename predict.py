@@ -13,11 +13,12 @@ import sys
 from typing import Sequence
 
 from data.fashion_mnist import load_fashion_mnist
-from utils.checkpoint import dumps
-from utils.cli import run_tool
+from utils.storage.files import dumps
+from utils.errors import run_tool
 from utils.config import ArgumentParser, default_data_dir
-from utils.inference import (InputError, class_probabilities, image_inputs, load_for_inference, question_inputs,
-                             read_image)
+from utils.errors import InputError
+from utils.serve.inputs import image_inputs, question_inputs, read_image
+from utils.serve.predictor import class_probabilities, load_for_inference
 
 
 def parse_args(argv: Sequence[str] | None):

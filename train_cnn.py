@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from models.resnet import blocks_per_stage
-from utils.cli import run_script
-from utils.config import ConfigError, option
-from utils.tasks import ImageConfig, image_data
+from utils.config import option
+from utils.errors import ConfigError
+from utils.kinds import ImageConfig, image_data
+from utils.train.experiment import run_script
 
 
 @dataclass
@@ -28,17 +29,23 @@ class CNNConfig(ImageConfig):
     dropout: float = option(0.0, "dropout probability before the classifier layers (0: the 50-epoch default "
                             "was better on validation without it, crop + flip and label smoothing regularise enough)")
     channels_last: bool = True
-    conv1_channels: int = option(32, "output channels of the first convolution", minimum=1, maximum=4096)
-    conv2_channels: int = option(64, "output channels of the second convolution", minimum=1, maximum=4096)
-    hidden_size: int = option(128, "units of the hidden fully connected layer", minimum=1, maximum=1 << 16)
     model: str = option("cnn", "network: the seed's two-convolution cnn, or a pre-activation resnet "
                         "(batch norm always; --width, --depth, --tta)", ["cnn", "resnet"])
+    # the seed network
+    conv1_channels: int = option(32, "cnn: output channels of the first convolution", minimum=1, maximum=4096,
+                                 needs=("model", "cnn"))
+    conv2_channels: int = option(64, "cnn: output channels of the second convolution", minimum=1, maximum=4096,
+                                 needs=("model", "cnn"))
+    hidden_size: int = option(128, "cnn: units of the hidden fully connected layer", minimum=1, maximum=1 << 16,
+                              needs=("model", "cnn"))
+    batch_norm: bool = option(False, "cnn: batch normalisation after each convolution", needs=("model", "cnn"))
+    # the ResNet
     width: int = option(16, "resnet: channels of its first stage (the others have 2x and 4x)",
-                        minimum=1, maximum=1024)
+                        minimum=1, maximum=1024, needs=("model", "resnet"))
     depth: int = option(20, "resnet: layers, 6n + 2 (8, 14, 20, ...): n blocks in each of 3 stages",
-                        minimum=8, maximum=1000)
+                        minimum=8, maximum=1000, needs=("model", "resnet"))
     tta: bool = option(False, "resnet: evaluate (and predict) with the mean of each image's and its mirror "
-                       "image's outputs")
+                       "image's outputs", needs=("model", "resnet"))
 
     def model_kwargs(self) -> dict[str, Any]:
         """Arguments of models.cnn.ConvNet or models.resnet.ResNet taken from these flags."""
@@ -49,19 +56,17 @@ class CNNConfig(ImageConfig):
                 "activation": self.activation, "batch_norm": self.batch_norm, "dropout": self.dropout}
 
     def check(self) -> None:
-        """--depth must fit the ResNet's layout; --tta is a ResNet option."""
+        """--depth must fit the ResNet's layout."""
         super().check()
         if self.model == "resnet":
             try:
                 blocks_per_stage(self.depth)
             except ValueError as error:
                 raise ConfigError(f"--depth: {error}") from None
-        elif self.tta:
-            raise ConfigError("--tta averages a resnet's outputs: add --model resnet")
 
 
-# short: 5 one-cycle epochs with batch norm, no augmentation, no dropout (session 11; dropout 0.25 before: 0.003
-# lower on validation over 3 seeds); batch 64 is this CPU's fastest per example
+# short: 5 one-cycle epochs with batch norm, no augmentation, no dropout (dropout 0.25: 0.003 lower on
+# validation over 3 seeds); batch 64 is a 2-core CPU's fastest per example
 FAST = {"epochs": 5, "lr": 3e-3, "scheduler": "onecycle", "batch_norm": True, "augment": False,
         "label_smoothing": 0.0, "dropout": 0.0, "crop_padding": 2}
 # a pre-activation ResNet with SGD, cosine schedule, crop + flip and flip-averaged evaluation;
@@ -71,7 +76,7 @@ RESNET = {"model": "resnet", "width": 16, "tta": True, "optimizer": "sgd", "nest
 PRESETS = {
     "fast": FAST,
     # the fast recipe stretched to 25 epochs, with a 1-pixel crop + flip and no dropout: 11 to 15 minutes on
-    # 2 CPU cores (until session 9 with the 2-pixel crop and dropout 0.25: 0.007 lower on validation)
+    # 2 CPU cores (with the 2-pixel crop and dropout 0.25: 0.007 lower on validation)
     "budget": {**FAST, "epochs": 25, "augment": True, "crop_padding": 1},
     # the most accurate recipe measured: ResNet-20, 60 epochs at batch 512 (test 0.9506 on one seed; 2 minutes on
     # an H200, about 3.3 hours on 2 CPU cores)

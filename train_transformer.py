@@ -12,17 +12,19 @@ own subword tokenizer, which the checkpoint keeps, so predict.py needs neither n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
-from models.transformer import load_pretrained, load_pretrained_weights
-from utils.cli import run_script
 from utils.config import option
-from utils.tasks import TextConfig, text_data
+from utils.errors import ConfigError
+from utils.kinds import TextConfig, text_data
+from utils.train.experiment import run_script
 
 
 @dataclass
 class TransformerConfig(TextConfig):
     """The Transformer's flags: the shared text ones, its shape, and what fine-tuning needs."""
+
+    implied_presets: ClassVar[tuple[tuple[str, str], ...]] = (("pretrained", "finetune"), ("", "scratch"))
 
     pretrained: str = option("", "fine-tune this pretrained encoder: a hub id or a save_pretrained folder "
                              "(empty: train a Transformer from scratch)")
@@ -44,10 +46,10 @@ class TransformerConfig(TextConfig):
     pooling: str = option("mean", "how token outputs become one vector", ["cls", "mean", "max", "attention"])
 
     def model_kwargs(self) -> dict[str, Any]:
-        """Arguments of models.transformer's TransformerClassifier or PretrainedClassifier."""
+        """Arguments of models.transformer's TransformerClassifier or PretrainedClassifier (whose
+        encoder_config comes with the pretrained encoder)."""
         if self.pretrained:
-            return {"encoder_config": load_pretrained(self.pretrained)[0], "pooling": self.pooling,
-                    "dropout": self.dropout, "freeze_encoder": self.freeze_encoder}
+            return {"pooling": self.pooling, "dropout": self.dropout, "freeze_encoder": self.freeze_encoder}
         return {"embed_dim": self.embed_dim, "num_layers": self.num_layers, "num_heads": self.num_heads,
                 "ff_dim": self.ff_dim, "max_length": self.max_length, "pooling": self.pooling, "dropout": self.dropout}
 
@@ -59,16 +61,15 @@ class TransformerConfig(TextConfig):
         """--pretrained: a fine-tuned encoder reads the questions with its own subword tokenizer."""
         return self.pretrained
 
-    def encoder_lr_fraction(self) -> float:
-        return self.encoder_lr_scale
+    def check(self) -> None:
+        """From scratch, the attention heads split the embedding evenly."""
+        super().check()
+        if not self.pretrained and self.embed_dim % self.num_heads:
+            raise ConfigError(f"--embed-dim {self.embed_dim} is not divisible by --num-heads {self.num_heads}")
 
-    def initialise(self, model: Any) -> None:
-        if self.pretrained:
-            load_pretrained_weights(model, load_pretrained(self.pretrained)[1])
-
-    @classmethod
-    def implied_preset(cls, flags: dict[str, Any]) -> str:
-        return "finetune" if flags.get("pretrained") else "scratch"
+    def pretrained_source(self) -> str:
+        """--pretrained: the encoder whose weights start the model."""
+        return self.pretrained
 
 
 PRESETS = {

@@ -45,7 +45,7 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 def save_results(name: str, payload: dict, peak_mib: float | None = None) -> str:
     """Write bench/results/<name>.json with the machine facts and peak memory (this process's unless given)
     added; returns the path."""
-    from utils.checkpoint import save_json
+    from utils.storage.files import save_json
     path = os.path.join(RESULTS_DIR, f"{name}.json")
     peak = peak_rss_mib() if peak_mib is None else peak_mib
     save_json(path, {"machine": machine(), "peak_rss_mib": round(peak, 1), **payload})

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from models import build_model
-from utils.cli import one_line_errors
-from utils.engine import Trainer, train_step
-from utils.optim import build_optimizer, lr_schedule
+from utils.errors import one_line_errors
+from utils.train.engine import Trainer, train_step
+from utils.train.optim import build_optimizer, lr_schedule
 from utils.runtime import Runtime
 
 CPU = Runtime(torch.device("cpu"), "fp32")

@@ -18,9 +18,9 @@ import common  # noqa: F401  (puts the repository on sys.path)
 import torch
 
 from export import example_inputs
-from utils.cli import one_line_errors
-from utils.inference import OnnxClassifier, load_for_inference
-from utils.onnx_export import export, verify
+from utils.errors import one_line_errors
+from utils.serve.predictor import OnnxClassifier, load_for_inference
+from utils.serve.onnx_export import export, verify
 
 BATCH_SIZES = (1, 256)
 

@@ -29,7 +29,7 @@ import time
 import torch
 
 import common
-from utils.cli import one_line_errors
+from utils.errors import one_line_errors
 
 
 def main() -> None:

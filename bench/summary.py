@@ -9,7 +9,7 @@ import json
 import os
 
 import common
-from utils.cli import one_line_errors
+from utils.errors import one_line_errors
 
 
 def load(name: str) -> dict | None:

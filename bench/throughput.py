@@ -21,11 +21,11 @@ import common
 import torch
 import torch.nn.functional as F
 
-from data.tasks import fashion_mnist_bundle, trec_bundle
+from data.builtin import fashion_mnist_bundle, trec_bundle
 from models import build_model
-from utils.cli import one_line_errors
-from utils.engine import Trainer, train_one_epoch
-from utils.optim import build_optimizer, lr_schedule
+from utils.errors import one_line_errors
+from utils.train.engine import Trainer, train_one_epoch
+from utils.train.optim import build_optimizer, lr_schedule
 from utils.runtime import Runtime, cpu_bf16_native, seed_everything
 
 
@@ -44,8 +44,8 @@ def ours(model, batches, steps: int, precision: str = "fp32") -> float:
     runtime = Runtime(torch.device("cpu"), precision)
     trainer = Trainer(model, build_optimizer("adam", model.parameters(), 1e-3), runtime, lr_schedule("none", 1e-3, 1),
                       torch.amp.GradScaler("cpu", enabled=False))
-    train_one_epoch(trainer, Limited(batches, 20), 0, progress=False)
-    return train_one_epoch(trainer, Limited(batches, steps), 1, progress=False)["samples_per_s"]
+    train_one_epoch(trainer, Limited(batches, 20), 0)
+    return train_one_epoch(trainer, Limited(batches, steps), 1)["samples_per_s"]
 
 
 def tutorial(model, loader, steps: int) -> float:

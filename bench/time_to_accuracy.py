@@ -20,12 +20,12 @@ import torch.nn.functional as F
 
 import train_cnn
 from models import build_model
-from utils.cli import one_line_errors
+from utils.errors import one_line_errors
 from utils.config import parse_config
-from utils.engine import Trainer, evaluate, train_one_epoch
-from utils.experiment import build_optimization
+from utils.train.engine import Trainer, evaluate, train_one_epoch
+from utils.train.experiment import build_optimization
 from utils.runtime import Runtime, epoch_seed, seed_everything
-from utils.tasks import image_data
+from utils.kinds import image_data
 
 CPU = Runtime(torch.device("cpu"), "fp32")
 TARGETS = (0.91, 0.93)
@@ -74,7 +74,7 @@ def our_curve(cnn_flags: list[str]) -> tuple[list[dict], dict]:
     for epoch in range(1, config.epochs + 1):
         data.train.set_epoch(epoch)
         seed_everything(epoch_seed(config.seed, epoch))  # as the engine's fit does
-        elapsed += train_one_epoch(trainer, data.train, epoch, progress=False)["seconds"]
+        elapsed += train_one_epoch(trainer, data.train, epoch)["seconds"]
         curve.append({"epoch": epoch, "train_seconds": round(elapsed, 1),
                       "test_acc": evaluate(model, data.test, CPU)["acc"]})
         print(f"ours epoch {epoch}: {curve[-1]}")

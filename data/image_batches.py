@@ -60,6 +60,11 @@ class ImageBatches:
         return len(self._indices())
 
     @property
+    def changes_every_epoch(self) -> bool:
+        """Whether augmentation (crop, flip, erasing) makes each epoch's inputs different."""
+        return self.augment or self.random_erasing > 0
+
+    @property
     def view_count(self) -> int | None:
         """How many distinct inputs augmentation makes of one image: 1 without it, 2 * (2p + 1)^2
         crop and flip views with padding p; None with random erasing (no finite set)."""

@@ -1,18 +1,16 @@
 """Text pipeline as small pure functions, and length-bucketed batches of token ids."""
 from __future__ import annotations
 
-import functools
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 
 from data.sampling import epoch_generator, shard
 
 PAD, UNK = "<pad>", "<unk>"
-MASK = "[MASK]"  # a BERT-style tokenizer's mask token; a word vocabulary reads it as <unk>
 BUCKET_POOL = 50  # batches' worth of examples sorted together: short padding, still random batches
 
 
@@ -55,48 +53,6 @@ def delete_words(text: str, rng: random.Random, keep: float = 0.85) -> str:
     return " ".join(kept or [words[rng.randrange(len(words))]])
 
 
-def mask_and_sample_ngram(text: str, rng: random.Random, mask: float = 0.1, ngram: float = 0.25,
-                          max_n: int = 5) -> str:
-    """`text` with each word replaced by MASK with probability `mask`, then, with probability `ngram`,
-    cut to a random run of 1 to `max_n` of its words: a perturbed copy of a question for a teacher to
-    label (Tang et al. 2019's masking and n-gram sampling; their POS-guided swaps need a tagger)."""
-    words = [MASK if rng.random() < mask else word for word in text.split()]
-    if rng.random() < ngram:
-        size = min(rng.randint(1, max_n), len(words))
-        start = rng.randrange(len(words) - size + 1)
-        words = words[start:start + size]
-    return " ".join(words)
-
-
-def swap_words(text: str, rng: random.Random, neighbours: dict[str, list[str]], swap: float = 0.15) -> str:
-    """`text` with each word that has `neighbours` (keyed by lower-cased word) replaced, with
-    probability `swap`, by one of them drawn at random: a perturbed copy of a question for a teacher
-    to label (Tang et al. 2019 swap words for others of the same part of speech; near neighbours in
-    a pretrained model's embeddings play that part here)."""
-    return " ".join(rng.choice(neighbours[word.lower()]) if word.lower() in neighbours and rng.random() < swap
-                    else word for word in text.split())
-
-
-def delete_and_swap_words(text: str, rng: random.Random, neighbours: dict[str, list[str]]) -> str:
-    """`swap_words` after `delete_words`."""
-    return swap_words(delete_words(text, rng), rng, neighbours)
-
-
-PERTURBATIONS = {"delete": delete_words, "mask-ngram": mask_and_sample_ngram, "swap": swap_words,
-                 "delete-swap": delete_and_swap_words}
-SWAPS = ("swap", "delete-swap")  # the perturbations that need each word's neighbours
-
-
-def make_perturbation(name: str, neighbours: dict[str, list[str]] | None = None) -> Callable[[str, random.Random], str]:
-    """The perturbation called `name` in PERTURBATIONS as a function of (text, rng); the swaps
-    need `neighbours`."""
-    if name not in SWAPS:
-        return PERTURBATIONS[name]
-    if neighbours is None:
-        raise ValueError(f"the {name} perturbation needs each word's neighbours")
-    return functools.partial(PERTURBATIONS[name], neighbours=neighbours)
-
-
 def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """One (N, max_len) tensor of ids, padded with `pad_id`, and the (N,) lengths."""
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
@@ -127,6 +83,8 @@ class TextBatches:
         self.labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
         self.batch_size, self.shuffle, self.bucket = batch_size, shuffle, bucket
         self.seed, self.epoch, self.rank, self.world_size = seed, 0, rank, world_size
+
+    changes_every_epoch = False  # a question's token ids are the same in every epoch
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order the next iteration uses."""

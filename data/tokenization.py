@@ -11,7 +11,6 @@ from typing import Any, Iterable, Protocol, Sequence
 
 from data import DataError
 from data.text import PAD, UNK, Vocabulary, build_vocabulary, tokenize
-from utils.hub import local_only, pretrained_error
 
 
 class TextTokenizer(Protocol):
@@ -49,25 +48,13 @@ class WordTokenizer:
 
 
 class SubwordTokenizer:
-    """A pretrained model's fast tokenizer (WordPiece, BPE, ...), special tokens included."""
+    """A pretrained model's fast tokenizer (WordPiece, BPE, ...), special tokens included; made from a
+    loaded `tokenizers.Tokenizer` (utils.pretrained loads one from the hub or a folder)."""
 
     def __init__(self, backend: Any, pad_id: int) -> None:
         self.backend = backend  # a tokenizers.Tokenizer
         self.backend.no_padding()  # batches are padded per batch, to their longest question
         self.pad_id, self.vocab_size = pad_id, backend.get_vocab_size(with_added_tokens=True)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str) -> "SubwordTokenizer":
-        """The tokenizer of a hub id or a folder saved with `save_pretrained` (no network for a folder)."""
-        from transformers import AutoTokenizer
-
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_only(name_or_path))
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
-            raise pretrained_error("tokenizer", name_or_path, error) from error
-        if not getattr(tokenizer, "is_fast", False) or tokenizer.pad_token_id is None:
-            raise DataError(f"{name_or_path!r} has no fast tokenizer with a padding token, which this repository needs")
-        return cls(tokenizer.backend_tokenizer, tokenizer.pad_token_id)
 
     def encode(self, text: str, max_length: int) -> tuple[list[int], bool]:
         self.backend.enable_truncation(max_length)  # keeps [CLS] ... [SEP] around the cut question

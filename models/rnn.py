@@ -16,21 +16,17 @@ class RecurrentClassifier(nn.Module):
 
     Sequences are packed, so the recurrence stops at each one's length; mean, max and attention
     pooling mask the padded steps. `attention` scores each step against a learned query vector.
-    `word_dropout` replaces training tokens by <unk> at random, so the model learns to classify
-    questions with words it has never seen.
     """
 
     def __init__(self, vocab_size: int, num_classes: int, cell: str = "lstm", embed_dim: int = 100,
                  hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = False,
-                 dropout: float = 0.0, pooling: str = "last", word_dropout: float = 0.0,
-                 padding_idx: int = 0, unknown_idx: int = 1) -> None:
+                 dropout: float = 0.0, pooling: str = "last", padding_idx: int = 0) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
         self.pooling = pooling
-        self.word_dropout, self.unknown_idx = word_dropout, unknown_idx
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
         self.recurrent = CELLS[cell](embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
                                      bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
@@ -41,8 +37,6 @@ class RecurrentClassifier(nn.Module):
 
     def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         token_ids, lengths = inputs  # (batch, time), (batch,)
-        if self.training and self.word_dropout > 0:
-            token_ids = self._drop_words(token_ids)
         embedded = self.dropout(self.embedding(token_ids))  # (batch, time, embed_dim)
         lengths = lengths.cpu()
         unpadded = not self.training and bool((lengths == token_ids.size(1)).all())
@@ -103,8 +97,3 @@ class RecurrentClassifier(nn.Module):
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             setattr(single, f"{name}_l0", getattr(self.recurrent, name + suffix))
         return single
-
-    def _drop_words(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """Replace each real token by <unk> with probability `word_dropout` (padding stays)."""
-        dropped = torch.rand(token_ids.shape, device=token_ids.device) < self.word_dropout
-        return token_ids.masked_fill(dropped & (token_ids != self.embedding.padding_idx), self.unknown_idx)

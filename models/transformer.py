@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from models.layers import MaskedPooling, length_mask
-from utils.hub import load_pretrained_model
 
 
 class EncoderLayer(nn.Module):
@@ -95,7 +94,7 @@ class PretrainedClassifier(nn.Module):
 
     Built from the encoder's configuration alone (plain types, kept in the checkpoint), so a
     checkpoint rebuilds it with no network and no model folder; `load_pretrained_weights` fills
-    the encoder from the hub or a folder before fine-tuning starts. `vocab_size` and `padding_idx`
+    the encoder with the weights utils.pretrained loads from the hub or a folder before fine-tuning. `vocab_size` and `padding_idx`
     are the tokenizer's, as every text model receives them: the vocabulary is checked to fit the
     encoder's embedding; padding is masked by the lengths, so its id does not matter here.
     """
@@ -121,15 +120,6 @@ class PretrainedClassifier(nn.Module):
         mask = length_mask(lengths, token_ids.size(1), token_ids.device)  # (batch, time)
         hidden = self.encoder(input_ids=token_ids, attention_mask=mask.long()).last_hidden_state  # (batch, time, hidden)
         return self.classifier(self.dropout(self.pool(hidden, mask)))  # (batch, num_classes)
-
-
-def load_pretrained(name_or_path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """The configuration (plain dict) and weights of a pretrained encoder: a hub id or a folder
-    saved with `save_pretrained` (never fetched for a folder, nor under HF_HUB_OFFLINE)."""
-    encoder = load_pretrained_model(name_or_path)
-    config = encoder.config.to_dict()
-    return ({key: value for key, value in config.items() if key not in ("architectures", "_name_or_path")},
-            encoder.state_dict())
 
 
 def load_pretrained_weights(model: PretrainedClassifier, weights: dict[str, torch.Tensor]) -> None:

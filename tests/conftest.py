@@ -89,7 +89,7 @@ def write_trec(data_dir: str, train_count: int = 240, test_count: int = 60) -> s
 
 @pytest.fixture(scope="session", autouse=True)
 def teacher_cache_in_a_temp_folder(tmp_path_factory) -> None:
-    """Distillation's view tables (utils.distill) go to a temp folder, never the user's cache."""
+    """Distillation's view tables (utils.train.distill) go to a temp folder, never the user's cache."""
     os.environ["TEACHER_CACHE_DIR"] = str(tmp_path_factory.mktemp("teacher_cache"))
 
 
@@ -171,7 +171,7 @@ def interrupt_after_commit(monkeypatch, epoch: int) -> None:
     """Make a run receive SIGINT (like Ctrl-C) right after it commits `epoch`."""
     import signal
 
-    from utils.run_folder import RunFolder
+    from utils.storage.run_folder import RunFolder
 
     real_commit = RunFolder.commit
 
@@ -180,3 +180,44 @@ def interrupt_after_commit(monkeypatch, epoch: int) -> None:
         if state["epoch"] == epoch:
             os.kill(os.getpid(), signal.SIGINT)
     monkeypatch.setattr(RunFolder, "commit", commit_then_interrupt)
+
+
+def image_args(data_dir: str, out_dir: str, *extra: str) -> list[str]:
+    """Flags of a quick image run (2 epochs) on a tiny data folder."""
+    return ["--data-dir", data_dir, "--out-dir", out_dir, "--epochs", "2", "--val-size", "40", "--batch-size", "32",
+            "--no-progress", "--no-tensorboard", *extra]
+
+
+def text_args(data_dir: str, out_dir: str, *extra: str) -> list[str]:
+    """Flags of a quick text run (2 epochs) on a tiny data folder."""
+    return ["--data-dir", data_dir, "--out-dir", out_dir, "--epochs", "2", "--val-size", "40", "--batch-size", "16",
+            "--no-progress", "--no-tensorboard", *extra]
+
+
+@pytest.fixture(scope="session")
+def image_teacher(tmp_path_factory) -> tuple[str, str]:
+    """(data folder, best.pt of a tiny ResNet with flip averaging trained on it)."""
+    import train_cnn
+
+    folder = tmp_path_factory.mktemp("image_teacher")
+    data_dir = write_fashion_mnist(str(folder / "data"))
+    train_cnn.main(image_args(data_dir, str(folder / "teacher"), "--model", "resnet", "--width", "4", "--depth", "8",
+                              "--tta", "--epochs", "3", "--lr", "3e-3"))
+    return data_dir, str(folder / "teacher" / "best.pt")
+
+
+@pytest.fixture(scope="session")
+def text_teacher(tmp_path_factory) -> tuple[str, str]:
+    """(data folder, best.pt of a small Transformer trained well on the synthetic questions)."""
+    import train_transformer
+
+    folder = tmp_path_factory.mktemp("text_teacher")
+    data_dir = write_trec(str(folder / "data"))
+    train_transformer.main(text_args(data_dir, str(folder / "teacher"), "--epochs", "10", "--embed-dim", "32",
+                                     "--ff-dim", "64", "--lr", "3e-3", "--warmup-epochs", "1"))
+    return data_dir, str(folder / "teacher" / "best.pt")
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    """True when two state dicts hold the same names and bit-identical tensors."""
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

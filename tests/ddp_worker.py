@@ -14,8 +14,8 @@ from torch.nn.parallel import DistributedDataParallel
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data.image_batches import ImageBatches  # noqa: E402
 from models import build_model  # noqa: E402
-from utils.engine import Trainer, train_one_epoch  # noqa: E402
-from utils.optim import build_optimizer, lr_schedule  # noqa: E402
+from utils.train.engine import Trainer, train_one_epoch  # noqa: E402
+from utils.train.optim import build_optimizer, lr_schedule  # noqa: E402
 from utils.runtime import init_runtime, seed_everything, shutdown  # noqa: E402
 
 
@@ -36,7 +36,7 @@ def main() -> None:
     optimizer = build_optimizer("sgd", model.parameters(), lr=0.1)
     trainer = Trainer(wrapped, optimizer, runtime, lr_schedule("none", 0.1, 10),
                       torch.amp.GradScaler("cpu", enabled=False))
-    train_one_epoch(trainer, batches, 1, progress=False)
+    train_one_epoch(trainer, batches, 1)
     torch.save({"model": model.state_dict(), "steps": trainer.step,
                 "examples": batches.example_order().tolist()},
                os.path.join(out_dir, f"rank{runtime.rank}.pt"))

@@ -23,10 +23,12 @@ import train_rnn
 import train_transformer
 from conftest import write_fashion_mnist, write_trec
 from data.trec import read_label_file
-from utils import report
-from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.config import ConfigError, TrainConfig, option, parse_config
-from utils.inference import image_to_fashion_mnist, read_image
+from utils.report import cli as report
+from utils.storage.checkpoint import load_checkpoint, save_checkpoint
+from utils.storage.run_folder import load_saved_config
+from utils.config import TrainConfig, option, parse_config
+from utils.errors import ConfigError
+from utils.serve.inputs import image_to_fashion_mnist, read_image
 
 
 def exit_code(main, argv) -> int:
@@ -75,7 +77,9 @@ FLAG_CASES = [  # (script, flags, what the one line must say)
     (train_dnn, ["--hidden1-size", "0"], "--hidden1-size must be in [1, 65536]"),
     (train_dnn, ["--batch-size", "0"], "--batch-size must be in [1, 1.04858e+06]"),
     (train_rnn, ["--embed-dim", "-3"], "--embed-dim must be in [1, 16384]"),
-    (train_rnn, ["--word-dropout", "1.5"], "--word-dropout must be in [0, 1)"),
+    (train_rnn, ["--word-dropout", "0.1"], "--word-dropout was removed: dropout on the embeddings"),
+    (train_rnn, ["--activation=gelu"], "--activation was removed: only the image models have --activation"),
+    (train_transformer, ["--batch-norm"], "--batch-norm was removed: only the image models have --batch-norm"),
     (train_rnn, ["--val-size", "0"], "--val-size must be >= 1"),
     (train_rnn, ["--max-length", "0"], "--max-length must be in [1, 100000]"),
     (train_rnn, ["--num-layers", "0"], "--num-layers must be in [1, 64]"),
@@ -83,20 +87,20 @@ FLAG_CASES = [  # (script, flags, what the one line must say)
     (train_rnn, ["--resume", "/no/such/run"], "cannot resume: /no/such/run is not a run folder"),
     (train_rnn, ["--eval-only"], "--eval-only needs --checkpoint"),
     (train_cnn, ["--model", "resnet", "--depth", "10"], "--depth: a ResNet's depth must be 6n + 2"),
-    (train_cnn, ["--tta"], "--tta averages a resnet's outputs: add --model resnet"),
+    (train_cnn, ["--tta"], "--tta has no effect with --model cnn: it is for --model resnet"),
+    (train_cnn, ["--depth", "14"], "--depth has no effect with --model cnn: it is for --model resnet"),
+    (train_cnn, ["--model", "resnet", "--conv1-channels", "8"], "--conv1-channels has no effect with --model resnet"),
+    (train_cnn, ["--preset", "best", "--batch-norm"], "--batch-norm has no effect with --model resnet"),
+    (train_rnn, ["--tokenizer", "teacher"], "--tokenizer teacher reads the texts as the --teacher does: add --teacher"),
     (train_cnn, ["--random-erasing", "1.5"], "--random-erasing must be in [0, 1]"),
     (train_cnn, ["--ema", "1"], "--ema must be in [0, 1)"),
     (train_rnn, ["--distill-weight", "2"], "--distill-weight must be in [0, 1]"),
     (train_rnn, ["--temperature", "0"], "--temperature must be > 0"),
     (train_rnn, ["--teacher", "/no/such/teacher.pt"], "--teacher /no/such/teacher.pt: no such file"),
-    (train_rnn, ["--perturbation", "mask-ngram"], "--perturbation mask-ngram has no effect without --perturbed-copies"),
-    (train_transformer, ["--perturbation", "delete"], "add --perturbed-copies"),
-    (train_rnn, ["--perturbed-copies", "2", "--perturbation", "swap"], "--perturbation swap needs --swap-neighbours"),
-    (train_rnn, ["--perturbed-copies", "2", "--swap-neighbours", "m"],
-     "--swap-neighbours has no effect with --perturbation delete: use swap or delete-swap"),
+    (train_rnn, ["--perturbation", "mask-ngram"], "--perturbation was removed: --perturbed-copies drop words"),
+    (train_rnn, ["--perturbed-copies", "2", "--swap-neighbours", "m"], "--swap-neighbours was removed"),
     (train_rnn, ["--temperature", "2"], "--temperature 2.0 has no effect without --teacher: add --teacher"),
-    (train_cnn, ["--distill-loss", "mse"], "--distill-loss mse has no effect without --teacher"),
-    (train_rnn, ["--distill-loss", "l1"], "argument --distill-loss: invalid choice: 'l1'"),
+    (train_cnn, ["--distill-loss", "mse"], "--distill-loss was removed: the teacher's term is the KL divergence"),
     (train_cnn, ["--no-augment", "--crop-padding", "1"], "--crop-padding 1 has no effect without --augment: add"),
     (train_dnn, ["--no-augment", "--crop-padding", "1"], "--crop-padding 1 has no effect without --augment"),
     (train_dnn, ["--preset", "fast", "--crop-padding", "3"], "--crop-padding 3 has no effect without --augment"),
@@ -128,7 +132,7 @@ def test_a_flag_needs_its_switch_only_when_given_on_the_command_line(tmp_path):
     # a preset or a resumed run may set it with the switch off: only the user's own flags are checked
     assert parse_config(SwitchAndKnob, ["--preset", "far"], "", {"far": {"knob": 3}}).knob == 3
     (tmp_path / "config.json").write_text(json.dumps({"knob": 4, "switch": False}))
-    assert parse_config(SwitchAndKnob, ["--resume", str(tmp_path)], "").knob == 4
+    assert parse_config(SwitchAndKnob, ["--resume", str(tmp_path)], "", saved_config=load_saved_config).knob == 4
 
 
 def test_presets_with_augmentation_switched_off_by_hand_still_parse():

@@ -16,8 +16,8 @@ from conftest import ROOT, torchrun
 from data.image_batches import ImageBatches
 from data.sampling import shard
 from data.text import TextBatches
-from utils.checkpoint import load_checkpoint
-from utils.config import ConfigError
+from utils.storage.checkpoint import load_checkpoint
+from utils.errors import ConfigError
 from utils.runtime import cpu_bf16_native, select_device, select_precision
 
 
@@ -41,6 +41,7 @@ def test_loaders_shard_by_rank():
     assert sorted(torch.cat(text_parts).tolist()) == list(range(10))
 
 
+@pytest.mark.xdist_group("torchrun")  # one torchrun at a time: each takes a free port
 def test_two_processes_match_one_process_with_double_batch(tmp_path):
     two, one = tmp_path / "two", tmp_path / "one"
     two.mkdir(), one.mkdir()
@@ -57,11 +58,13 @@ def test_two_processes_match_one_process_with_double_batch(tmp_path):
         assert torch.allclose(rank0["model"][name], single["model"][name], atol=1e-6), name
 
 
+@pytest.mark.xdist_group("torchrun")  # one torchrun at a time: each takes a free port
 def test_a_failing_rank_fails_the_whole_run(tmp_path):
     result = torchrun([os.path.join("tests", "ddp_worker.py"), str(tmp_path), "8", "fail"], timeout=120)
     assert result.returncode != 0 and "rank 1 fails on purpose" in result.stderr
 
 
+@pytest.mark.xdist_group("torchrun")  # one torchrun at a time: each takes a free port
 def test_torchrun_script_writes_one_run_folder(fashion_dir, tmp_path):
     out = tmp_path / "outputs" / "run"
     result = torchrun(["train_dnn.py", "--data-dir", fashion_dir, "--out-dir", str(out), "--epochs", "2",

@@ -14,9 +14,11 @@ from torch import nn
 from conftest import ROOT, separable_images
 from data.image_batches import ImageBatches
 from models import build_model
-from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.engine import NonFiniteLoss, Trainer, evaluate, fit, train_one_epoch
-from utils.optim import build_optimizer, lr_schedule
+from utils.errors import CheckpointError
+from utils.storage.checkpoint import load_checkpoint, save_checkpoint
+from utils.errors import NonFiniteLoss
+from utils.train.engine import Trainer, evaluate, fit, train_one_epoch
+from utils.train.optim import build_optimizer, lr_schedule
 from utils.runtime import Runtime
 
 CPU = Runtime(torch.device("cpu"), "fp32")
@@ -38,10 +40,10 @@ def test_loss_falls_on_separable_data():
     model = build_model("dnn", hidden_sizes=(32, 32))
     trainer = make_trainer(model)
     batches = separable_batches()
-    first = train_one_epoch(trainer, batches, 1, progress=False)
+    first = train_one_epoch(trainer, batches, 1)
     for epoch in range(2, 6):
         batches.set_epoch(epoch)
-        last = train_one_epoch(trainer, batches, epoch, progress=False)
+        last = train_one_epoch(trainer, batches, epoch)
     assert last["train_loss"] < 0.5 * first["train_loss"]
     assert evaluate(model, separable_batches(shuffle=False), CPU)["acc"] > 0.9
 
@@ -52,7 +54,7 @@ def test_optimizer_steps_once_per_batch():
     calls = []
     trainer.optimizer.register_step_post_hook(lambda optimizer, args, kwargs: calls.append(1))
     batches = separable_batches(count=100, batch_size=32)
-    train_one_epoch(trainer, batches, 1, progress=False)
+    train_one_epoch(trainer, batches, 1)
     assert len(calls) == len(batches) == trainer.step == 4
 
 
@@ -67,7 +69,7 @@ def test_non_finite_loss_names_epoch_and_step():
 
     trainer = make_trainer(Exploding())
     with pytest.raises(NonFiniteLoss, match="at epoch 3, step 1"):
-        train_one_epoch(trainer, separable_batches(), 3, progress=False)
+        train_one_epoch(trainer, separable_batches(), 3)
 
 
 def test_fit_stops_early_with_patience():
@@ -75,7 +77,7 @@ def test_fit_stops_early_with_patience():
     model = build_model("dnn", hidden_sizes=(8, 8))
     trainer = make_trainer(model, lr=0.0)  # nothing improves after epoch 1
     outcome = fit(trainer, separable_batches(), separable_batches(shuffle=False), model, epochs=10, patience=2,
-                  progress=False, log=lambda message: None)
+                  say=lambda message: None)
     assert outcome["stopped_early"] and outcome["best_epoch"] == 1 and trainer.step == 3 * 7
 
 
@@ -115,14 +117,14 @@ def test_checkpoint_round_trip_reproduces_outputs_exactly(tmp_path):
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     path = tmp_path / "bad.pt"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot be read"):
+    with pytest.raises(CheckpointError, match="cannot be read"):
         load_checkpoint(str(path))
 
 
 WRITER = """
 import sys, torch
 sys.path.insert(0, {root!r})
-from utils.checkpoint import save_checkpoint
+from utils.storage.checkpoint import save_checkpoint
 step = 0
 while True:
     step += 1
@@ -162,7 +164,7 @@ def test_an_epoch_with_non_finite_validation_loss_is_never_the_best():
     model = NaNWhenEvaluating()
     outcomes = []
     result = fit(make_trainer(model), separable_batches(), separable_batches(shuffle=False), model, epochs=2,
-                 progress=False, log=lambda message: None,
+                 say=lambda message: None,
                  on_epoch_end=lambda metrics, outcome: outcomes.append((metrics["val_loss"], outcome["is_best"])))
     assert all(math.isnan(loss) and not is_best for loss, is_best in outcomes)
     assert result["best_epoch"] == 0
@@ -172,5 +174,5 @@ def test_a_resumed_early_stop_trains_nothing_more():
     model = build_model("dnn", hidden_sizes=(8, 8))
     trainer = make_trainer(model)
     result = fit(trainer, separable_batches(), separable_batches(shuffle=False), model, epochs=5, start_epoch=3,
-                 best_epoch=1, best_val_acc=0.5, stopped_early=True, progress=False, log=lambda message: None)
+                 best_epoch=1, best_val_acc=0.5, stopped_early=True, say=lambda message: None)
     assert trainer.step == 0 and result == {"best_epoch": 1, "best_val_acc": 0.5, "stopped_early": True}

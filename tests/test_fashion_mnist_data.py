@@ -11,7 +11,7 @@ import torch
 from conftest import idx_bytes, separable_images, write_fashion_mnist
 from data import DataError
 from data.fashion_mnist import load_fashion_mnist, parse_idx
-from data.image_batches import ImageBatches, random_crop_and_flip
+from data.image_batches import ImageBatches, random_crop_and_flip, random_erase
 
 
 def test_idx_round_trip_gzip_and_plain(tmp_path):
@@ -114,7 +114,7 @@ def test_crop_and_flip_keep_content_and_shape():
 def test_crop_padding_flag_reaches_the_training_batches(fashion_dir):
     from train_dnn import DNNConfig
     from utils.runtime import Runtime
-    from utils.tasks import image_data
+    from utils.kinds import image_data
 
     runtime = Runtime(torch.device("cpu"), "fp32")
     for padding in (0, 3):
@@ -125,3 +125,16 @@ def test_crop_padding_flag_reaches_the_training_batches(fashion_dir):
         originals = train.images[train.example_order()[:len(inputs)]].float().div(255).sub(train.mean).div(train.std)
         mirrored_only = all(torch.equal(x[0], o) or torch.equal(x[0], o.flip(-1)) for x, o in zip(inputs, originals))
         assert mirrored_only == (padding == 0)
+
+
+def test_random_erasing_erases_one_rectangle_in_about_p_of_the_images():
+    images = torch.zeros(2000, 28, 28, dtype=torch.uint8)
+    erased = random_erase(images, 0.5, torch.Generator().manual_seed(0))
+    changed = (erased != 0).flatten(1).any(1)
+    assert 0.45 < changed.float().mean() < 0.55
+    for image in erased[changed][:200]:
+        rows, cols = (image != 0).any(1).nonzero(), (image != 0).any(0).nonzero()
+        height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        assert height * width <= 0.45 * 28 * 28  # one box of at most ~40% of the image
+    unchanged = random_erase(images[:10], 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(unchanged, images[:10])

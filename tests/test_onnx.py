@@ -10,11 +10,12 @@ from PIL import Image
 import export
 import predict
 from conftest import tiny_bert_config, write_trec
+from utils.pretrained import load_subword_tokenizer
 from data.tokenization import SubwordTokenizer, WordTokenizer
 from data.text import build_vocabulary
 from models import build_model
-from utils.checkpoint import save_checkpoint
-from utils.onnx_export import BATCH_SIZES
+from utils.storage.checkpoint import save_checkpoint
+from utils.serve.onnx_export import BATCH_SIZES
 
 WORDS = ["who", "wrote", "hamlet", "?", "where", "is", "paris", "what", "a", "tiger"]
 IMAGE_META = {"mean": 0.286, "std": 0.353, "image_size": 28}
@@ -36,7 +37,7 @@ def checkpoint_of(name: str, kwargs: dict, folder, tiny_pretrained: str) -> str:
     if name in IMAGE_MODELS:
         task, names, meta, model_kwargs = "fashion_mnist", [str(i) for i in range(10)], IMAGE_META, dict(kwargs)
     else:
-        tokenizer = (SubwordTokenizer.from_pretrained(tiny_pretrained) if name == "pretrained"
+        tokenizer = (load_subword_tokenizer(tiny_pretrained) if name == "pretrained"
                      else WordTokenizer(build_vocabulary([WORDS])))
         task, names, meta = "trec", ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"], {
             "tokenizer": tokenizer.state(), "max_length": 32}

@@ -13,10 +13,10 @@ from PIL import Image
 import predict
 import train_cnn
 import train_rnn
-from utils import report
-from utils.checkpoint import save_checkpoint
-from utils.inference import image_to_fashion_mnist
-from utils.metrics import classification_report, confusion_matrix
+from utils.report import cli as report
+from utils.storage.checkpoint import save_checkpoint
+from utils.serve.inputs import image_to_fashion_mnist
+from utils.report.metrics import classification_report, confusion_matrix
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ import torch
 import train_cnn
 import train_dnn
 import train_rnn
-from conftest import interrupt_after_commit
-from utils.checkpoint import load_checkpoint, read_jsonl
+from conftest import interrupt_after_commit, same_weights
+from utils.storage.checkpoint import load_checkpoint
+from utils.storage.files import read_jsonl
 
 RUN_FILES = {"config.json", "metrics.jsonl", "last.pt", "best.pt", "summary.json", "predictions.json",
              "report.json", "curves.png", "confusion_matrix.png"}
@@ -161,3 +162,14 @@ def test_preset_sets_defaults_and_flags_win(fashion_dir, tmp_path):
     train_dnn.main(image_args(fashion_dir, out, "--preset", "fast", "--batch-size", "16"))
     config = json.load(open(os.path.join(out, "config.json")))
     assert config["scheduler"] == "onecycle" and config["batch_size"] == 16 and config["epochs"] == 1
+
+
+def test_ema_weights_are_the_ones_validated_and_saved(fashion_dir, tmp_path):
+    data_dir = fashion_dir
+    summary = train_cnn.main(image_args(data_dir, str(tmp_path / "run"), "--ema", "0.8", "--epochs", "2"))
+    last = load_checkpoint(str(tmp_path / "run" / "last.pt"))
+    best = load_checkpoint(str(tmp_path / "run" / "best.pt"))
+    averaged = {k[len("module."):]: v for k, v in last["ema"].items() if k.startswith("module.")}
+    assert not same_weights(averaged, last["model"])  # the average is not the last weights
+    if summary["best_epoch"] == 2:
+        assert same_weights(best["model"], averaged)

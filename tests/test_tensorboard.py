@@ -8,9 +8,9 @@ import pytest
 
 import train_dnn
 from conftest import Killed, interrupt_after_commit
-from utils.checkpoint import read_jsonl
-from utils.run_folder import RunFolder
-from utils.tensorboard_log import EPOCH_SCALARS
+from utils.storage.files import read_jsonl
+from utils.storage.run_folder import RunFolder
+from utils.train.tensorboard import EPOCH_SCALARS
 
 
 def events(run_dir: str):

@@ -6,12 +6,20 @@ import os
 import pytest
 import torch
 
+import train_rnn
+from conftest import text_args
 from data import DataError
 from data.bundle import split_train_val
-from data.tasks import trec_bundle
+from data.builtin import trec_bundle
 from data.text import PAD, UNK, TextBatches, build_vocabulary, tokenize
 from data.tokenization import tokenizer_from_meta
 from data.trec import load_trec_files, parse_line, questions_from_hub_rows, read_label_file
+from utils.config import parse_config
+from utils.kinds import text_data
+from utils.runtime import Runtime
+from utils.storage.checkpoint import load_checkpoint
+
+CPU = Runtime(torch.device("cpu"), "fp32")
 
 
 def test_parse_line_keeps_coarse_and_fine():
@@ -110,8 +118,8 @@ def test_split_seed_fixes_the_validation_questions_whatever_the_seed(trec_dir):
 
 def test_a_recurrent_model_reads_subword_ids_with_tokenizer(trec_dir, tiny_pretrained, tmp_path, capsys):
     import train_rnn
-    from utils.checkpoint import load_checkpoint
-    from utils.inference import load_for_inference
+    from utils.storage.checkpoint import load_checkpoint
+    from utils.serve.predictor import load_for_inference
     common = ["--data-dir", trec_dir, "--epochs", "1", "--val-size", "40", "--no-progress", "--no-tensorboard"]
     train_rnn.main([*common, "--out-dir", str(tmp_path / "run"), "--tokenizer", tiny_pretrained])
     checkpoint = load_checkpoint(str(tmp_path / "run" / "best.pt"))
@@ -121,8 +129,24 @@ def test_a_recurrent_model_reads_subword_ids_with_tokenizer(trec_dir, tiny_pretr
     model, _ = load_for_inference(str(tmp_path / "run" / "best.pt"))  # a predictor rebuilds the same tokenizer
     assert model.embedding.num_embeddings == tokenizer.vocab_size
 
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:
-        train_rnn.main([*common, "--out-dir", str(tmp_path / "x"), "--tokenizer", tiny_pretrained,
-                        "--word-dropout", "0.1"])
-    assert stop.value.code == 2 and "leave it out with --tokenizer" in capsys.readouterr().err
+
+def test_perturbed_copies_are_ordered_subsets_and_the_same_for_every_tokenizer(text_teacher):
+    import random
+
+    from data.text import delete_words
+    rng = random.Random(0)
+    for text in ("What is the capital of France ?", "Who ?"):
+        for _ in range(50):
+            words, copy = text.split(), delete_words(text, rng).split()
+            assert copy and all(word in words for word in copy)
+            positions = [words.index(word) for word in copy]
+            assert positions == sorted(positions)
+    data_dir, teacher = text_teacher
+    config = parse_config(train_rnn.RNNConfig, text_args(data_dir, "unused", "--perturbed-copies", "2"), "")
+    plain = text_data(parse_config(train_rnn.RNNConfig, text_args(data_dir, "unused"), ""), CPU)
+    words = [text_data(config, CPU), text_data(config, CPU)]
+    teachers_view = text_data(config, CPU, load_checkpoint(teacher)["meta"])  # through the teacher's tokenizer
+    assert words[0].train.num_examples == teachers_view.train.num_examples == 3 * plain.train.num_examples
+    assert torch.equal(words[0].train.token_ids, words[1].train.token_ids)  # the seed fixes the copies
+    assert words[0].model_kwargs["vocab_size"] == plain.model_kwargs["vocab_size"]  # vocabulary of the originals
+    assert torch.equal(words[0].train.labels[:plain.train.num_examples], plain.train.labels)

@@ -12,9 +12,10 @@ import torch
 import predict
 import train_transformer
 from conftest import SHARED_MODELS, shared_data_or_skip
+from utils.pretrained import load_subword_tokenizer
 from data.tokenization import SubwordTokenizer, WordTokenizer, tokenizer_from_meta
-from utils.checkpoint import load_checkpoint
-from utils.optim import lr_schedule
+from utils.storage.checkpoint import load_checkpoint
+from utils.train.optim import lr_schedule
 
 
 def args(data_dir: str, out_dir: str, *extra: str) -> list[str]:
@@ -32,7 +33,7 @@ def test_from_scratch_learns_the_synthetic_questions(trec_dir, tmp_path):
 
 
 def test_subword_tokenizer_round_trips_through_plain_types(tiny_pretrained):
-    tokenizer = SubwordTokenizer.from_pretrained(tiny_pretrained)
+    tokenizer = load_subword_tokenizer(tiny_pretrained)
     ids, cut = tokenizer.encode("Who wrote Hamlet ?", max_length=64)
     assert ids[0] != ids[-1] and len(ids) == 6 and not cut  # [CLS] who wrote hamlet ? [SEP]
     short, cut = tokenizer.encode("Who wrote Hamlet ?", max_length=4)

@@ -11,31 +11,35 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
-from utils.checkpoint import CheckpointError, read_json
+from utils.errors import ConfigError
 
 DATA_DIR_ENV = "CLASSIFY_DATA_DIR"
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
-
-
-class ConfigError(ValueError):
-    """A flag value that cannot be used; the message says which and why."""
+NO_PRESET = "none"  # --preset none: no preset, not even an implied one
+REMOVED_FLAGS = {  # flags of experiments whose results did not justify keeping them: flag -> what to do instead
+    "--distill-loss": "the teacher's term is the KL divergence",
+    "--word-dropout": "dropout on the embeddings (--dropout) regularises the recurrent models",
+    "--perturbation": "--perturbed-copies drop words at random",
+    "--swap-neighbours": "--perturbed-copies drop words at random",
+    "--activation": "only the image models have --activation",
+    "--batch-norm": "only the image models have --batch-norm",
+}
 
 
 def option(default: Any, help: str, choices: Sequence[str] | None = None, *, minimum: float | None = None,
            maximum: float | None = None, above: float | None = None, below: float | None = None,
-           needs: str | None = None, absent: Any = None) -> Any:
+           needs: str | tuple[str, Any] | None = None) -> Any:
     """A dataclass field that carries its help text and its allowed values (choices, or a range:
     `minimum`/`maximum` inclusive, `above`/`below` exclusive). The range is shown in `--help` and
     checked by `validate`, so the two cannot drift apart. Floats must also be finite.
 
-    `needs` names the field this one only matters with (e.g. "augment"): giving this flag on the
-    command line while that one is off (false, 0 or empty) is an error. `absent` is the value a run
-    saved before this field existed behaved as, which `--resume` restores when the script's
-    default has changed since."""
+    `needs` names the field this one only matters with (e.g. "augment"), or a (field, value) pair
+    (e.g. ("model", "resnet")): giving this flag on the command line while that field is off (false,
+    0 or empty), or has another value, is an error."""
     bounds = {"minimum": minimum, "maximum": maximum, "above": above, "below": below}
-    return field(default=default, metadata={"help": help, "choices": choices, "needs": needs, "absent": absent,
+    return field(default=default, metadata={"help": help, "choices": choices, "needs": needs,
                                             "bounds": {k: v for k, v in bounds.items() if v is not None}})
 
 
@@ -74,6 +78,11 @@ def validation_split(config: dict[str, Any]) -> tuple[int, int]:
     return (config.get("seed", 0) if split_seed is None or split_seed < 0 else split_seed), config.get("val_size", 0)
 
 
+def split_seed_of(config: Any) -> int:
+    """The seed that draws a config's training/validation split (--split-seed, else --seed)."""
+    return validation_split(dataclasses.asdict(config))[0]
+
+
 def default_data_dir() -> str:
     """The data folder: $CLASSIFY_DATA_DIR if set, else `datasets/` beside the packages."""
     return os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
@@ -86,6 +95,10 @@ class TrainConfig:
     task: ClassVar[str] = ""  # the data set its scripts train on, as checkpoints name it
     # the flags that decide a run's examples (and their order): a resume must keep them
     data_flags: ClassVar[tuple[str, ...]] = ("seed", "split_seed", "val_size", "limit_train")
+    # --precision auto trains in bf16 on a CPU with native bf16 from this batch size on (None: never)
+    cpu_bf16_min_batch: ClassVar[int | None] = None
+    # (field, preset): without --preset, the preset of the first field set on the command line ("": always)
+    implied_presets: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     # optimisation
     epochs: int = option(10, "number of training epochs (total, also when resuming)", minimum=1, maximum=100_000)
@@ -113,12 +126,7 @@ class TrainConfig:
                                    needs="teacher")
     temperature: float = option(4.0, "with --teacher: temperature T that softens both models' outputs", above=0,
                                 needs="teacher")
-    distill_loss: str = option("kl", "with --teacher: the teacher's term, the KL divergence above or the mean "
-                               "squared difference of the logits (mse, Tang et al. 2019; no temperature)",
-                               ["kl", "mse"], needs="teacher")
     # model
-    activation: str = option("relu", "activation function", ["relu", "gelu"])
-    batch_norm: bool = option(False, "batch normalisation after each hidden layer")
     dropout: float = option(0.0, "dropout probability before the classifier layers", minimum=0, below=1)
     # data
     data_dir: str = option("", f"data folder (default: ${DATA_DIR_ENV} or ./datasets); e.g. ../shared/data")
@@ -142,7 +150,8 @@ class TrainConfig:
     resume: str = option("", "continue the run in this folder from its last.pt")
     eval_only: bool = option(False, "only evaluate --checkpoint on the test set and write the report")
     checkpoint: str = option("", "checkpoint for --eval-only")
-    preset: str = option("", "named recipe that sets several defaults at once (see README)")
+    preset: str = option("", "named recipe that sets several defaults at once (see README); 'none': the "
+                         "script's own defaults, also where flags imply a preset")
     progress: bool = option(True, "show a progress bar per epoch")
     tensorboard: bool = option(True, "also write TensorBoard event files into the run folder")
 
@@ -150,32 +159,12 @@ class TrainConfig:
         """Arguments of the model taken from these flags (each script says which)."""
         return {}
 
-    def cpu_bf16_helps(self) -> bool:
-        """Whether --precision auto may train this model in bf16 on a CPU with native bf16."""
-        return False
-
-    def augments_inputs(self) -> bool:
-        """Whether training inputs change from epoch to epoch (a teacher must then see each batch)."""
-        return False
+    def pretrained_source(self) -> str:
+        """The pretrained encoder (hub id or folder) whose weights start the model ('' for none)."""
+        return ""
 
     def check(self) -> None:
         """Raise ConfigError for a combination of this script's flags that cannot work (default: none)."""
-
-    def split_seed_or_seed(self) -> int:
-        """The seed that draws the training/validation split."""
-        return validation_split(dataclasses.asdict(self))[0]
-
-    def encoder_lr_fraction(self) -> float:
-        """The learning rate of a model's `encoder` as a fraction of --lr (1: no difference)."""
-        return 1.0
-
-    def initialise(self, model: Any) -> None:
-        """Fill a new model's weights before training, e.g. from a pretrained encoder (default: keep)."""
-
-    @classmethod
-    def implied_preset(cls, flags: dict[str, Any]) -> str:
-        """The preset that flags on the command line imply when no --preset is given ('' for none)."""
-        return ""
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -213,22 +202,41 @@ def build_parser(config_class: type, description: str, defaults: dict[str, Any] 
     return parser
 
 
+def refuse_removed_flags(config_class: type, argv: Sequence[str]) -> None:
+    """Raise ConfigError naming a flag of REMOVED_FLAGS given in `argv` that `config_class` lacks."""
+    own = {"--" + spec.name.replace("_", "-") for spec in dataclasses.fields(config_class)}
+    for argument in argv:
+        flag = argument.split("=", 1)[0]
+        if flag in REMOVED_FLAGS and flag not in own:
+            raise ConfigError(f"{flag} was removed: {REMOVED_FLAGS[flag]}")
+
+
+def implied_preset(config_class: type, given: set[str], flags: dict[str, Any]) -> str:
+    """The preset that the fields `given` on the command line imply (see TrainConfig.implied_presets)."""
+    return next((preset for name, preset in config_class.implied_presets
+                 if not name or (name in given and flags.get(name))), "")
+
+
 def parse_config(config_class: type, argv: Sequence[str] | None, description: str,
-                 presets: dict[str, dict[str, Any]] | None = None) -> Any:
+                 presets: dict[str, dict[str, Any]] | None = None,
+                 saved_config: Callable[[str], dict[str, Any]] = lambda run_dir: {}) -> Any:
     """Parse `argv` into a `config_class`, applying `--preset` and `--resume` defaults first.
 
     Order of precedence, lowest first: dataclass defaults, the preset, the resumed run's saved
-    config, flags given in `argv`.
+    config (`saved_config(run_dir)`), flags given in `argv`.
     """
     presets = presets or {}
+    refuse_removed_flags(config_class, argv or [])
     first = build_parser(config_class, description, preset_names=list(presets)).parse_args(argv)
     defaults: dict[str, Any] = {}
     if first.resume:
-        defaults.update(with_absent_fields(config_class, load_saved_config(first.resume)))
-    preset = first.preset or defaults.get("preset", "") or config_class.implied_preset(vars(first))
-    if preset:
+        fields = {spec.name for spec in dataclasses.fields(config_class)}
+        defaults.update({key: value for key, value in saved_config(first.resume).items() if key in fields})
+    preset = (first.preset or defaults.get("preset", "")
+              or implied_preset(config_class, flags_given(config_class, argv), vars(first)))
+    if preset and preset != NO_PRESET:
         if preset not in presets:
-            raise ConfigError(f"unknown preset {preset!r}; choose from: {', '.join(sorted(presets)) or 'none'}")
+            raise ConfigError(f"unknown preset {preset!r}; choose from: {', '.join([*sorted(presets), NO_PRESET])}")
         defaults = {**presets[preset], **defaults, "preset": preset}
     if first.resume:
         defaults["resume"] = first.resume
@@ -242,32 +250,6 @@ def flags_given(config_class: type, argv: Sequence[str] | None) -> set[str]:
     """Names of the fields whose flags `argv` sets itself (not through a default, preset or resume)."""
     unset = {spec.name: argparse.SUPPRESS for spec in dataclasses.fields(config_class)}
     return set(vars(build_parser(config_class, "", unset).parse_args(argv)))
-
-
-def with_absent_fields(config_class: type, saved: dict[str, Any]) -> dict[str, Any]:
-    """A saved config with each field it predates set to that field's `absent` value (see `option`)."""
-    if not saved:
-        return saved
-    absent = {spec.name: field_metadata(config_class, spec.name).get("absent")
-              for spec in dataclasses.fields(config_class) if spec.name not in saved}
-    return {**{name: value for name, value in absent.items() if value is not None}, **saved}
-
-
-def load_saved_config(run_dir: str) -> dict[str, Any]:
-    """The config.json saved in `run_dir`, as a dict; {} for a run killed before it saved one
-    (the flags on the command line then describe it)."""
-    if not os.path.isdir(run_dir):
-        raise ConfigError(f"cannot resume: {run_dir} is not a run folder")
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(path):
-        return {}
-    try:
-        saved = read_json(path)
-    except CheckpointError as error:
-        raise ConfigError(f"cannot resume: {error}") from error
-    if not isinstance(saved, dict):
-        raise ConfigError(f"cannot resume: {path} does not hold a config object")
-    return saved
 
 
 def validate(config: TrainConfig, given: set[str] | frozenset[str] = frozenset()) -> None:
@@ -287,7 +269,13 @@ def validate(config: TrainConfig, given: set[str] | frozenset[str] = frozenset()
             raise ConfigError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
     for name in sorted(given):
         needed = field_metadata(type(config), name).get("needs")
-        if needed and not getattr(config, needed):
+        if isinstance(needed, tuple):
+            key, value = needed
+            if getattr(config, key) != value:
+                flag, other = (f"--{part.replace('_', '-')}" for part in (name, key))
+                raise ConfigError(f"{flag} has no effect with {other} {getattr(config, key)}: it is for "
+                                  f"{other} {value}")
+        elif needed and not getattr(config, needed):
             flag, other = (f"--{key.replace('_', '-')}" for key in (name, needed))
             raise ConfigError(f"{flag} {getattr(config, name)} has no effect without {other}: add {other}")
     if config.eval_only and not config.checkpoint:

@@ -1,16 +1,18 @@
-"""Device, precision, seeding and torch.distributed set-up."""
+"""Device, precision, seeding, torch.distributed set-up, and stopping on signals."""
 from __future__ import annotations
 
 import contextlib
 import os
 import random
+import signal
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from utils.config import ConfigError
+from utils.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -123,3 +125,24 @@ def shutdown(runtime: Runtime) -> None:
     """Leave the process group, if any."""
     if runtime.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[Callable[[], bool]]:
+    """While active, SIGINT and SIGTERM only raise a flag, checked by the engine after each step."""
+    requested = []
+    previous = {}
+
+    def handler(signum, frame):
+        requested.append(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+    try:
+        yield lambda: bool(requested)
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

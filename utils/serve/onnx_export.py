@@ -18,15 +18,11 @@ import torch
 from torch import nn
 
 from models.rnn import RecurrentClassifier
-from utils.checkpoint import one_line
+from utils.errors import one_line
 
 OPSET = 17
 TOLERANCE = 1e-4  # largest allowed |logit difference| between onnxruntime and PyTorch (float32)
 BATCH_SIZES = (1, 7, 64)
-
-
-class ExportError(ValueError):
-    """An export that failed, or whose file does not compute what the model computes."""
 
 
 class TextGraph(nn.Module):

@@ -1,4 +1,4 @@
-"""Atomic file writes, always-valid JSON, and checkpoints that hold plain types only.
+"""Atomic file writes and always-valid JSON.
 
 Every file a run writes goes through `atomic_write`: the content is written to a temporary file
 beside the target (`NAME.<pid>.<random>.tmp`), flushed to disk, then moved onto the target in one
@@ -10,26 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import re
 import secrets
-import zipfile
 from typing import Any, Callable
 
-import torch
-from torch import nn
-
-from models import build_model
+from utils.errors import CheckpointError, WriteError, one_line
 
 TEMP_FILE = re.compile(r"\.\d+\.[0-9a-f]{8}\.tmp$")  # the end of atomic_write's temporary file names
-
-
-class WriteError(OSError):
-    """A file could not be written (disk full, read-only folder, ...); the previous file is kept."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit its model; the message names the file."""
 
 
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
@@ -49,7 +36,7 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         os.replace(tmp_path, path)
     except BaseException as error:
         remove_quietly(tmp_path)
-        if isinstance(error, (OSError, RuntimeError)) and not isinstance(error, WriteError):
+        if isinstance(error, (OSError, RuntimeError)):
             # torch.save reports a full disk as a RuntimeError
             raise WriteError(f"cannot write {path}: {one_line(error)}; the previous file is kept") from error
         raise
@@ -61,12 +48,6 @@ def remove_quietly(path: str) -> None:
         os.remove(path)
     except OSError:
         pass
-
-
-def one_line(error: BaseException | str) -> str:
-    """An error message folded onto one line (exception type when the message is empty)."""
-    text = str(error).strip() or (type(error).__name__ if isinstance(error, BaseException) else "")
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def json_safe(obj: Any) -> Any:
@@ -129,49 +110,3 @@ def read_jsonl(path: str) -> list[dict]:
                 raise CheckpointError(f"{path}, line {number}: not JSON ({error.msg}); the file is truncated "
                                       "or was edited") from error
     return rows
-
-
-def save_checkpoint(path: str, state: dict[str, Any]) -> None:
-    """Save a dict of plain types and tensors with torch.save, atomically."""
-    atomic_write(path, lambda tmp_path: torch.save(state, tmp_path))
-
-
-def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely (weights_only=True: no arbitrary unpickling).
-
-    A missing file raises FileNotFoundError; one that is corrupt, truncated, not a checkpoint or
-    holds anything but tensors and plain types raises CheckpointError, in one line.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "unsupported global" not in str(error).lower():  # garbage rather than a forbidden class
-            raise CheckpointError(f"checkpoint {path} cannot be read: it is truncated, corrupt or not a "
-                                  "PyTorch file") from error
-        # torch's message here suggests loading untrusted code; we never do, so it is not repeated
-        raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain types "
-                              "and is refused (only weights-only checkpoints are loaded)") from error
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError,
-            MemoryError) as error:
-        raise CheckpointError(f"checkpoint {path} cannot be read: it is truncated, corrupt or not a "
-                              f"PyTorch file ({type(error).__name__})") from error
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
-    return checkpoint
-
-
-def model_from_checkpoint(checkpoint: dict[str, Any], device: torch.device | str = "cpu",
-                          path: str = "the checkpoint") -> nn.Module:
-    """Rebuild the model a checkpoint was saved from, with its weights, in eval mode.
-
-    A checkpoint whose parts do not fit together raises CheckpointError naming `path`.
-    """
-    try:
-        model = build_model(checkpoint["model_name"], **checkpoint["model_kwargs"])
-        model.load_state_dict(checkpoint["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
-        raise CheckpointError(f"{path} does not describe a model of this repository that its weights fit "
-                              f"({type(error).__name__}: {one_line(error)[:200]})") from error
-    return model.to(device).eval()

@@ -1,4 +1,4 @@
-"""Turn a run's settings into a DataBundle for each data set."""
+"""The two built-in data sets, FashionMNIST and TREC, as DataBundles."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,8 +10,7 @@ from data import DataError
 from data.bundle import DataBundle, split_train_val
 from data.fashion_mnist import CLASS_NAMES, MEAN, STD, load_fashion_mnist
 from data.image_batches import ImageBatches
-from data.neighbours import pretrained_neighbours
-from data.text import SWAPS, TextBatches, make_perturbation, tokenize
+from data.text import TextBatches, delete_words
 from data.tokenization import TextTokenizer, WordTokenizer, encode_all
 from data.trec import COARSE_LABELS, Question, load_trec_files, load_trec_hub
 
@@ -45,17 +44,15 @@ def fashion_mnist_bundle(data_dir: str, *, batch_size: int, eval_batch_size: int
 def trec_bundle(data_dir: str, *, source: str, labels: str, batch_size: int, eval_batch_size: int, val_size: int,
                 seed: int, min_freq: int, bucket: bool, device: torch.device, rank: int = 0, world_size: int = 1,
                 limit_train: int = 0, max_length: int = 64, tokenizer: TextTokenizer | None = None,
-                perturbed_copies: int = 0, perturbation: str = "delete", swap_neighbours: str = "",
-                split_seed: int | None = None) -> DataBundle:
+                perturbed_copies: int = 0, split_seed: int | None = None) -> DataBundle:
     """TREC questions as bucketed batches of token ids; `labels` is "coarse" (6) or "fine" (50).
 
     `tokenizer` (a checkpoint's, or a pretrained model's) turns questions into ids; without one,
     a word vocabulary is built from the training part only. Questions are cut to `max_length`
     tokens, so that one huge line cannot blow up the padded tensors; the notes say how many were.
-    `perturbed_copies` adds that many copies of each training question changed by `perturbation`
-    (a name in data.text.PERTURBATIONS; the same copies for the same seed, whatever the tokenizer),
-    e.g. for a teacher to label; the swaps take each word's neighbours from the input embeddings of
-    the pretrained model `swap_neighbours`. `split_seed` draws the validation questions (default: `seed`).
+    `perturbed_copies` adds that many copies of each training question with words dropped at random
+    (`delete_words`; the same copies for the same seed, whatever the tokenizer), for a teacher to
+    label. `split_seed` draws the validation questions (default: `seed`).
     """
     splits = load_trec_hub() if source == "hub" else load_trec_files(data_dir)
     full_train, test = splits["train"], splits["test"]
@@ -74,11 +71,7 @@ def trec_bundle(data_dir: str, *, source: str, labels: str, batch_size: int, eva
     val_part = [full_train[i] for i in val_idx.tolist()]
     tokenizer = tokenizer or WordTokenizer.build((q.text for q in train_part), min_freq)
     rng = random.Random(seed)
-    neighbours = None
-    if perturbed_copies and perturbation in SWAPS:
-        neighbours = pretrained_neighbours(swap_neighbours, {w for q in train_part for w in tokenize(q.text)})
-    perturb = make_perturbation(perturbation, neighbours)
-    train_part += [dataclasses.replace(q, text=perturb(q.text, rng))
+    train_part += [dataclasses.replace(q, text=delete_words(q.text, rng))
                    for _ in range(perturbed_copies) for q in train_part]
     notes = []
 

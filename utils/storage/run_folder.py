@@ -23,8 +23,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from utils.checkpoint import (TEMP_FILE, CheckpointError, json_safe, load_checkpoint, read_json, read_jsonl,
-                              remove_quietly, save_checkpoint, save_json, write_jsonl)
+from utils.errors import CheckpointError, ConfigError, RunFolderError
+from utils.storage.checkpoint import FORMAT, best_view, load_checkpoint, save_checkpoint
+from utils.storage.files import TEMP_FILE, json_safe, read_json, read_jsonl, remove_quietly, save_json, write_jsonl
 
 try:
     import fcntl
@@ -32,19 +33,23 @@ except ImportError:  # Windows: no advisory locks; the folder is then not protec
     fcntl = None
 
 LAST, BEST, METRICS, CONFIG, SUMMARY, LOCK = "last.pt", "best.pt", "metrics.jsonl", "config.json", "summary.json", ".lock"
-FORMAT = 2  # version of the commit record's layout
-TRAINING_ONLY_KEYS = ("optimizer", "scaler", "best_model", "ema", "history", "step", "stopped_early")
 
 
-class RunFolderError(ValueError):
-    """A run folder that cannot be used as asked (in use, holds another run, not writable)."""
-
-
-def best_view(state: dict[str, Any]) -> dict[str, Any]:
-    """best.pt's content: the best weights and what a predictor needs, from a commit record."""
-    view = {key: value for key, value in state.items() if key not in TRAINING_ONLY_KEYS}
-    view.update(model=state["best_model"], epoch=state["best_epoch"], val_acc=state["best_val_acc"])
-    return view
+def load_saved_config(run_dir: str) -> dict[str, Any]:
+    """The config.json saved in `run_dir`, as a dict; {} for a run killed before it saved one
+    (the flags on the command line then describe it)."""
+    if not os.path.isdir(run_dir):
+        raise ConfigError(f"cannot resume: {run_dir} is not a run folder")
+    path = os.path.join(run_dir, CONFIG)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        saved = read_json(path)
+    except CheckpointError as error:
+        raise ConfigError(f"cannot resume: {error}") from error
+    if not isinstance(saved, dict):
+        raise ConfigError(f"cannot resume: {path} does not hold a config object")
+    return saved
 
 
 class RunFolder:
@@ -157,7 +162,7 @@ class RunFolder:
         if state["best_epoch"]:
             try:
                 stamped = load_checkpoint(self.file(BEST)).get("epoch")
-            except (FileNotFoundError, CheckpointError):
+            except CheckpointError:
                 stamped = None
             self._best_epoch_on_disk = stamped
         expected = json_safe(state["history"])

@@ -2,7 +2,8 @@
 
 `train_one_epoch` and `evaluate` take plain values; `fit` loops over epochs and calls back after
 each one so the caller can save checkpoints. Batches are `(inputs, targets)`, where inputs is a
-tensor or a tuple of tensors (token ids and lengths).
+tensor or a tuple of tensors (token ids and lengths). Metrics go to one sink (utils.train.logger.
+RunLog), reported once per LOG_EVERY steps and once per epoch.
 """
 from __future__ import annotations
 
@@ -15,21 +16,15 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from utils.optim import set_lr
+from utils.errors import Interrupted, NonFiniteLoss
 from utils.runtime import Runtime, all_reduce_sum, autocast, epoch_seed, seed_everything
+from utils.train.logger import RunLog
+from utils.train.losses import distillation_loss
+from utils.train.optim import set_lr
 
 
-LOG_EVERY = 20  # optimizer steps between two reports of the running loss (progress bar, step log)
-
-
-class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or infinite; the message names the epoch and step."""
-
-
-class Interrupted(RuntimeError):
-    """Training stopped on request (SIGINT/SIGTERM) after the current step."""
+LOG_EVERY = 20  # optimizer steps between two reports of the running loss to the run's log
 
 
 @dataclass
@@ -45,11 +40,9 @@ class Trainer:
     grad_clip: float = 0.0
     step: int = 0
     should_stop: Callable[[], bool] = field(default=lambda: False)
-    on_step_loss: Callable[[int, float], None] | None = None  # gets (step, loss) every LOG_EVERY steps
     after_step: Callable[[], None] | None = None  # runs after each optimizer step (e.g. a weight average)
     distill_weight: float = 0.0  # weight of the teacher's term, for batches that carry teacher logits
     temperature: float = 1.0
-    distill_loss: str = "kl"  # how the student's logits are compared with the teacher's: "kl" or "mse"
 
 
 def to_device(inputs: Any, device: torch.device) -> Any:
@@ -64,25 +57,6 @@ def batch_size_of(targets: torch.Tensor) -> int:
     return int(targets.shape[0])
 
 
-def distillation_loss(logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None,
-                      weight: float, temperature: float, label_smoothing: float = 0.0,
-                      kind: str = "kl") -> torch.Tensor:
-    """(1 - weight) * cross-entropy(labels) + weight * the teacher's term, the mean over the batch;
-    plain cross-entropy without teacher logits or weight. The teacher's term is
-    T^2 * KL(softmax(teacher/T) || softmax(student/T)) (`kl`, Hinton et al. 2015) or the mean squared
-    difference of the logits themselves (`mse`, Tang et al. 2019; T plays no part)."""
-    hard = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
-    if teacher_logits is None or weight == 0:
-        return hard
-    if kind == "mse":
-        soft = F.mse_loss(logits, teacher_logits)
-    else:
-        soft = temperature ** 2 * F.kl_div(F.log_softmax(logits / temperature, dim=1),
-                                           F.log_softmax(teacher_logits / temperature, dim=1),
-                                           reduction="batchmean", log_target=True)
-    return (1 - weight) * hard + weight * soft
-
-
 def train_step(trainer: Trainer, inputs: Any, targets: torch.Tensor,
                teacher_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step; returns the (detached) mean loss and the logits. With `teacher_logits`
@@ -91,7 +65,7 @@ def train_step(trainer: Trainer, inputs: Any, targets: torch.Tensor,
     with autocast(trainer.runtime):
         logits = trainer.model(inputs)
         loss = distillation_loss(logits.float(), targets, teacher_logits, trainer.distill_weight,
-                                 trainer.temperature, trainer.label_smoothing, trainer.distill_loss)
+                                 trainer.temperature, trainer.label_smoothing)
     trainer.optimizer.zero_grad(set_to_none=True)
     trainer.scaler.scale(loss).backward()
     if trainer.grad_clip > 0:
@@ -116,19 +90,20 @@ def stop_requested(trainer: Trainer) -> bool:
     return stop
 
 
-def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, progress: bool = True) -> dict[str, float]:
+def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, log: RunLog | None = None) -> dict[str, float]:
     """Train on every batch once; returns train_loss, train_acc, lr, seconds, samples_per_s.
 
-    Batches are `(inputs, targets)`, or `(inputs, targets, teacher_logits)` to distil."""
+    Batches are `(inputs, targets)`, or `(inputs, targets, teacher_logits)` to distil. Every LOG_EVERY
+    steps the running loss, the last step's loss and the speed go to `log`."""
+    log = log or RunLog()
     trainer.model.train()
     device = trainer.runtime.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     start = time.perf_counter()
-    bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, unit="batch", dynamic_ncols=True,
-               disable=not (progress and trainer.runtime.is_main))
-    for inputs, targets, *teacher_logits in bar:  # batches of utils.distill.TeacherBatches add teacher logits
+    log.epoch_begins(epoch, len(batches), trainer.step)
+    for inputs, targets, *teacher_logits in batches:  # utils.train.distill.TeacherBatches add teacher logits
         inputs, targets = to_device(inputs, device), targets.to(device, non_blocking=True)
         loss, logits = train_step(trainer, inputs, targets, *teacher_logits)
         if not torch.isfinite(loss):
@@ -139,10 +114,8 @@ def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, progress: b
         correct += (logits.argmax(dim=1) == targets).sum()
         seen += count
         if trainer.step % LOG_EVERY == 0:
-            elapsed = time.perf_counter() - start
-            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", samples_per_s=f"{seen / elapsed:.0f}")
-            if trainer.on_step_loss is not None:
-                trainer.on_step_loss(trainer.step, loss.item())
+            log.step(trainer.step, {"train_loss": loss_sum.item() / seen, "step_loss": loss.item(),
+                                    "samples_per_s": seen / (time.perf_counter() - start)})
         if stop_requested(trainer):
             raise Interrupted(f"stopped during epoch {epoch}")
     seconds = time.perf_counter() - start
@@ -197,20 +170,22 @@ def gather_from_processes(tensors: tuple[torch.Tensor, ...], runtime: Runtime) -
 
 def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model: nn.Module, *,
         epochs: int, seed: int = 0, start_epoch: int = 1, best_val_acc: float = -math.inf, best_epoch: int = 0,
-        patience: int = 0, stopped_early: bool = False, progress: bool = True,
+        patience: int = 0, stopped_early: bool = False, log: RunLog | None = None,
         on_epoch_end: Callable[[dict[str, float], dict[str, Any]], None] = lambda metrics, outcome: None,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+        say: Callable[[str], None] = print) -> dict[str, Any]:
     """Train epochs `start_epoch..epochs`, validating after each; returns the best epoch and accuracy.
 
     Each epoch reseeds the global random generators (dropout) from (seed, epoch, rank), so a run
     resumed after epoch k continues exactly as if it had never stopped.
-    `eval_model` is the unwrapped module (evaluation needs no gradient sync). After each epoch
-    `on_epoch_end(metrics, outcome)` runs, e.g. to commit a checkpoint; `outcome` holds `is_best`,
+    `eval_model` is the unwrapped module (evaluation needs no gradient sync). Each epoch's metrics
+    (with `is_best`) go to `log` once; then `on_epoch_end(metrics, outcome)` runs, e.g. to commit a
+    checkpoint; `outcome` holds `is_best`,
     `best_epoch`, `best_val_acc` and `stopped_early`, so the early-stop decision is committed with
     the epoch that made it. An epoch whose validation loss is not finite is never the best. With
     `patience` > 0, stops when validation accuracy has not improved for that many epochs; a run
-    resumed with `stopped_early` trains no further.
+    resumed with `stopped_early` trains no further. `say` prints the early stop.
     """
+    log = log or RunLog()
     outcome = {"is_best": False, "best_epoch": best_epoch, "best_val_acc": best_val_acc,
                "stopped_early": stopped_early}
     for epoch in range(start_epoch, epochs + 1):
@@ -218,17 +193,15 @@ def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model:
             break
         train_batches.set_epoch(epoch)
         seed_everything(epoch_seed(seed, epoch, trainer.runtime.rank))
-        train_metrics = train_one_epoch(trainer, train_batches, epoch, progress)
+        train_metrics = train_one_epoch(trainer, train_batches, epoch, log)
         val = evaluate(eval_model, val_batches, trainer.runtime)
         metrics = {"epoch": epoch, **train_metrics, "val_loss": val["loss"], "val_acc": val["acc"]}
         is_best = math.isfinite(val["loss"]) and val["acc"] > outcome["best_val_acc"]
         if is_best:
             outcome.update(best_val_acc=val["acc"], best_epoch=epoch)
         outcome.update(is_best=is_best, stopped_early=bool(patience) and epoch - outcome["best_epoch"] >= patience)
+        log.epoch(metrics, is_best, trainer.step)
         on_epoch_end(metrics, dict(outcome))
-        log(f"epoch {epoch:3d}/{epochs}  train loss {metrics['train_loss']:.4f} acc {metrics['train_acc']:.4f}  "
-            f"val loss {metrics['val_loss']:.4f} acc {metrics['val_acc']:.4f}  lr {metrics['lr']:.2e}  "
-            f"{metrics['seconds']:.1f}s {metrics['samples_per_s']:.0f} samples/s" + ("  *best" if is_best else ""))
         if outcome["stopped_early"]:
-            log(f"early stop: validation accuracy has not improved for {patience} epochs")
+            say(f"early stop: validation accuracy has not improved for {patience} epochs")
     return {key: outcome[key] for key in ("best_epoch", "best_val_acc", "stopped_early")}

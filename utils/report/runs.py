@@ -1,20 +1,15 @@
-"""Test reports of a run, and a command that redraws them from the saved files.
-
-    python -m utils.report RUN_DIR [RUN_DIR ...]          # redraw each run's figures and report
-    python -m utils.report RUN_A RUN_B --compare cmp.png  # overlay the learning curves of several runs
-"""
+"""A run's test reports: predictions.json, then the figures, report.json and mistakes drawn from the saved files."""
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from utils.checkpoint import CheckpointError, read_json, read_jsonl, save_json, save_text
-from utils.config import ArgumentParser
-from utils.metrics import classification_report, confusion_matrix, format_report
+from utils.errors import CheckpointError
+from utils.storage.files import read_json, read_jsonl, save_json, save_text
+from utils.report.metrics import classification_report, confusion_matrix, format_report
 
 MAX_IMAGE_MISTAKES = 36
 
@@ -47,7 +42,7 @@ def write_test_report(out_dir: str, test: dict[str, Any], data: Any) -> str:
 
 def draw_run(run_dir: str) -> str:
     """(Re)draw curves.png, confusion_matrix.png, report.json and mistakes.* from saved files."""
-    from utils.plots import plot_confusion, plot_curves, plot_mistakes  # matplotlib only when drawing
+    from utils.report.plots import plot_confusion, plot_curves, plot_mistakes  # matplotlib only when drawing
 
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
     if os.path.exists(metrics_path):
@@ -86,29 +81,3 @@ def read_predictions(path: str) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a predictions file of this repository (it was edited or damaged); "
                               "evaluate the checkpoint again with --eval-only")
     return saved
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: redraw the report of each run folder, optionally overlaying their curves."""
-    from utils.cli import run_tool
-
-    def run() -> None:
-        parser = ArgumentParser(description="Redraw run reports without retraining.")
-        parser.add_argument("run_dirs", nargs="+", help="run folders holding metrics.jsonl and predictions.json")
-        parser.add_argument("--compare", default="", help="also write one PNG overlaying all runs' curves "
-                            "(its folder is created if needed)")
-        args = parser.parse_intermixed_args(argv)
-        for run_dir in args.run_dirs:
-            if not os.path.exists(os.path.join(run_dir, "predictions.json")):
-                raise CheckpointError(f"{run_dir} has no predictions.json (not a finished run folder)")
-            print(f"== {run_dir}\n{draw_run(run_dir)}")
-        if args.compare:
-            from utils.plots import plot_curves
-            plot_curves({os.path.basename(d.rstrip("/")): read_jsonl(os.path.join(d, "metrics.jsonl"))
-                         for d in args.run_dirs}, args.compare)
-            print(f"wrote {args.compare}")
-    return run_tool(run)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 
 Scalars are plotted against the optimizer step: the training loss every few steps, and per
 epoch (at the epoch's last step) the train/validation loss and accuracy, learning rate and
-samples/s. Epoch scalars are flushed to disk just before the epoch is committed (utils.run_folder),
+samples/s. Epoch scalars are flushed to disk just before the epoch is committed (utils.storage.run_folder),
 and a resumed run opens its writer with `purge_step` = the committed step + 1, so TensorBoard
 drops whatever a killed run wrote after its last commit: the curves continue with no duplicate
 steps. At the end: the run's hyperparameters with its final accuracies (the HParams view) and
@@ -21,27 +21,30 @@ FIGURES = {"curves.png": "figures/learning_curves", "confusion_matrix.png": "fig
 
 
 class TensorBoardLog:
-    """One run's TensorBoard writer (main process only)."""
+    """One run's TensorBoard writer (main process only), a subscriber of the run's log (utils.train.logger)."""
 
     def __init__(self, run_dir: str, resumed_step: int | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter  # imported only when logging is on
 
         self.run_dir = run_dir
+        self.last_step = resumed_step or 0
         self.writer = SummaryWriter(run_dir, purge_step=None if resumed_step is None else resumed_step + 1)
 
-    def train_step(self, step: int, loss: float) -> None:
-        """The training loss of one step (the engine calls this every few steps)."""
-        self.writer.add_scalar("loss/train_step", loss, step)
+    def step(self, step: int, metrics: dict[str, float]) -> None:
+        """The training loss of one step (reported every few steps)."""
+        self.writer.add_scalar("loss/train_step", metrics["step_loss"], step)
 
-    def epoch(self, metrics: dict[str, float], step: int) -> None:
+    def epoch(self, metrics: dict[str, float], is_best: bool, step: int) -> None:
         """An epoch's metrics at its last step; on disk when this returns (before the commit)."""
         for key, tag in EPOCH_SCALARS.items():
             if key in metrics:
                 self.writer.add_scalar(tag, metrics[key], step)
         self.writer.flush()
+        self.last_step = step
 
-    def finish(self, config: dict[str, Any], results: dict[str, float], step: int) -> None:
+    def finish(self, config: dict[str, Any], results: dict[str, float]) -> None:
         """The hyperparameters with the final accuracies, and the run's figures; then close."""
+        step = self.last_step
         hparams = {key: value for key, value in config.items()
                    if isinstance(value, (bool, int, float, str)) and value not in ("", None)}
         self.writer.add_hparams(hparams, {f"hparam/{key}": value for key, value in results.items()},

@@ -9,7 +9,7 @@ matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from utils.checkpoint import atomic_write  # noqa: E402
+from utils.storage.files import atomic_write  # noqa: E402
 
 
 def save_figure(figure: plt.Figure, path: str) -> None:

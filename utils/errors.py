@@ -1,0 +1,109 @@
+"""The project's own errors, and the rule that turns them into one line and an exit code.
+
+Exit codes: 0 success, 2 bad input (flags, data, checkpoints, files, folders), 3 a non-finite
+loss, 130 an interruption (Ctrl-C or SIGTERM). Only the error classes below, the data errors of
+`data`, running out of memory and operating-system errors that name a file are expected failures:
+they print `error: ...` on one line. Anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+import torch
+
+from data import DataError
+
+EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_INTERRUPTED = 2, 3, 130
+
+
+class ProjectError(Exception):
+    """An expected failure whose message says what is wrong and what to do; exits with `exit_code`."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ConfigError(ProjectError):
+    """A flag value, or a combination of flags, that cannot be used; the message says which and why."""
+
+
+class CheckpointError(ProjectError):
+    """A checkpoint or saved file that cannot be read or does not fit its model; the message names the file."""
+
+
+class RunFolderError(ProjectError):
+    """A run folder that cannot be used as asked (in use, holds another run, not writable)."""
+
+
+class WriteError(ProjectError):
+    """A file could not be written (disk full, read-only folder, ...); the previous file is kept."""
+
+
+class InputError(ProjectError):
+    """An input to classify that cannot be read; the message says which and why."""
+
+
+class ExportError(ProjectError):
+    """An export that failed, or whose file does not compute what the model computes."""
+
+
+class PretrainedError(ProjectError):
+    """A pretrained model or tokenizer that cannot be had; the message says why and what to do."""
+
+
+class NonFiniteLoss(ProjectError):
+    """The loss became NaN or infinite; the message names the epoch and step."""
+
+    exit_code = EXIT_NON_FINITE
+
+
+class Interrupted(ProjectError):
+    """Training stopped on request (SIGINT/SIGTERM) after the current step."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+OUT_OF_MEMORY = "out of memory: try a smaller --batch-size or --eval-batch-size"
+
+
+def one_line(error: BaseException | str) -> str:
+    """An error message folded onto one line (exception type when the message is empty)."""
+    text = str(error).strip() or (type(error).__name__ if isinstance(error, BaseException) else "")
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def exit_code_and_message(error: BaseException) -> tuple[int, str] | None:
+    """The exit code and one-line message of an expected failure; None for a bug."""
+    if isinstance(error, ProjectError):
+        return error.exit_code, one_line(error)
+    if isinstance(error, DataError):
+        return EXIT_BAD_INPUT, one_line(error)
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return EXIT_BAD_INPUT, f"{OUT_OF_MEMORY}: {one_line(error)}" if str(error).strip() else OUT_OF_MEMORY
+    if isinstance(error, OSError) and error.filename is not None:  # a file the user named, or a full disk
+        return EXIT_BAD_INPUT, one_line(error)
+    return None
+
+
+def one_line_errors(run: Callable[[], Any]) -> Any:
+    """Call `run()`; an expected failure prints `error: ...` (one line) and exits with its code."""
+    try:
+        return run()
+    except BaseException as error:
+        mapped = None if isinstance(error, SystemExit) else exit_code_and_message(error)
+        if mapped is None:
+            raise
+        code, message = mapped
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(code) from None
+
+
+def run_tool(run: Callable[[], Any]) -> int:
+    """Call `run()` for a tool that returns an exit code: 0, or that of its one-line error."""
+    try:
+        one_line_errors(run)
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
+    return 0

@@ -1,0 +1,1 @@
+"""Test reports of runs: metrics, figures, and `python -m utils.report` to redraw them."""

@@ -1,0 +1,1 @@
+"""Classifying with a trained model: input preprocessing, predictors, ONNX export and verification."""

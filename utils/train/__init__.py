@@ -1,0 +1,1 @@
+"""The training engine and everything around one run: losses, optimizers, logging, distillation, resume checks."""

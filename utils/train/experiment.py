@@ -1,0 +1,120 @@
+"""What every training script does: parse its flags, then train with checkpoints, test the best model
+and report (or, with --eval-only, evaluate a checkpoint). The top of the stack: scripts call
+`run_script`; the steps of a training run are utils.train.training_run's."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Sequence, Union
+
+from models import count_parameters
+from utils.config import TrainConfig, parse_config
+from utils.errors import CheckpointError, ConfigError, Interrupted, one_line_errors
+from utils.report.runs import write_test_report
+from utils.runtime import Runtime, init_runtime, seed_everything, shutdown
+from utils.storage.checkpoint import check_predictor_checkpoint, load_checkpoint, model_from_checkpoint
+from utils.storage.files import save_json
+from utils.storage.run_folder import RunFolder, load_saved_config
+from utils.train.engine import evaluate
+from utils.train.training_run import MakeData, run_log, set_up, test_and_report, train_epochs
+
+# flags that say where to look and how to compute, not what a checkpoint was trained on
+COMMAND_LINE_ONLY = {"data_dir", "device", "precision", "eval_batch_size", "out_dir", "eval_only", "checkpoint",
+                     "resume", "progress", "source", "tensorboard"}
+ModelName = Union[str, Callable[[TrainConfig], str]]  # a fixed model, or one the flags choose
+
+
+def run_script(config_class: type, description: str, argv: Sequence[str] | None, *, script_name: str,
+               model_name: ModelName, make_data: MakeData, presets: dict[str, dict[str, Any]] | None = None
+               ) -> dict[str, Any]:
+    """Parse `argv` into `config_class`, run the experiment and return its summary.
+
+    Bad input (flags, data, checkpoints), a non-finite loss or an interruption prints one
+    `error: ...` line to stderr and exits non-zero (SystemExit) instead of a traceback.
+    """
+    def run() -> dict[str, Any]:
+        config = parse_config(config_class, argv, description, presets, saved_config=load_saved_config)
+        return run_experiment(config, script_name, model_name, make_data)
+    return one_line_errors(run)
+
+
+def default_run_dir(script_name: str) -> str:
+    """A new folder runs/<script>-<timestamp> (with a suffix if that name is taken)."""
+    base = os.path.join("runs", f"{script_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    path, suffix = base, 1
+    while os.path.exists(path):
+        suffix += 1
+        path = f"{base}-{suffix}"
+    return path
+
+
+def cpu_bf16_helps(config: TrainConfig) -> bool:
+    """Whether --precision auto may train this model in bf16 on a CPU with native bf16."""
+    return config.cpu_bf16_min_batch is not None and config.batch_size >= config.cpu_bf16_min_batch
+
+
+def run_experiment(config: TrainConfig, script_name: str, model_name: ModelName, make_data: MakeData,
+                   log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train (or with --eval-only, evaluate) as `config` says; returns the run summary."""
+    model_name = model_name(config) if callable(model_name) else model_name
+    runtime = init_runtime(config.device, config.precision, cpu_bf16_helps(config))
+    say = log if runtime.is_main else (lambda message: None)
+    try:
+        seed_everything(config.seed)
+        if config.eval_only:
+            return evaluate_checkpoint(config, make_data, runtime, say)
+        return train(config, script_name, model_name, make_data, runtime, say)
+    finally:
+        shutdown(runtime)
+
+
+def evaluate_checkpoint(config: TrainConfig, make_data: MakeData, runtime: Runtime,
+                        say: Callable[[str], None]) -> dict[str, Any]:
+    """Evaluate --checkpoint on the test set and write the report beside it (or to --out-dir)."""
+    checkpoint = load_checkpoint(config.checkpoint)
+    check_predictor_checkpoint(checkpoint, config.checkpoint)
+    if not isinstance(checkpoint.get("config"), dict):
+        raise CheckpointError(f"{config.checkpoint} is not a checkpoint of this repository: it has no config")
+    if checkpoint["task"] != config.task:
+        raise ConfigError(f"{config.checkpoint} is a {checkpoint['task']} checkpoint, not {config.task}")
+    # data settings (label set, split) come from the run that made the checkpoint; where to look
+    # and how to compute come from this command line
+    saved = {key: value for key, value in checkpoint["config"].items()
+             if key in vars(config) and key not in COMMAND_LINE_ONLY}
+    data = make_data(dataclasses.replace(config, **saved), runtime, checkpoint["meta"])
+    model = model_from_checkpoint(checkpoint, runtime.device, config.checkpoint)
+    out_dir = config.out_dir or os.path.dirname(os.path.abspath(config.checkpoint))
+    with RunFolder(out_dir, writer=runtime.is_main):  # not while a run writes its reports there
+        test = evaluate(model, data.test, runtime, collect=True)
+        summary = {"checkpoint": config.checkpoint, "test_loss": test["loss"], "test_acc": test["acc"],
+                   "num_params": count_parameters(model), "device": str(runtime.device)}
+        if runtime.is_main:
+            save_json(os.path.join(out_dir, "eval.json"), summary)
+            say(write_test_report(out_dir, test, data))
+            say(f"test accuracy {test['acc']:.4f} (loss {test['loss']:.4f}) of {config.checkpoint}")
+    return summary
+
+
+def train(config: TrainConfig, script_name: str, model_name: str, make_data: MakeData, runtime: Runtime,
+          say: Callable[[str], None]) -> dict[str, Any]:
+    """The training run proper, in a locked run folder; see utils.train.training_run."""
+    run_dir = config.resume or config.out_dir or default_run_dir(script_name)
+    with RunFolder(run_dir, writer=runtime.is_main) as folder:
+        saved_script = folder.saved_config().get("script", script_name) if config.resume else script_name
+        if saved_script != script_name:
+            raise ConfigError(f"{run_dir} is a run of train_{saved_script}.py: resume it with "
+                              f"python train_{saved_script}.py --resume {run_dir}")
+        resumed = folder.open(resume=bool(config.resume))
+        for note in folder.notes:
+            say(note)
+        run, schedule = set_up(config, script_name, model_name, make_data, runtime, folder, resumed, say)
+        log = run_log(run)
+        outcome, wall_seconds = train_epochs(run, schedule, log)
+        try:
+            summary = test_and_report(run, outcome, wall_seconds)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted during the final test; {run.describe_stop()}") from None
+        log.finish(vars(config), {"best_val_acc": summary["best_val_acc"], "test_acc": summary["test_acc"]})
+        log.close()
+        return summary

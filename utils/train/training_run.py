@@ -1,0 +1,205 @@
+"""One training run in a locked run folder, in named steps: set up, train with a commit per epoch, test.
+
+    run = set_up(config, script, make_data, runtime, folder, resumed, say)
+    outcome, wall_seconds = train_epochs(run)
+    summary = test_and_report(run, outcome, wall_seconds)
+
+The run folder (layout, lock, commit step, repair) is utils.storage.run_folder's, the checkpoint's
+contents utils.storage.checkpoint's.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from data.bundle import DataBundle
+from models import build_model, count_parameters, parameter_groups
+from models.transformer import load_pretrained_weights
+from utils.config import TrainConfig
+from utils.errors import Interrupted, NonFiniteLoss
+from utils.pretrained import load_pretrained_encoder
+from utils.report.runs import write_test_report
+from utils.runtime import Runtime, cpu_bf16_native, stop_on_signals
+from utils.storage.checkpoint import (RunIdentity, TrainingState, commit_record, new_progress,
+                                      restore_training_state)
+from utils.storage.files import save_json
+from utils.storage.run_folder import SUMMARY, RunFolder
+from utils.train.distill import attach_teacher
+from utils.train.engine import Trainer, evaluate, fit
+from utils.train.logger import ConsoleLine, History, RunLog
+from utils.train.optim import build_optimizer, lr_schedule
+from utils.train.resume import same_data_or_error, same_model_or_error, same_pretrained_or_error, same_switch_or_error
+from utils.train.tensorboard import TensorBoardLog
+
+MakeData = Callable[[TrainConfig, Runtime, "dict | None"], DataBundle]
+
+
+@dataclass
+class TrainingRun:
+    """Everything a set-up run trains with; `commit_epoch` is called after each epoch."""
+
+    config: TrainConfig
+    runtime: Runtime
+    folder: RunFolder
+    data: DataBundle
+    identity: RunIdentity
+    state: TrainingState
+    say: Callable[[str], None]
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What is validated, tested and saved as best: the weight average with --ema, else the model."""
+        return self.state.ema.module if self.state.ema else self.state.model
+
+    def commit_epoch(self, metrics: dict[str, Any], outcome: dict[str, Any], step: int) -> None:
+        """Record the state after an epoch (its metrics are already in the history) in the run folder."""
+        if outcome["is_best"]:
+            self.state.best_weights = {name: value.detach().clone()
+                                       for name, value in self.eval_model.state_dict().items()}
+        self.state.progress.update(epoch=metrics["epoch"], step=step, best_val_acc=outcome["best_val_acc"],
+                                   best_epoch=outcome["best_epoch"], stopped_early=outcome["stopped_early"])
+        self.folder.commit(commit_record(self.state, self.identity))
+
+    def describe_stop(self) -> str:
+        """What is kept after a stop now, and the command that resumes."""
+        return self.folder.describe(self.state.progress["epoch"], self.identity.script)
+
+
+def model_arguments(config: TrainConfig, data: DataBundle, resumed: dict[str, Any] | None
+                    ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+    """The model's arguments from the flags and the data, and the pretrained weights a new run starts
+    from (None: random). A resumed run takes a pretrained encoder's configuration from its checkpoint."""
+    kwargs = {**config.model_kwargs(), **data.model_kwargs}
+    if not config.pretrained_source():
+        return kwargs, None
+    if resumed:
+        return {**kwargs, "encoder_config": resumed["model_kwargs"].get("encoder_config")}, None
+    encoder = load_pretrained_encoder(config.pretrained_source())
+    return {**kwargs, "encoder_config": encoder.config}, encoder.weights
+
+
+def build_training_state(config: TrainConfig, model: nn.Module, steps_per_epoch: int, runtime: Runtime
+                         ) -> tuple[TrainingState, Callable[[int], float]]:
+    """The optimizer, gradient scaler (active for fp16 only) and weight average around `model`, and the
+    learning rate at each step."""
+    groups = parameter_groups(model, getattr(config, "encoder_lr_scale", 1.0))
+    optimizer = build_optimizer(config.optimizer, groups, config.lr, config.momentum, config.nesterov,
+                                config.weight_decay)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
+    schedule = lr_schedule(config.scheduler, config.lr, config.epochs * steps_per_epoch,
+                           warmup_steps=int(config.warmup_epochs * steps_per_epoch),
+                           step_size=config.step_epochs * steps_per_epoch)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True) if config.ema else None
+    return TrainingState(model, optimizer, scaler, new_progress(), ema=ema), schedule
+
+
+def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: MakeData, runtime: Runtime,
+           folder: RunFolder, resumed: dict[str, Any] | None, say: Callable[[str], None]
+           ) -> tuple[TrainingRun, Callable[[int], float]]:
+    """Data, model, teacher and optimizer of a run, new or continued from the commit record `resumed`."""
+    saved_config = (resumed or {}).get("config") or {}
+    if resumed:
+        same_data_or_error(saved_config, config, folder.path)
+        same_pretrained_or_error(saved_config, config, folder.path)
+    data = make_data(config, runtime, resumed["meta"] if resumed else None)
+    for note in data.notes:
+        say(note)
+    model_kwargs, pretrained_weights = model_arguments(config, data, resumed)
+    if resumed:
+        same_model_or_error(resumed["model_kwargs"], model_kwargs, folder.path)
+        same_switch_or_error("--ema", bool(resumed.get("ema")), bool(config.ema), folder.path)
+        same_switch_or_error("--teacher", bool(resumed.get("teacher")), bool(config.teacher), folder.path)
+    model = build_model(model_name, **model_kwargs)
+    if pretrained_weights is not None:
+        load_pretrained_weights(model, pretrained_weights)
+    model = model.to(runtime.device)
+    if getattr(config, "channels_last", False):
+        model = model.to(memory_format=torch.channels_last)
+    teacher = attach_teacher(config, data, runtime, make_data, resumed and resumed.get("teacher"), say) \
+        if config.teacher else None
+    state, schedule = build_training_state(config, model, len(data.train), runtime)
+    if resumed:
+        restore_training_state(state, resumed, folder.file("last.pt"))
+        say(f"resuming {folder.path} after epoch {state.progress['epoch']} (step {state.progress['step']})")
+    identity = RunIdentity(dict(vars(config)), script_name, model_name, model_kwargs, data.task, data.class_names,
+                           data.meta, teacher)
+    return TrainingRun(config, runtime, folder, data, identity, state, say), schedule
+
+
+def wrap_for_training(model: nn.Module, runtime: Runtime, compile_model: bool) -> nn.Module:
+    """The module to train through: DDP across processes, compiled on request. Checkpoints
+    and evaluation use the plain `model` underneath."""
+    if runtime.distributed:
+        model = DistributedDataParallel(model, device_ids=[runtime.device.index]
+                                        if runtime.device.type == "cuda" else None)
+    return torch.compile(model) if compile_model else model
+
+
+def run_log(run: TrainingRun) -> RunLog:
+    """The run's one metrics sink: the printed line, the history (-> last.pt, metrics.jsonl), TensorBoard."""
+    if not run.runtime.is_main:
+        return RunLog([History(run.state.progress["history"])])
+    subscribers: list[Any] = [ConsoleLine(run.config.epochs, run.say, run.config.progress),
+                              History(run.state.progress["history"])]
+    if run.config.tensorboard:  # on disk before each commit: see utils.train.tensorboard
+        subscribers.append(TensorBoardLog(run.folder.path, run.state.progress["step"] if run.config.resume else None))
+    return RunLog(subscribers)
+
+
+def train_epochs(run: TrainingRun, schedule: Callable[[int], float], log: RunLog) -> tuple[dict[str, Any], float]:
+    """Train the remaining epochs, committing each; returns fit's outcome and the wall-clock seconds."""
+    config, state, progress = run.config, run.state, run.state.progress
+    if progress["epoch"] < config.epochs and not progress["stopped_early"]:
+        run.folder.forget_results()
+    module = wrap_for_training(state.model, run.runtime, config.compile)
+    run.folder.save_config({**vars(config), "script": run.identity.script})
+    run.say(f"run folder {run.folder.path}: {run.identity.model_name} with {count_parameters(state.model):,} "
+            f"parameters on {run.runtime.device} ({run.runtime.precision}, {run.runtime.world_size} "
+            f"process{'es' if run.runtime.distributed else ''}), "
+            f"{run.data.train.num_examples * run.runtime.world_size:,} training examples")
+    with stop_on_signals() as should_stop:
+        trainer = Trainer(module, state.optimizer, run.runtime, schedule, state.scaler, config.label_smoothing,
+                          config.grad_clip, step=progress["step"], should_stop=should_stop,
+                          after_step=(lambda: state.ema.update_parameters(state.model)) if state.ema else None,
+                          distill_weight=config.distill_weight if run.identity.teacher else 0.0,
+                          temperature=config.temperature)
+        start = time.perf_counter()
+        try:
+            outcome = fit(trainer, run.data.train, run.data.val, run.eval_model, epochs=config.epochs,
+                          seed=config.seed, start_epoch=progress["epoch"] + 1, best_val_acc=progress["best_val_acc"],
+                          best_epoch=progress["best_epoch"], patience=config.patience,
+                          stopped_early=progress["stopped_early"], log=log, say=run.say,
+                          on_epoch_end=lambda metrics, outcome: run.commit_epoch(metrics, outcome, trainer.step))
+        except (Interrupted, NonFiniteLoss) as stop:
+            log.close()
+            raise type(stop)(f"{stop}; {run.describe_stop()}") from None
+    return outcome, time.perf_counter() - start
+
+
+def test_and_report(run: TrainingRun, outcome: dict[str, Any], wall_seconds: float) -> dict[str, Any]:
+    """Test the best-on-validation weights once, write the reports, then summary.json; returns the summary."""
+    model, progress, runtime = run.eval_model, run.state.progress, run.runtime
+    if run.state.best_weights is not None:
+        model.load_state_dict(run.state.best_weights)
+    test = evaluate(model, run.data.test, runtime, collect=True)
+    summary = {"best_epoch": outcome["best_epoch"], "best_val_acc": outcome["best_val_acc"],
+               "test_loss": test["loss"], "test_acc": test["acc"], "num_params": count_parameters(model),
+               "train_seconds": sum(m["seconds"] for m in progress["history"]), "wall_seconds": wall_seconds,
+               "epochs_run": progress["epoch"], "stopped_early": outcome["stopped_early"],
+               "device": str(runtime.device), "precision": runtime.precision, "world_size": runtime.world_size,
+               "cpu_bf16_native": cpu_bf16_native(), "run_dir": run.folder.path}
+    if run.identity.teacher:
+        summary["teacher"] = run.identity.teacher
+    if runtime.is_main:
+        run.say(write_test_report(run.folder.path, test, run.data))
+        save_json(run.folder.file(SUMMARY), summary)  # last: its presence marks a finished run
+        run.say(f"test accuracy {test['acc']:.4f} (loss {test['loss']:.4f}) with the best-on-validation weights "
+                f"of epoch {outcome['best_epoch']}; {summary['train_seconds']:.0f}s of training; results in "
+                f"{run.folder.path}")
+    return summary
