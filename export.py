@@ -23,7 +23,8 @@ from data import DataError
 from data.fashion_mnist import load_fashion_mnist
 from data.trec import load_trec_files
 from utils.errors import run_tool
-from utils.config import ArgumentParser, default_data_dir
+from utils.config import default_data_dir
+from utils.flags import ArgumentParser
 from utils.serve.inputs import image_inputs, question_inputs
 from utils.serve.predictor import load_for_inference
 from utils.serve.onnx_export import export, verify

@@ -15,7 +15,8 @@ from typing import Sequence
 from data.fashion_mnist import load_fashion_mnist
 from utils.storage.files import dumps
 from utils.errors import run_tool
-from utils.config import ArgumentParser, default_data_dir
+from utils.config import default_data_dir
+from utils.flags import ArgumentParser
 from utils.errors import InputError
 from utils.serve.inputs import image_inputs, question_inputs, read_image
 from utils.serve.predictor import class_probabilities, load_for_inference

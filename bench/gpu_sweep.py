@@ -28,20 +28,16 @@ $SWEEP_DATA (default ../shared/data); $SWEEP_EXTRA adds flags to every run (e.g.
 bench/results/gpu-sweep-fashion-mnist.json and gpu-sweep-teacher.json hold the H200 runs of the README,
 gpu-sweep-distill.json the H100 runs of `distill` and `students`.
 """
-import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.getcwd())
+from sweep import DATA, OUT, Sweep  # noqa: E402  (bench/ is on the path when this file runs)
 
-OUT = os.environ.get("OUT", "/tmp/out")
-DATA = os.environ.get("SWEEP_DATA", "../shared/data")
-EXTRA = os.environ.get("SWEEP_EXTRA", "").split()
 VAL = int(os.environ.get("SWEEP_VAL", "5000"))
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -69,7 +65,7 @@ TEACHER = ["--model", "resnet", "--tta", "--channels-last", "--optimizer", "sgd"
            "--weight-decay", "5e-4", "--scheduler", "cosine", "--warmup-epochs", "2", "--batch-size", "512",
            "--epochs", "60", "--depth", "20"]
 TEACHERS = {"t_re5": TEACHER + ["--random-erasing", "0.5"], "t_re0": TEACHER}
-# the budget recipe as these students ran it (session 9 changed the preset to a 1-pixel crop and no dropout)
+# the budget recipe as these students ran it (with the 2-pixel crop and dropout 0.25 it had then)
 STUDENT = ["--preset", "budget", "--crop-padding", "2", "--dropout", "0.25", "--batch-size", "256"]
 PATIENT_STUDENTS = {
     "plain50": STUDENT + ["--epochs", "50"],
@@ -81,76 +77,11 @@ PATIENT_STUDENTS = {
     "plain50_drop0": STUDENT + ["--epochs", "50", "--dropout", "0"],
     "kd50_a05_t1_drop0": STUDENT + ["--epochs", "50", "--dropout", "0", "--distill-weight", "0.5",
                                     "--temperature", "1"],
-    # the script's own 50-epoch default since session 9 (batch 64, no batch norm, no dropout, 1-pixel crop):
+    # the script's own 50-epoch default (batch 64, no batch norm, no dropout, 1-pixel crop):
     # 0.9398 +- 0.0017 alone on the CPU
     "default50": [],
     "kd_default50_a05_t1": ["--distill-weight", "0.5", "--temperature", "1"],
 }
-
-
-class Sweep:
-    """Training processes launched at once, their results, and a JSON file that always holds them."""
-
-    def __init__(self, name: str, deadline: float) -> None:
-        self.name, self.deadline, self.start = name, deadline, time.time()
-        self.runs_dir, self.logs_dir = f"/tmp/{name}-runs", f"/tmp/{name}-logs"
-        for folder in (self.runs_dir, self.logs_dir, OUT):
-            os.makedirs(folder, exist_ok=True)
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.results: dict = {"events": []}
-
-    def elapsed(self) -> float:
-        return time.time() - self.start
-
-    def save(self) -> None:
-        self.results["elapsed"] = self.elapsed()
-        with open(os.path.join(OUT, f"{self.name}.json"), "w") as f:
-            json.dump(self.results, f, indent=1)
-
-    def launch(self, run: str, script: str, args: list[str]) -> str:
-        """Start `train_<script>.py ARGS` into its own run folder (fp32, one CPU thread)."""
-        cmd = [sys.executable, f"train_{script}.py", "--data-dir", DATA, "--out-dir", f"{self.runs_dir}/{run}",
-               "--no-progress", "--no-tensorboard", "--precision", "fp32", *args, *EXTRA]
-        self.procs[run] = subprocess.Popen(cmd, stdout=open(f"{self.logs_dir}/{run}.log", "w"),
-                                           stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        self.results["events"].append([round(self.elapsed()), "launch", run, " ".join(args)])
-        self.save()
-        return run
-
-    def collect(self, run: str) -> dict:
-        """A run's summary (if finished), its validation curve and, for a failure, its log's end."""
-        folder, entry = f"{self.runs_dir}/{run}", {"rc": self.procs[run].poll()}
-        if os.path.exists(f"{folder}/summary.json"):
-            entry["summary"] = json.load(open(f"{folder}/summary.json"))
-        if os.path.exists(f"{folder}/metrics.jsonl"):
-            rows = [json.loads(line) for line in open(f"{folder}/metrics.jsonl")]
-            entry["val_acc"] = [round(r["val_acc"], 4) for r in rows]
-            entry["epoch_s"] = round(sum(r["seconds"] for r in rows) / max(len(rows), 1), 2)
-        if entry["rc"] not in (0, None):
-            entry["log_tail"] = open(f"{self.logs_dir}/{run}.log").read()[-300:]
-        return entry
-
-    def wait(self, runs: list[str], until: float) -> None:
-        """Wait until `runs` have ended or `until` seconds have passed; record what they reached."""
-        while any(self.procs[r].poll() is None for r in runs) and self.elapsed() < until:
-            time.sleep(1)
-        for run in runs:
-            self.results.setdefault("runs", {})[run] = self.collect(run)
-        self.save()
-
-    def finish(self, keep: dict[str, str]) -> None:
-        """Kill what still runs, record everything, copy `keep` {source: name} and the logs to $OUT."""
-        for run, proc in self.procs.items():
-            if proc.poll() is None:
-                proc.kill()
-                self.results["events"].append([round(self.elapsed()), "killed", run])
-        self.wait(list(self.procs), self.deadline + 5)
-        for source, name in keep.items():
-            if source and os.path.exists(source):
-                shutil.copy(source, os.path.join(OUT, name))
-        subprocess.run(["tar", "czf", os.path.join(OUT, f"{self.name}.tgz"), "--exclude=*.pt", "--exclude=*.png",
-                        "-C", "/tmp", os.path.basename(self.runs_dir), os.path.basename(self.logs_dir)])
-        self.save()
 
 
 def flip_average_check(run_dir: str) -> dict[str, float]:

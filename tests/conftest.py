@@ -221,3 +221,19 @@ def text_teacher(tmp_path_factory) -> tuple[str, str]:
 def same_weights(a: dict, b: dict) -> bool:
     """True when two state dicts hold the same names and bit-identical tensors."""
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def exit_code(main, argv) -> int:
+    """What the process would exit with: scripts raise SystemExit, tools return their code."""
+    try:
+        return main(argv) or 0
+    except SystemExit as stop:
+        return stop.code
+
+
+def assert_one_error_line(main, argv, capsys, contains: str, code: int = 2) -> None:
+    assert exit_code(main, argv) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: ") and contains in err[0], err[0]
+    assert "Traceback" not in err[0] and "weights_only=False" not in err[0]

@@ -1,4 +1,4 @@
-"""Run under torchrun by tests/test_distributed.py: one engine epoch with DistributedDataParallel.
+"""Run under torchrun by tests/test_distributed.py (and in-process for one process): one engine epoch with DistributedDataParallel.
 
     torchrun --nproc_per_node=2 tests/ddp_worker.py OUT_DIR BATCH_SIZE [fail]
 
@@ -19,10 +19,11 @@ from utils.train.optim import build_optimizer, lr_schedule  # noqa: E402
 from utils.runtime import init_runtime, seed_everything, shutdown  # noqa: E402
 
 
-def main() -> None:
-    out_dir, batch_size = sys.argv[1], int(sys.argv[2])
+def main(argv: list[str]) -> None:
+    """Train one epoch as OUT_DIR BATCH_SIZE [fail] say, in this process's place among the torchrun processes."""
+    out_dir, batch_size = argv[0], int(argv[1])
     runtime = init_runtime("cpu", "fp32")
-    if len(sys.argv) > 3 and runtime.rank == 1:
+    if len(argv) > 2 and runtime.rank == 1:
         raise RuntimeError("rank 1 fails on purpose")
     seed_everything(0)
     torch.set_num_threads(1)
@@ -44,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,5 +1,5 @@
-"""Every script and tool over a table of bad inputs: one `error:` line, the documented exit code, no
-traceback. Plus the odd-but-valid inputs that must simply work."""
+"""Every script and tool over tables of bad data, run folders, checkpoints, images and files: one
+`error:` line, the documented exit code, no traceback. Plus the odd-but-valid inputs that must simply work."""
 from __future__ import annotations
 
 import gzip
@@ -9,9 +9,7 @@ import math
 import os
 import struct
 import zlib
-from dataclasses import dataclass
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -20,31 +18,10 @@ import predict
 import train_cnn
 import train_dnn
 import train_rnn
-import train_transformer
-from conftest import write_fashion_mnist, write_trec
+from conftest import assert_one_error_line, exit_code, write_fashion_mnist, write_trec
 from data.trec import read_label_file
 from utils.report import cli as report
 from utils.storage.checkpoint import load_checkpoint, save_checkpoint
-from utils.storage.run_folder import load_saved_config
-from utils.config import TrainConfig, option, parse_config
-from utils.errors import ConfigError
-from utils.serve.inputs import image_to_fashion_mnist, read_image
-
-
-def exit_code(main, argv) -> int:
-    """What the process would exit with: scripts raise SystemExit, tools return their code."""
-    try:
-        return main(argv) or 0
-    except SystemExit as stop:
-        return stop.code
-
-
-def assert_one_error_line(main, argv, capsys, contains: str, code: int = 2) -> None:
-    assert exit_code(main, argv) == code
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert err[0].startswith("error: ") and contains in err[0], err[0]
-    assert "Traceback" not in err[0] and "weights_only=False" not in err[0]
 
 
 @pytest.fixture(scope="module")
@@ -58,95 +35,6 @@ def runs(tmp_path_factory):
     train_rnn.main(["--data-dir", trec, "--out-dir", rnn, "--epochs", "1", "--val-size", "40", "--no-progress",
                     "--embed-dim", "8", "--hidden-size", "8"])
     return {"fashion": fashion, "trec": trec, "dnn": dnn, "rnn": rnn, "root": root}
-
-
-FLAG_CASES = [  # (script, flags, what the one line must say)
-    (train_cnn, ["--label-smoothing", "2"], "--label-smoothing must be in [0, 1], got 2.0"),
-    (train_cnn, ["--conv1-channels", "0"], "--conv1-channels must be in [1, 4096]"),
-    (train_cnn, ["--lr", "inf"], "--lr must be a finite number"),
-    (train_cnn, ["--lr", "nan"], "--lr must be a finite number"),
-    (train_cnn, ["--lr", "0"], "--lr must be > 0"),
-    (train_cnn, ["--grad-clip", "nan"], "--grad-clip must be a finite number"),
-    (train_cnn, ["--warmup-epochs", "-1"], "--warmup-epochs must be >= 0"),
-    (train_cnn, ["--dropout", "1"], "--dropout must be in [0, 1)"),
-    (train_cnn, ["--momentum", "1.5"], "--momentum must be in [0, 1)"),
-    (train_cnn, ["--seed", "-1"], "--seed must be in [0, 4.29497e+09]"),
-    (train_cnn, ["--epochs", "abc"], "argument --epochs: invalid int value: 'abc'"),
-    (train_cnn, ["--optimizer", "nope"], "argument --optimizer: invalid choice: 'nope'"),
-    (train_cnn, ["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-    (train_dnn, ["--hidden1-size", "0"], "--hidden1-size must be in [1, 65536]"),
-    (train_dnn, ["--batch-size", "0"], "--batch-size must be in [1, 1.04858e+06]"),
-    (train_rnn, ["--embed-dim", "-3"], "--embed-dim must be in [1, 16384]"),
-    (train_rnn, ["--word-dropout", "0.1"], "--word-dropout was removed: dropout on the embeddings"),
-    (train_rnn, ["--activation=gelu"], "--activation was removed: only the image models have --activation"),
-    (train_transformer, ["--batch-norm"], "--batch-norm was removed: only the image models have --batch-norm"),
-    (train_rnn, ["--val-size", "0"], "--val-size must be >= 1"),
-    (train_rnn, ["--max-length", "0"], "--max-length must be in [1, 100000]"),
-    (train_rnn, ["--num-layers", "0"], "--num-layers must be in [1, 64]"),
-    (train_rnn, ["--min-freq", "0"], "--min-freq must be >= 1"),
-    (train_rnn, ["--resume", "/no/such/run"], "cannot resume: /no/such/run is not a run folder"),
-    (train_rnn, ["--eval-only"], "--eval-only needs --checkpoint"),
-    (train_cnn, ["--model", "resnet", "--depth", "10"], "--depth: a ResNet's depth must be 6n + 2"),
-    (train_cnn, ["--tta"], "--tta has no effect with --model cnn: it is for --model resnet"),
-    (train_cnn, ["--depth", "14"], "--depth has no effect with --model cnn: it is for --model resnet"),
-    (train_cnn, ["--model", "resnet", "--conv1-channels", "8"], "--conv1-channels has no effect with --model resnet"),
-    (train_cnn, ["--preset", "best", "--batch-norm"], "--batch-norm has no effect with --model resnet"),
-    (train_rnn, ["--tokenizer", "teacher"], "--tokenizer teacher reads the texts as the --teacher does: add --teacher"),
-    (train_cnn, ["--random-erasing", "1.5"], "--random-erasing must be in [0, 1]"),
-    (train_cnn, ["--ema", "1"], "--ema must be in [0, 1)"),
-    (train_rnn, ["--distill-weight", "2"], "--distill-weight must be in [0, 1]"),
-    (train_rnn, ["--temperature", "0"], "--temperature must be > 0"),
-    (train_rnn, ["--teacher", "/no/such/teacher.pt"], "--teacher /no/such/teacher.pt: no such file"),
-    (train_rnn, ["--perturbation", "mask-ngram"], "--perturbation was removed: --perturbed-copies drop words"),
-    (train_rnn, ["--perturbed-copies", "2", "--swap-neighbours", "m"], "--swap-neighbours was removed"),
-    (train_rnn, ["--temperature", "2"], "--temperature 2.0 has no effect without --teacher: add --teacher"),
-    (train_cnn, ["--distill-loss", "mse"], "--distill-loss was removed: the teacher's term is the KL divergence"),
-    (train_cnn, ["--no-augment", "--crop-padding", "1"], "--crop-padding 1 has no effect without --augment: add"),
-    (train_dnn, ["--no-augment", "--crop-padding", "1"], "--crop-padding 1 has no effect without --augment"),
-    (train_dnn, ["--preset", "fast", "--crop-padding", "3"], "--crop-padding 3 has no effect without --augment"),
-    (train_dnn, ["--crop-padding", "15"], "--crop-padding must be in [0, 14]"),
-]
-
-
-@pytest.mark.parametrize("script,flags,message", FLAG_CASES, ids=[" ".join(c[1]) for c in FLAG_CASES])
-def test_bad_flags(script, flags, message, tmp_path, capsys):
-    assert_one_error_line(script.main, ["--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "o"), *flags],
-                          capsys, message)
-    assert not os.path.exists(tmp_path / "o")  # rejected before anything is written
-
-
-@dataclass
-class SwitchAndKnob(TrainConfig):
-    """A config with a flag that only matters with another one."""
-
-    switch: bool = option(False, "turns the knob on")
-    knob: int = option(1, "with --switch: how far", needs="switch")
-
-
-def test_a_flag_needs_its_switch_only_when_given_on_the_command_line(tmp_path):
-    with pytest.raises(ConfigError, match="--knob 2 has no effect without --switch: add --switch"):
-        parse_config(SwitchAndKnob, ["--knob", "2"], "")
-    with pytest.raises(ConfigError, match="--knob 1 has no effect"):  # the default's value, but typed
-        parse_config(SwitchAndKnob, ["--knob", "1"], "")
-    assert parse_config(SwitchAndKnob, ["--knob", "2", "--switch"], "").knob == 2
-    # a preset or a resumed run may set it with the switch off: only the user's own flags are checked
-    assert parse_config(SwitchAndKnob, ["--preset", "far"], "", {"far": {"knob": 3}}).knob == 3
-    (tmp_path / "config.json").write_text(json.dumps({"knob": 4, "switch": False}))
-    assert parse_config(SwitchAndKnob, ["--resume", str(tmp_path)], "", saved_config=load_saved_config).knob == 4
-
-
-def test_presets_with_augmentation_switched_off_by_hand_still_parse():
-    for script, config_class in ((train_cnn, train_cnn.CNNConfig), (train_dnn, train_dnn.DNNConfig)):
-        for preset in script.PRESETS:
-            config = parse_config(config_class, ["--preset", preset, "--no-augment"], "", script.PRESETS)
-            assert not config.augment
-
-
-def test_help_names_the_ranges(capsys):
-    with pytest.raises(SystemExit) as stop:
-        train_rnn.main(["--help"])
-    assert stop.value.code == 0
-    assert "in [0, 1)" in capsys.readouterr().out
 
 
 def corrupt_gzip(path: str) -> None:
@@ -299,24 +187,6 @@ def test_report_compare_into_a_new_folder(runs, tmp_path):
 
 # ---- odd inputs that must simply work ----------------------------------------------------------------
 
-def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
-    ramp = np.zeros((28, 28), dtype=np.uint16)  # a bright gradient on black: no inversion either way
-    ramp[4:24, 4:24] = np.linspace(20_000, 65_535, 400).reshape(20, 20).astype(np.uint16)
-    path16, path8 = str(tmp_path / "16.png"), str(tmp_path / "8.png")
-    Image.fromarray(ramp).save(path16)
-    Image.fromarray((ramp // 257).astype(np.uint8)).save(path8)
-    assert Image.open(path16).mode.startswith("I")
-    difference = read_image(path16).astype(int) - read_image(path8).astype(int)
-    assert np.abs(difference).max() <= 1  # the same picture, up to rounding
-    assert read_image(path16).max() > 200  # not clipped to white
-
-
-def test_images_of_any_mode_and_shape(tmp_path):
-    for mode, size in (("RGBA", (40, 10)), ("P", (1, 1)), ("1", (3, 300)), ("F", (28, 28)), ("CMYK", (28, 28))):
-        path = str(tmp_path / f"{mode}.tiff")
-        Image.new(mode, size).save(path)
-        assert read_image(path).shape == (28, 28), mode
-
 
 def test_trec_line_breaks_are_only_newlines(tmp_path):
     path = tmp_path / "q.label"
@@ -351,13 +221,6 @@ def test_json_output_stays_valid_with_non_finite_numbers(runs, monkeypatch, caps
     text = capsys.readouterr().out
     assert "NaN" not in text  # json.dumps writes NaN, which is not JSON
     assert all(value is None for value in json.loads(text)["probabilities"].values())
-
-
-def test_photo_of_a_dark_object_on_white_is_inverted():
-    photo = Image.new("L", (50, 30), 255)
-    photo.paste(0, (20, 10, 30, 20))
-    drawn = image_to_fashion_mnist(photo)
-    assert drawn[0, 0] == 0 and drawn[14, 14] > 240  # light object on black, as FashionMNIST draws them
 
 
 def test_a_diverging_run_exits_3_in_one_line(runs, tmp_path, capsys):

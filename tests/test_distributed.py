@@ -1,24 +1,23 @@
 """Sharding, and training across 2 CPU processes with torchrun (gloo), on synthetic data."""
 from __future__ import annotations
 
-import functools
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-import train_cnn
 import train_dnn
-import train_rnn
-from conftest import ROOT, torchrun
+from conftest import image_args, torchrun
 from data.image_batches import ImageBatches
 from data.sampling import shard
 from data.text import TextBatches
-from utils.storage.checkpoint import load_checkpoint
-from utils.errors import ConfigError
-from utils.runtime import cpu_bf16_native, select_device, select_precision
+from utils.config import parse_config
+from utils.kinds import image_data
+from utils.runtime import Runtime
+from utils.storage.checkpoint import load_checkpoint, model_from_checkpoint
+from utils.train.teacher_tables import teacher_view_table
+
+CPU = Runtime(torch.device("cpu"), "fp32")
 
 
 @pytest.mark.parametrize("world_size", [2, 3])
@@ -47,8 +46,8 @@ def test_two_processes_match_one_process_with_double_batch(tmp_path):
     two.mkdir(), one.mkdir()
     result = torchrun([os.path.join("tests", "ddp_worker.py"), str(two), "8"])
     assert result.returncode == 0, result.stderr[-2000:]
-    subprocess.run([sys.executable, os.path.join("tests", "ddp_worker.py"), str(one), "16"], check=True, cwd=ROOT,
-                   env={**os.environ, "PYTHONPATH": ROOT})
+    import ddp_worker
+    ddp_worker.main([str(one), "16"])  # one process with the double batch, here
     rank0, rank1 = (torch.load(two / f"rank{r}.pt", weights_only=True) for r in range(2))
     single = torch.load(one / "rank0.pt", weights_only=True)
     assert not set(rank0["examples"]) & set(rank1["examples"])  # disjoint shards
@@ -65,78 +64,26 @@ def test_a_failing_rank_fails_the_whole_run(tmp_path):
 
 
 @pytest.mark.xdist_group("torchrun")  # one torchrun at a time: each takes a free port
-def test_torchrun_script_writes_one_run_folder(fashion_dir, tmp_path):
-    out = tmp_path / "outputs" / "run"
-    result = torchrun(["train_dnn.py", "--data-dir", fashion_dir, "--out-dir", str(out), "--epochs", "2",
-                       "--val-size", "50", "--batch-size", "16", "--no-progress"])
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.count("test accuracy") == 1  # only rank 0 reports
-    assert os.listdir(tmp_path / "outputs") == ["run"]
-    assert not any(name.endswith(".tmp") for name in os.listdir(out))
-    summary = load_checkpoint(str(out / "last.pt"))
-    assert summary["epoch"] == 2 and not any(k.startswith("module.") for k in summary["model"])
-    resumed = torchrun(["train_dnn.py", "--resume", str(out), "--epochs", "3", "--no-progress"])
+def test_torchrun_writes_one_run_folder_splits_the_teachers_table_and_resumes(image_teacher, tmp_path):
+    data_dir, teacher = image_teacher
+    # 2 views, each classified by one process; fp32, the arithmetic of the table computed alone below
+    extra = ("--teacher", teacher, "--crop-padding", "0", "--precision", "fp32")
+    cache, out = str(tmp_path / "cache"), tmp_path / "outputs" / "run"
+    result = torchrun(["train_dnn.py", *image_args(data_dir, str(out), *extra)], timeout=300, TEACHER_CACHE_DIR=cache)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 views of each of 260 training images once, split among 2 processes" in result.stdout
+    assert sum(line.startswith("test accuracy") for line in result.stdout.splitlines()) == 1  # rank 0 reports
+    assert os.listdir(tmp_path / "outputs") == ["run"] and not any(name.endswith(".tmp") for name in os.listdir(out))
+    last = load_checkpoint(str(out / "last.pt"))
+    assert last["epoch"] == 2 and last["teacher"]["mode"] == "views"
+    assert not any(key.startswith("module.") for key in last["model"])
+    (name,) = os.listdir(cache)
+    config = parse_config(train_dnn.DNNConfig, image_args(data_dir, "unused", *extra), "")
+    alone = teacher_view_table(model_from_checkpoint(load_checkpoint(teacher)), image_data(config, CPU).train, CPU,
+                               config.eval_batch_size)
+    assert torch.allclose(torch.load(os.path.join(cache, name), weights_only=True), alone, atol=1e-5)
+
+    resumed = torchrun(["train_dnn.py", "--resume", str(out), "--epochs", "3"], TEACHER_CACHE_DIR=cache)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "read from" in resumed.stdout  # every process found the table
     assert load_checkpoint(str(out / "last.pt"))["epoch"] == 3
-
-
-def test_device_and_precision_selection():
-    assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert select_precision("auto", torch.device("cpu")) == "fp32"
-    assert select_precision("bf16", torch.device("cpu")) == "bf16"
-    with pytest.raises(ConfigError, match="fp16 needs a GPU"):
-        select_precision("fp16", torch.device("cpu"))
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="no CUDA GPU"):
-            select_device("cuda")
-
-
-def test_compiled_model_checkpoint_loads_into_a_plain_model(fashion_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
-    out = str(tmp_path / "run")
-    train_dnn.main(["--data-dir", fashion_dir, "--out-dir", out, "--epochs", "1", "--val-size", "50",
-                    "--compile", "--precision", "bf16", "--no-progress"])
-    checkpoint = load_checkpoint(os.path.join(out, "best.pt"), map_location="cpu")
-    assert not any(k.startswith("_orig_mod.") for k in checkpoint["model"])
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_run_matches_cpu_accuracy_roughly(fashion_dir, tmp_path):
-    summaries = [train_dnn.main(["--data-dir", fashion_dir, "--out-dir", str(tmp_path / device), "--epochs", "3",
-                                 "--val-size", "50", "--device", device, "--no-progress"])
-                 for device in ("cpu", "cuda")]
-    assert summaries[1]["device"].startswith("cuda")
-    assert abs(summaries[0]["test_acc"] - summaries[1]["test_acc"]) < 0.1
-
-
-def test_auto_precision_takes_native_cpu_bf16_only_for_models_it_speeds_up(monkeypatch):
-    cpu = torch.device("cpu")
-    monkeypatch.setattr("utils.runtime.cpu_bf16_native", lambda: True)
-    assert select_precision("auto", cpu, cpu_bf16=True) == "bf16"
-    assert select_precision("auto", cpu, cpu_bf16=False) == "fp32"
-    monkeypatch.setattr("utils.runtime.cpu_bf16_native", lambda: False)
-    assert select_precision("auto", cpu, cpu_bf16=True) == "fp32"
-
-
-@pytest.mark.parametrize("script,flags,precision", [("dnn", [], "fp32"), ("dnn", ["--batch-size", "128"], "bf16"),
-                                                    ("cnn", [], "bf16"), ("rnn", [], "fp32")])
-def test_auto_precision_on_a_native_bf16_cpu_is_bf16_only_where_it_was_faster(script, flags, precision, fashion_dir,
-                                                                                trec_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr("utils.runtime.cpu_bf16_native", lambda: True)
-    main = {"dnn": train_dnn.main, "cnn": train_cnn.main, "rnn": train_rnn.main}[script]
-    summary = main(["--data-dir", trec_dir if script == "rnn" else fashion_dir, "--out-dir", str(tmp_path / "run"),
-                    "--epochs", "1", "--val-size", "50", "--no-progress", "--no-tensorboard", *flags])
-    assert summary["precision"] == precision and "cpu_bf16_native" in summary
-
-
-@pytest.mark.parametrize("flags,onednn,native", [("fpu avx2 amx_bf16 amx_tile", True, True),
-                                                 ("fpu avx512f avx512_bf16", True, True),
-                                                 ("fpu avx2 fma", True, False),
-                                                 ("fpu amx_bf16", False, False)])
-def test_cpu_bf16_detection_reads_the_flags_and_asks_onednn(flags, onednn, native, tmp_path, monkeypatch):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn, raising=False)
-    assert cpu_bf16_native(str(cpuinfo)) is native
-    assert cpu_bf16_native(str(tmp_path / "missing")) is False
-

@@ -11,7 +11,7 @@ import export
 import predict
 from conftest import tiny_bert_config, write_trec
 from utils.pretrained import load_subword_tokenizer
-from data.tokenization import SubwordTokenizer, WordTokenizer
+from data.tokenization import WordTokenizer
 from data.text import build_vocabulary
 from models import build_model
 from utils.storage.checkpoint import save_checkpoint

@@ -15,7 +15,7 @@ import train_cnn
 import train_rnn
 from utils.report import cli as report
 from utils.storage.checkpoint import save_checkpoint
-from utils.serve.inputs import image_to_fashion_mnist
+from utils.serve.inputs import image_to_fashion_mnist, read_image
 from utils.report.metrics import classification_report, confusion_matrix
 
 
@@ -121,3 +121,29 @@ def test_classification_report_values():
     assert result["accuracy"] == pytest.approx(4 / 6)
     assert result["macro avg"]["recall"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
     assert result["weighted avg"]["recall"] == pytest.approx(4 / 6)
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    ramp = np.zeros((28, 28), dtype=np.uint16)  # a bright gradient on black: no inversion either way
+    ramp[4:24, 4:24] = np.linspace(20_000, 65_535, 400).reshape(20, 20).astype(np.uint16)
+    path16, path8 = str(tmp_path / "16.png"), str(tmp_path / "8.png")
+    Image.fromarray(ramp).save(path16)
+    Image.fromarray((ramp // 257).astype(np.uint8)).save(path8)
+    assert Image.open(path16).mode.startswith("I")
+    difference = read_image(path16).astype(int) - read_image(path8).astype(int)
+    assert np.abs(difference).max() <= 1  # the same picture, up to rounding
+    assert read_image(path16).max() > 200  # not clipped to white
+
+
+def test_images_of_any_mode_and_shape(tmp_path):
+    for mode, size in (("RGBA", (40, 10)), ("P", (1, 1)), ("1", (3, 300)), ("F", (28, 28)), ("CMYK", (28, 28))):
+        path = str(tmp_path / f"{mode}.tiff")
+        Image.new(mode, size).save(path)
+        assert read_image(path).shape == (28, 28), mode
+
+
+def test_photo_of_a_dark_object_on_white_is_inverted():
+    photo = Image.new("L", (50, 30), 255)
+    photo.paste(0, (20, 10, 30, 20))
+    drawn = image_to_fashion_mnist(photo)
+    assert drawn[0, 0] == 0 and drawn[14, 14] > 240  # light object on black, as FashionMNIST draws them

@@ -29,6 +29,12 @@ def text_args(data_dir: str, out_dir: str, *extra: str) -> list[str]:
             "--batch-size", "16", "--no-progress", "--embed-dim", "16", "--hidden-size", "16", *extra]
 
 
+def saved_accuracy(run_dir: str) -> float:
+    """The share of right answers in a run's predictions.json: what its test accuracy must be."""
+    saved = json.load(open(os.path.join(run_dir, "predictions.json")))
+    return sum(p == t for p, t in zip(saved["predictions"], saved["targets"])) / len(saved["targets"])
+
+
 @pytest.mark.parametrize("script", [train_cnn, train_dnn])
 def test_image_script_writes_a_complete_run(script, fashion_dir, tmp_path):
     out = str(tmp_path / "run")
@@ -36,7 +42,7 @@ def test_image_script_writes_a_complete_run(script, fashion_dir, tmp_path):
     assert RUN_FILES | {"mistakes.png"} <= set(os.listdir(out))
     assert set(summary) >= {"best_epoch", "best_val_acc", "test_loss", "test_acc", "num_params",
                             "train_seconds", "device"}
-    assert 0.0 <= summary["test_acc"] <= 1.0 and summary["device"] == "cpu"
+    assert summary["test_acc"] == saved_accuracy(out) and summary["device"] == "cpu"
     (metrics,) = read_jsonl(os.path.join(out, "metrics.jsonl"))
     assert set(metrics) == METRIC_KEYS
     checkpoint = load_checkpoint(os.path.join(out, "best.pt"))
@@ -52,7 +58,7 @@ def test_rnn_script_each_cell(cell, trec_dir, tmp_path):
     checkpoint = load_checkpoint(os.path.join(out, "best.pt"))
     assert checkpoint["model_kwargs"]["cell"] == cell and checkpoint["meta"]["tokenizer"]["vocabulary"][:2] == ["<pad>", "<unk>"]
     assert checkpoint["class_names"] == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
-    assert summary["test_acc"] >= 0.0
+    assert summary["test_acc"] == saved_accuracy(out)
 
 
 def test_rnn_learns_the_synthetic_questions(trec_dir, tmp_path):

@@ -7,15 +7,12 @@ import pytest
 import torch
 
 import train_cnn
-import train_dnn
 import train_rnn
-from conftest import image_args, interrupt_after_commit, same_weights, text_args, torchrun
+from conftest import image_args, interrupt_after_commit, same_weights, text_args
 from data.image_batches import ImageBatches
 from models import build_model
-from utils.config import parse_config
-from utils.kinds import image_data
 from utils.runtime import Runtime
-from utils.storage.checkpoint import load_checkpoint, model_from_checkpoint
+from utils.storage.checkpoint import load_checkpoint
 from utils.train.distill import cached_teacher, views_pay_off
 from utils.train.teacher_tables import teacher_view_table
 
@@ -101,31 +98,3 @@ def test_the_teachers_outputs_for_fixed_inputs_are_kept_and_read_by_a_run_over_t
 
     train_rnn.main(text_args(data_dir, str(tmp_path / "seed1"), *extra, "--seed", "1"))  # other perturbed copies
     assert "classifying each of" in capsys.readouterr().out and len(os.listdir(cache)) == 2
-
-
-@pytest.mark.xdist_group("torchrun")  # one torchrun at a time: each takes a free port
-def test_processes_split_the_view_table_and_each_gets_all_of_it(image_teacher, tmp_path):
-    import train_dnn
-    from conftest import torchrun
-    from utils.storage.checkpoint import model_from_checkpoint
-    from utils.kinds import image_data
-    data_dir, teacher = image_teacher
-    # 2 views; fp32, the arithmetic of the table computed alone below, even where auto would pick bf16
-    extra = ("--teacher", teacher, "--crop-padding", "0", "--epochs", "3", "--precision", "fp32")
-    cache = str(tmp_path / "cache")
-
-    def run_in_two_processes(out: str):
-        result = torchrun(["train_dnn.py", *image_args(data_dir, out, *extra)], timeout=300, TEACHER_CACHE_DIR=cache)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        return result.stdout
-
-    assert "2 views of each of 260 training images once, split among 2 processes" in run_in_two_processes(
-        str(tmp_path / "split"))
-    assert load_checkpoint(str(tmp_path / "split" / "last.pt"))["teacher"]["mode"] == "views"
-    (name,) = os.listdir(cache)
-    table = torch.load(os.path.join(cache, name), weights_only=True)
-    config = parse_config(train_dnn.DNNConfig, image_args(data_dir, "unused", *extra), "")
-    alone = teacher_view_table(model_from_checkpoint(load_checkpoint(teacher)), image_data(config, CPU).train, CPU,
-                               config.eval_batch_size)
-    assert torch.allclose(table, alone, atol=1e-5)  # every view, each computed by one of the two processes
-    assert "read from" in run_in_two_processes(str(tmp_path / "again"))  # both processes find it

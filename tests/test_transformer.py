@@ -13,7 +13,7 @@ import predict
 import train_transformer
 from conftest import SHARED_MODELS, shared_data_or_skip
 from utils.pretrained import load_subword_tokenizer
-from data.tokenization import SubwordTokenizer, WordTokenizer, tokenizer_from_meta
+from data.tokenization import WordTokenizer, tokenizer_from_meta
 from utils.storage.checkpoint import load_checkpoint
 from utils.train.optim import lr_schedule
 
@@ -125,5 +125,6 @@ def test_short_fine_tune_on_real_data_and_model(tmp_path):
     if not os.path.isdir(model_dir):
         pytest.skip(f"{model_dir} not present")
     summary = train_transformer.main(["--data-dir", data_dir, "--pretrained", model_dir, "--out-dir",
-                                      str(tmp_path / "run"), "--limit-train", "256", "--epochs", "1", "--no-progress"])
+                                      str(tmp_path / "run"), "--limit-train", "256", "--val-size", "100", "--epochs", "1",
+                                      "--no-progress", "--no-tensorboard"])
     assert summary["num_params"] > 22_000_000 and summary["test_acc"] > 0.4  # 6 classes: chance is about 0.23

@@ -6,69 +6,18 @@ parser's defaults, so a flag given on the command line always wins.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Sequence
 
 from utils.errors import ConfigError
+from utils.flags import build_parser, describe_range, field_metadata, flags_given, option, refuse_removed_flags, within
 
 DATA_DIR_ENV = "CLASSIFY_DATA_DIR"
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
 NO_PRESET = "none"  # --preset none: no preset, not even an implied one
-REMOVED_FLAGS = {  # flags of experiments whose results did not justify keeping them: flag -> what to do instead
-    "--distill-loss": "the teacher's term is the KL divergence",
-    "--word-dropout": "dropout on the embeddings (--dropout) regularises the recurrent models",
-    "--perturbation": "--perturbed-copies drop words at random",
-    "--swap-neighbours": "--perturbed-copies drop words at random",
-    "--activation": "only the image models have --activation",
-    "--batch-norm": "only the image models have --batch-norm",
-}
-
-
-def option(default: Any, help: str, choices: Sequence[str] | None = None, *, minimum: float | None = None,
-           maximum: float | None = None, above: float | None = None, below: float | None = None,
-           needs: str | tuple[str, Any] | None = None) -> Any:
-    """A dataclass field that carries its help text and its allowed values (choices, or a range:
-    `minimum`/`maximum` inclusive, `above`/`below` exclusive). The range is shown in `--help` and
-    checked by `validate`, so the two cannot drift apart. Floats must also be finite.
-
-    `needs` names the field this one only matters with (e.g. "augment"), or a (field, value) pair
-    (e.g. ("model", "resnet")): giving this flag on the command line while that field is off (false,
-    0 or empty), or has another value, is an error."""
-    bounds = {"minimum": minimum, "maximum": maximum, "above": above, "below": below}
-    return field(default=default, metadata={"help": help, "choices": choices, "needs": needs,
-                                            "bounds": {k: v for k, v in bounds.items() if v is not None}})
-
-
-def field_metadata(config_class: type, name: str) -> dict[str, Any]:
-    """A field's metadata, where a subclass that only changes the default inherits the range and
-    choices declared by its base class."""
-    merged: dict[str, Any] = {}
-    for klass in reversed(config_class.__mro__):
-        spec = getattr(klass, "__dataclass_fields__", {}).get(name)
-        if spec is not None:
-            merged.update({key: value for key, value in spec.metadata.items() if value not in (None, "", {})})
-    return merged
-
-
-def describe_range(bounds: dict[str, float]) -> str:
-    """`bounds` in words, e.g. 'in [0, 1)' or '>= 1'."""
-    low = ("[", bounds["minimum"]) if "minimum" in bounds else ("(", bounds["above"]) if "above" in bounds else None
-    high = ("]", bounds["maximum"]) if "maximum" in bounds else (")", bounds["below"]) if "below" in bounds else None
-    if low and high:
-        return f"in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
-    if low:
-        return f"{'>=' if low[0] == '[' else '>'} {low[1]:g}"
-    return f"{'<=' if high[0] == ']' else '<'} {high[1]:g}" if high else ""
-
-
-def within(value: float, bounds: dict[str, float]) -> bool:
-    """True when `value` lies in the range `bounds` describes."""
-    return (value >= bounds.get("minimum", -math.inf) and value <= bounds.get("maximum", math.inf)
-            and value > bounds.get("above", -math.inf) and value < bounds.get("below", math.inf))
 
 
 def validation_split(config: dict[str, Any]) -> tuple[int, int]:
@@ -167,50 +116,6 @@ class TrainConfig:
         """Raise ConfigError for a combination of this script's flags that cannot work (default: none)."""
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows each flag's default and keeps the script docstring's line breaks."""
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad command line as ConfigError (one `error:` line, exit 2) instead
-    of printing its usage block, and accepts options between positional arguments."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(f"{message} (see {self.prog} --help)")
-
-
-def build_parser(config_class: type, description: str, defaults: dict[str, Any] | None = None,
-                 preset_names: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """An argparse parser with one flag per field of `config_class`, defaults overridable."""
-    parser = ArgumentParser(description=description, formatter_class=HelpFormatter)
-    for spec in dataclasses.fields(config_class):
-        flag = "--" + spec.name.replace("_", "-")
-        default = (defaults or {}).get(spec.name, spec.default)
-        metadata = field_metadata(config_class, spec.name)
-        help_text = metadata.get("help", "")
-        if metadata.get("bounds"):
-            help_text += f"; {describe_range(metadata['bounds'])}"
-        if spec.name == "preset" and preset_names:
-            help_text += f": {', '.join(preset_names)}"
-        type_name = spec.type if isinstance(spec.type, str) else spec.type.__name__
-        if type_name == "bool":
-            parser.add_argument(flag, default=default, help=help_text, action=argparse.BooleanOptionalAction)
-        else:
-            kind = {"int": int, "float": float, "str": str}[type_name]
-            parser.add_argument(flag, default=default, type=kind, help=help_text,
-                                choices=metadata.get("choices"))
-    return parser
-
-
-def refuse_removed_flags(config_class: type, argv: Sequence[str]) -> None:
-    """Raise ConfigError naming a flag of REMOVED_FLAGS given in `argv` that `config_class` lacks."""
-    own = {"--" + spec.name.replace("_", "-") for spec in dataclasses.fields(config_class)}
-    for argument in argv:
-        flag = argument.split("=", 1)[0]
-        if flag in REMOVED_FLAGS and flag not in own:
-            raise ConfigError(f"{flag} was removed: {REMOVED_FLAGS[flag]}")
-
-
 def implied_preset(config_class: type, given: set[str], flags: dict[str, Any]) -> str:
     """The preset that the fields `given` on the command line imply (see TrainConfig.implied_presets)."""
     return next((preset for name, preset in config_class.implied_presets
@@ -244,12 +149,6 @@ def parse_config(config_class: type, argv: Sequence[str] | None, description: st
     config = config_class(**vars(args))
     validate(config, flags_given(config_class, argv))
     return config
-
-
-def flags_given(config_class: type, argv: Sequence[str] | None) -> set[str]:
-    """Names of the fields whose flags `argv` sets itself (not through a default, preset or resume)."""
-    unset = {spec.name: argparse.SUPPRESS for spec in dataclasses.fields(config_class)}
-    return set(vars(build_parser(config_class, "", unset).parse_args(argv)))
 
 
 def validate(config: TrainConfig, given: set[str] | frozenset[str] = frozenset()) -> None:

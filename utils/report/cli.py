@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from utils.config import ArgumentParser
+from utils.flags import ArgumentParser
 from utils.errors import CheckpointError, run_tool
 from utils.report.runs import draw_run
 from utils.storage.files import read_jsonl

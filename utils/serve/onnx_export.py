@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from models.rnn import RecurrentClassifier
-from utils.errors import one_line
+from utils.errors import ExportError, one_line
 
 OPSET = 17
 TOLERANCE = 1e-4  # largest allowed |logit difference| between onnxruntime and PyTorch (float32)
