@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from data import DataError
+
 
 @dataclass
 class DataBundle:
@@ -25,7 +27,7 @@ class DataBundle:
 def split_train_val(count: int, val_size: int, seed: int, limit_train: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of the training and validation examples: a seeded permutation, val first."""
     if val_size >= count:
-        raise ValueError(f"--val-size {val_size} leaves no training examples out of {count}")
+        raise DataError(f"--val-size {val_size} leaves no training examples out of {count}: give a smaller --val-size")
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
     val, train = order[:val_size], order[val_size:]
     if limit_train:

@@ -106,3 +106,8 @@ def test_help_names_the_ranges(capsys):
         train_rnn.main(["--help"])
     assert stop.value.code == 0
     assert "in [0, 1)" in capsys.readouterr().out
+
+
+def test_a_removed_flag_on_the_real_command_line_is_named(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["train_rnn.py", "--word-dropout", "0.1"])  # main() reads sys.argv
+    assert_one_error_line(train_rnn.main, None, capsys, "--word-dropout was removed")

@@ -227,3 +227,9 @@ def test_a_diverging_run_exits_3_in_one_line(runs, tmp_path, capsys):
     assert_one_error_line(train_dnn.main, ["--data-dir", runs["fashion"], "--out-dir", str(tmp_path / "o"),
                                            "--val-size", "20", "--no-progress", "--lr", "1e30", "--optimizer", "sgd"],
                           capsys, "loss became", code=3)
+
+
+def test_a_validation_split_as_large_as_the_data_is_one_line(runs, tmp_path, capsys):
+    assert_one_error_line(train_dnn.main, ["--data-dir", runs["fashion"], "--out-dir", str(tmp_path / "o"),
+                                           "--val-size", "120"], capsys, "--val-size 120 leaves no training examples")
+    assert not os.path.exists(tmp_path / "o")

@@ -159,9 +159,9 @@ def test_a_real_kill_9_then_resume_ends_as_the_unbroken_run(kind, tmp_path):
     script, flags, write_data = RUNS[kind]
     data_dir = write_data(str(tmp_path / "data"), 120, 30)
     reference = str(tmp_path / "reference")
-    script.main(flags(data_dir, reference, "--epochs", "6"))
+    script.main(flags(data_dir, reference, "--epochs", "5"))
     out = str(tmp_path / "killed")
-    argv = flags(data_dir, out, "--epochs", "6")
+    argv = flags(data_dir, out, "--epochs", "5")
     child = subprocess.Popen([sys.executable, "-c", KILL_TARGET.format(root=ROOT, script=script.__name__, argv=argv)],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})

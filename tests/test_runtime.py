@@ -10,8 +10,10 @@ import torch
 import train_cnn
 import train_dnn
 import train_rnn
+from utils.config import parse_config
 from utils.errors import ConfigError
-from utils.runtime import cpu_bf16_native, select_device, select_precision
+from utils.runtime import cpu_bf16_native, init_runtime, select_device, select_precision
+from utils.train.experiment import cpu_bf16_helps
 from utils.storage.checkpoint import load_checkpoint
 
 
@@ -55,13 +57,20 @@ def test_auto_precision_takes_native_cpu_bf16_only_for_models_it_speeds_up(monke
 
 @pytest.mark.parametrize("script,flags,precision", [("dnn", [], "fp32"), ("dnn", ["--batch-size", "128"], "bf16"),
                                                     ("cnn", [], "bf16"), ("rnn", [], "fp32")])
-def test_auto_precision_on_a_native_bf16_cpu_is_bf16_only_where_it_was_faster(script, flags, precision, fashion_dir,
-                                                                                trec_dir, tmp_path, monkeypatch):
+def test_auto_precision_on_a_native_bf16_cpu_is_bf16_only_where_it_was_faster(script, flags, precision, monkeypatch):
     monkeypatch.setattr("utils.runtime.cpu_bf16_native", lambda: True)
-    main = {"dnn": train_dnn.main, "cnn": train_cnn.main, "rnn": train_rnn.main}[script]
-    summary = main(["--data-dir", trec_dir if script == "rnn" else fashion_dir, "--out-dir", str(tmp_path / "run"),
-                    "--epochs", "1", "--val-size", "50", "--no-progress", "--no-tensorboard", *flags])
-    assert summary["precision"] == precision and "cpu_bf16_native" in summary
+    module = {"dnn": train_dnn, "cnn": train_cnn, "rnn": train_rnn}[script]
+    config_class = next(value for name, value in vars(module).items() if name.endswith("Config") and
+                        value.__module__ == module.__name__)
+    config = parse_config(config_class, flags, "", module.PRESETS)
+    assert init_runtime("cpu", config.precision, cpu_bf16_helps(config)).precision == precision
+
+
+def test_a_run_records_the_precision_auto_picked(fashion_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("utils.runtime.cpu_bf16_native", lambda: True)
+    summary = train_dnn.main(["--data-dir", fashion_dir, "--out-dir", str(tmp_path / "run"), "--epochs", "1",
+                              "--val-size", "50", "--no-progress", "--no-tensorboard", "--batch-size", "128"])
+    assert summary["precision"] == "bf16" and "cpu_bf16_native" in summary
 
 
 @pytest.mark.parametrize("flags,onednn,native", [("fpu avx2 amx_bf16 amx_tile", True, True),

@@ -21,12 +21,13 @@ METRIC_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", 
 
 def image_args(data_dir: str, out_dir: str, *extra: str) -> list[str]:
     return ["--data-dir", data_dir, "--out-dir", out_dir, "--epochs", "1", "--val-size", "50",
-            "--batch-size", "32", "--no-progress", *extra]
+            "--batch-size", "32", "--no-progress", "--no-tensorboard", *extra]
 
 
 def text_args(data_dir: str, out_dir: str, *extra: str) -> list[str]:
     return ["--data-dir", data_dir, "--out-dir", out_dir, "--epochs", "1", "--val-size", "40",
-            "--batch-size", "16", "--no-progress", "--embed-dim", "16", "--hidden-size", "16", *extra]
+            "--batch-size", "16", "--no-progress", "--no-tensorboard", "--embed-dim", "16", "--hidden-size", "16",
+            *extra]
 
 
 def saved_accuracy(run_dir: str) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -131,7 +132,7 @@ def parse_config(config_class: type, argv: Sequence[str] | None, description: st
     config (`saved_config(run_dir)`), flags given in `argv`.
     """
     presets = presets or {}
-    refuse_removed_flags(config_class, argv or [])
+    refuse_removed_flags(config_class, sys.argv[1:] if argv is None else argv)
     first = build_parser(config_class, description, preset_names=list(presets)).parse_args(argv)
     defaults: dict[str, Any] = {}
     if first.resume:

@@ -179,9 +179,8 @@ def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model:
     resumed after epoch k continues exactly as if it had never stopped.
     `eval_model` is the unwrapped module (evaluation needs no gradient sync). Each epoch's metrics
     (with `is_best`) go to `log` once; then `on_epoch_end(metrics, outcome)` runs, e.g. to commit a
-    checkpoint; `outcome` holds `is_best`,
-    `best_epoch`, `best_val_acc` and `stopped_early`, so the early-stop decision is committed with
-    the epoch that made it. An epoch whose validation loss is not finite is never the best. With
+    checkpoint; `outcome` holds `is_best`, `best_epoch`, `best_val_acc` and `stopped_early`, so the
+    early-stop decision is committed with the epoch that made it. An epoch whose validation loss is not finite is never the best. With
     `patience` > 0, stops when validation accuracy has not improved for that many epochs; a run
     resumed with `stopped_early` trains no further. `say` prints the early stop.
     """

@@ -22,7 +22,7 @@ from data.bundle import DataBundle
 from models import build_model, count_parameters, parameter_groups
 from models.transformer import load_pretrained_weights
 from utils.config import TrainConfig
-from utils.errors import Interrupted, NonFiniteLoss
+from utils.errors import Interrupted, NonFiniteLoss, PretrainedError
 from utils.pretrained import load_pretrained_encoder
 from utils.report.runs import write_test_report
 from utils.runtime import Runtime, cpu_bf16_native, stop_on_signals
@@ -117,7 +117,10 @@ def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: Ma
         same_switch_or_error("--teacher", bool(resumed.get("teacher")), bool(config.teacher), folder.path)
     model = build_model(model_name, **model_kwargs)
     if pretrained_weights is not None:
-        load_pretrained_weights(model, pretrained_weights)
+        try:
+            load_pretrained_weights(model, pretrained_weights)
+        except ValueError as error:  # a folder whose weights are not of the architecture its config names
+            raise PretrainedError(f"--pretrained {config.pretrained_source()}: {error}") from error
     model = model.to(runtime.device)
     if getattr(config, "channels_last", False):
         model = model.to(memory_format=torch.channels_last)
