@@ -7,8 +7,6 @@ import resource
 import sys
 import time
 
-import torch
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 RESULTS_DIR = os.path.join(ROOT, "bench", "results")
@@ -16,6 +14,7 @@ RESULTS_DIR = os.path.join(ROOT, "bench", "results")
 
 def machine() -> dict:
     """What the numbers were measured on."""
+    import torch  # here, so that processes that only start workers need not import it
     cpu = platform.processor() or "unknown"
     if os.path.exists("/proc/cpuinfo"):
         for line in open("/proc/cpuinfo"):
@@ -61,6 +60,7 @@ def tutorial_loader(data_dir: str, train: bool, batch_size: int, shuffle: bool):
     import shutil
     import tempfile
 
+    import torch
     from torchvision import datasets, transforms
     root = os.path.join(tempfile.gettempdir(), "bench-torchvision-fashion")
     raw = os.path.join(root, "FashionMNIST", "raw")

@@ -26,7 +26,6 @@ import statistics
 import sys
 import time
 
-import torch
 
 import common
 from utils.errors import one_line_errors
@@ -65,6 +64,8 @@ def main() -> None:
 
 def run_seed(script: str, script_argv: list[str], seed: int) -> dict:
     """Train `train_<script>.py` once with `script_argv`; returns the seed's row of the results table."""
+    import torch  # in the worker processes only
+
     start = time.perf_counter()
     summary = importlib.import_module(f"train_{script}").main(script_argv)
     return {"seed": seed, "test_acc": summary["test_acc"], "best_val_acc": summary["best_val_acc"],
@@ -77,6 +78,8 @@ PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 def start_worker(threads: int) -> None:
     """Set up a worker process: `threads` threads, and SIGTERM when the parent dies (where Linux allows)."""
+    import torch  # in the worker processes only
+
     torch.set_num_threads(threads)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
