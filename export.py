@@ -22,12 +22,21 @@ import torch
 from data import DataError
 from data.fashion_mnist import load_fashion_mnist
 from data.trec import load_trec_files
-from utils.errors import run_tool
 from utils.config import default_data_dir
+from utils.errors import CheckpointError, ConfigError, InputError, run_tool
 from utils.flags import ArgumentParser
 from utils.serve.inputs import image_inputs, question_inputs
-from utils.serve.predictor import load_for_inference
 from utils.serve.onnx_export import export, verify
+from utils.serve.predictor import load_for_inference
+from utils.storage.files import atomic_write
+
+
+def refuse_non_finite_weights(weights: dict[str, torch.Tensor], path: str) -> None:
+    """Raise CheckpointError when a floating-point tensor of `weights` holds NaN or an infinity."""
+    broken = [name for name, tensor in weights.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if broken:
+        raise CheckpointError(f"{path}: {len(broken)} weight tensor(s) hold NaN or infinite values (e.g. {broken[0]}); "
+                              "export a checkpoint of a run that did not diverge")
 
 
 def example_inputs(checkpoint: dict[str, Any], data_dir: str, count: int) -> tuple[Any, str]:
@@ -63,13 +72,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def output_path(checkpoint_path: str, out: str) -> str:
+    """Where the export goes: `out`, else beside the checkpoint; never the checkpoint itself or another non-.onnx file."""
+    out = out or os.path.splitext(checkpoint_path)[0] + ".onnx"
+    if not out.endswith(".onnx") or os.path.realpath(out) == os.path.realpath(checkpoint_path):
+        raise ConfigError(f"--out {out}: give a new .onnx file, not the checkpoint or another kind of file")
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Export, verify and report one checkpoint; returns the verification result."""
+    """Export, verify and report one checkpoint; returns the verification result. The file appears at
+    --out only once it is verified (a kill or a failure leaves the previous file)."""
+    if args.checkpoint.endswith(".onnx"):
+        raise InputError(f"{args.checkpoint} is already an ONNX file: export.py takes a checkpoint (best.pt)")
+    out = output_path(args.checkpoint, args.out)
     model, checkpoint = load_for_inference(args.checkpoint)
-    out = args.out or os.path.splitext(args.checkpoint)[0] + ".onnx"
+    refuse_non_finite_weights(checkpoint["model"], args.checkpoint)
     inputs, described = example_inputs(checkpoint, args.data_dir or default_data_dir(), args.examples)
-    export(model, checkpoint, inputs if checkpoint["task"] == "trec" else inputs[:2], out)
-    result = verify(model, out, inputs, text=checkpoint["task"] == "trec")
+    text = checkpoint["task"] == "trec"
+    verified = {}
+
+    def export_and_verify(tmp_path: str) -> None:
+        export(model, checkpoint, inputs if text else inputs[:2], tmp_path)
+        verified.update(verify(model, tmp_path, inputs, text=text))
+    atomic_write(out, export_and_verify)
+    result = verified
     print(f"exported {checkpoint['model_name']} to {out} ({os.path.getsize(out) / 2**20:.1f} MiB); checked on "
           f"{described}, batch shapes {result['batch_shapes']}: largest |logit difference| "
           f"{result['max_abs_diff']:.2e}, same prediction {100 * result['same_prediction']:.1f}%")

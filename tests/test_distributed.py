@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 import train_dnn
-from conftest import image_args, torchrun
+from conftest import ROOT, image_args, torchrun
 from data.image_batches import ImageBatches
 from data.sampling import shard
 from data.text import TextBatches
@@ -46,8 +48,9 @@ def test_two_processes_match_one_process_with_double_batch(tmp_path):
     two.mkdir(), one.mkdir()
     result = torchrun([os.path.join("tests", "ddp_worker.py"), str(two), "8"])
     assert result.returncode == 0, result.stderr[-2000:]
-    import ddp_worker
-    ddp_worker.main([str(one), "16"])  # one process with the double batch, here
+    alone = subprocess.run([sys.executable, os.path.join("tests", "ddp_worker.py"), str(one), "16"], cwd=ROOT,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
+    assert alone.returncode == 0, alone.stderr[-2000:]  # one process with the double batch
     rank0, rank1 = (torch.load(two / f"rank{r}.pt", weights_only=True) for r in range(2))
     single = torch.load(one / "rank0.pt", weights_only=True)
     assert not set(rank0["examples"]) & set(rank1["examples"])  # disjoint shards

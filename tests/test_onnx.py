@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -95,3 +96,51 @@ def test_export_of_a_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert export.main([str(tmp_path / "none.pt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not found" in err[0]
+
+
+def test_export_never_writes_over_its_input_or_a_checkpoint_and_publishes_only_a_verified_file(
+        tiny_pretrained, tmp_path, capsys, monkeypatch):
+    checkpoint = checkpoint_of("dnn", {}, tmp_path, tiny_pretrained)
+    data_dir = str(tmp_path / "no-data")
+    assert export.main([checkpoint, "--data-dir", data_dir, "--examples", "64"]) == 0
+    onnx_file = checkpoint.replace(".pt", ".onnx")
+    good = open(onnx_file, "rb").read()
+    refusals = {"is already an ONNX file": [onnx_file],  # an ONNX file given as the input
+                "give a new .onnx file, not the checkpoint": [checkpoint, "--out", checkpoint]}
+    for message, argv in refusals.items():
+        capsys.readouterr()
+        assert export.main([*argv, "--data-dir", data_dir]) == 2
+        assert message in capsys.readouterr().err
+    assert open(onnx_file, "rb").read() == good and os.path.getsize(checkpoint) > 0
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # stands for a kill in the middle of writing the graph
+    monkeypatch.setattr("onnx.save", killed)
+    assert export.main([checkpoint, "--data-dir", data_dir]) == 130
+    monkeypatch.undo()
+    assert open(onnx_file, "rb").read() == good  # the previous file, whole
+    assert [name for name in os.listdir(tmp_path) if name.endswith(".tmp")] == []
+
+
+def test_export_refuses_non_finite_weights(tiny_pretrained, tmp_path, capsys):
+    path = checkpoint_of("dnn", {}, tmp_path, tiny_pretrained)
+    checkpoint = torch.load(path, weights_only=True)
+    first = next(iter(checkpoint["model"]))
+    checkpoint["model"][first][0] = float("nan")
+    save_checkpoint(path, checkpoint)
+    assert export.main([path, "--data-dir", str(tmp_path / "no-data")]) == 2
+    assert "hold NaN or infinite values" in capsys.readouterr().err
+    assert not os.path.exists(path.replace(".pt", ".onnx"))
+
+
+def test_verification_fails_on_non_finite_logits(tiny_pretrained, tmp_path):
+    from utils.errors import ExportError
+    from utils.serve.onnx_export import export as export_graph, verify
+    from utils.serve.predictor import load_for_inference
+    model, checkpoint = load_for_inference(checkpoint_of("dnn", {}, tmp_path, tiny_pretrained))
+    images = torch.rand(64, 1, 28, 28)
+    export_graph(model, checkpoint, images[:2], str(tmp_path / "m.onnx"))
+    assert verify(model, str(tmp_path / "m.onnx"), images, text=False)["same_prediction"] == 1.0
+    images[3, 0, 0, 0] = float("nan")  # NaN logits on both sides would "agree" by every comparison
+    with pytest.raises(ExportError, match="non-finite logits"):
+        verify(model, str(tmp_path / "m.onnx"), images, text=False)

@@ -88,6 +88,8 @@ def verify(model: nn.Module, path: str, inputs: Any, text: bool) -> dict[str, An
             expected = (TextGraph(model)(*batch) if text else model(batch)).float().numpy()
         feed = dict(zip([i.name for i in session.get_inputs()], [t.numpy() for t in (batch if text else [batch])]))
         got = session.run(["logits"], feed)[0]
+        if not (np.isfinite(got).all() and np.isfinite(expected).all()):
+            raise ExportError(f"{path} gives non-finite logits on the check inputs: the export should not be used")
         worst = max(worst, float(np.abs(got - expected).max()))
         agree += int((got.argmax(1) == expected.argmax(1)).sum())
         total += len(got)
