@@ -90,7 +90,7 @@ def test_a_flag_needs_its_switch_only_when_given_on_the_command_line(tmp_path):
     assert parse_config(SwitchAndKnob, ["--knob", "2", "--switch"], "").knob == 2
     # a preset or a resumed run may set it with the switch off: only the user's own flags are checked
     assert parse_config(SwitchAndKnob, ["--preset", "far"], "", {"far": {"knob": 3}}).knob == 3
-    (tmp_path / "config.json").write_text(json.dumps({"knob": 4, "switch": False}))
+    (tmp_path / "config.json").write_text(json.dumps({"knob": 4, "switch": False, "script": "knob"}))
     assert parse_config(SwitchAndKnob, ["--resume", str(tmp_path)], "", saved_config=load_saved_config).knob == 4
 
 

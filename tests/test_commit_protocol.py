@@ -31,7 +31,7 @@ def run(path: str, resume: bool) -> None:
     with RunFolder(path) as folder:
         state = folder.open(resume=resume)
         history = list(state["history"]) if state else []
-        folder.save_config({"epochs": EPOCHS})
+        folder.save_config({"epochs": EPOCHS, "script": "tiny"})  # as every run records its script
         for epoch in range(len(history) + 1, EPOCHS + 1):
             history.append({"epoch": epoch, "val_acc": VAL_ACC[epoch]})
             folder.commit(record(epoch, list(history)))

@@ -89,7 +89,7 @@ def test_two_runs_cannot_share_a_folder(fashion_dir, tmp_path, capsys):
 def test_a_run_killed_before_its_first_epoch_is_not_stuck(fashion_dir, tmp_path, capsys):
     out = str(tmp_path / "run")
     os.makedirs(out)
-    save_json(os.path.join(out, "config.json"), {"epochs": 1})  # all a kill during epoch 1 leaves
+    save_json(os.path.join(out, "config.json"), {"epochs": 1, "script": "dnn"})  # all a kill during epoch 1 leaves
     open(os.path.join(out, "best.pt.123.0badc0de.tmp"), "wb").close()
     summary = train_dnn.main(["--data-dir", fashion_dir, "--out-dir", out, "--epochs", "1", "--val-size", "50",
                               "--no-progress"])
@@ -198,3 +198,17 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_exactly(tmp_path, monkeypat
     assert load_checkpoint(os.path.join(out, "last.pt"))["epoch"] == 1
     train_rnn.main(text_run(data_dir, out, "--epochs", "2", "--resume", out))
     assert_same(final_state(out), final_state(reference))
+
+
+def test_a_folder_that_is_not_a_run_is_never_written_into(fashion_dir, tmp_path, capsys):
+    model = tmp_path / "model"  # e.g. a folder written by save_pretrained
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "bert", "hidden_size": 384}')
+    (model / "model.safetensors").write_bytes(b"weights")
+    before = {name: (model / name).read_bytes() for name in os.listdir(model)}
+    for flag in ("--out-dir", "--resume"):
+        with pytest.raises(SystemExit) as stop:
+            train_dnn.main(["--data-dir", fashion_dir, flag, str(model), "--epochs", "1", "--no-progress"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert stop.value.code == 2 and len(err) == 1 and "not a run folder of this repository" in err[0], err
+    assert {name: (model / name).read_bytes() for name in os.listdir(model)} == before

@@ -35,6 +35,21 @@ except ImportError:  # Windows: no advisory locks; the folder is then not protec
 LAST, BEST, METRICS, CONFIG, SUMMARY, LOCK = "last.pt", "best.pt", "metrics.jsonl", "config.json", "summary.json", ".lock"
 
 
+def refuse_foreign_folder(path: str) -> None:
+    """Raise RunFolderError when `path` is a folder that is neither empty nor a run's (its config.json
+    names the script that made it), before anything is written into it."""
+    if not os.path.isdir(path):
+        return
+    names = sorted(name for name in os.listdir(path) if name != LOCK and not TEMP_FILE.search(name))
+    try:
+        marked = "script" in read_json(os.path.join(path, CONFIG))
+    except (CheckpointError, TypeError):
+        marked = False
+    if names and not marked:
+        raise RunFolderError(f"{path} is not a run folder of this repository (it holds {names[0]!r} and no run's "
+                             "config.json): choose a new or empty --out-dir")
+
+
 def load_saved_config(run_dir: str) -> dict[str, Any]:
     """The config.json saved in `run_dir`, as a dict; {} for a run killed before it saved one
     (the flags on the command line then describe it)."""
@@ -47,8 +62,9 @@ def load_saved_config(run_dir: str) -> dict[str, Any]:
         saved = read_json(path)
     except CheckpointError as error:
         raise ConfigError(f"cannot resume: {error}") from error
-    if not isinstance(saved, dict):
-        raise ConfigError(f"cannot resume: {path} does not hold a config object")
+    if not isinstance(saved, dict) or "script" not in saved:
+        raise ConfigError(f"cannot resume: {run_dir} is not a run folder of this repository ({path} is not a "
+                          "run's settings)")
     return saved
 
 
@@ -138,8 +154,11 @@ class RunFolder:
         """The committed state to continue from (None for a new run), after repairing the views.
 
         A new run refuses a folder that already holds a committed epoch; a folder with settings
-        but no committed epoch (killed during epoch 1) is simply started again.
+        but no committed epoch (killed during epoch 1) is simply started again. A folder that holds
+        anything but a run of this repository (no config.json naming its script) is refused, so
+        nothing of it is ever overwritten.
         """
+        refuse_foreign_folder(self.path)
         if not resume:
             if self.has_commit():
                 raise RunFolderError(f"{self.path} already holds a run: continue it with --resume {self.path}, "
