@@ -90,13 +90,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     refuse_non_finite_weights(checkpoint["model"], args.checkpoint)
     inputs, described = example_inputs(checkpoint, args.data_dir or default_data_dir(), args.examples)
     text = checkpoint["task"] == "trec"
-    verified = {}
+    result: dict[str, Any] = {}
 
     def export_and_verify(tmp_path: str) -> None:
         export(model, checkpoint, inputs if text else inputs[:2], tmp_path)
-        verified.update(verify(model, tmp_path, inputs, text=text))
+        result.update(verify(model, tmp_path, inputs, text=text))
     atomic_write(out, export_and_verify)
-    result = verified
     print(f"exported {checkpoint['model_name']} to {out} ({os.path.getsize(out) / 2**20:.1f} MiB); checked on "
           f"{described}, batch shapes {result['batch_shapes']}: largest |logit difference| "
           f"{result['max_abs_diff']:.2e}, same prediction {100 * result['same_prediction']:.1f}%")

@@ -16,7 +16,8 @@ every instant last.pt is the state after epoch k or after epoch k+1, never a mix
 behind it (a kill between the two steps) are verified against it and rewritten when the folder is
 opened again. Every checkpoint the other parts of the repository add (tokenizers, teachers) goes
 into the commit record through `commit`. A run that fails before writing anything (bad data, say)
-removes the folder again if it created it.
+removes the folder again if it created it. A folder that holds anything but a run of this repository
+(no config.json naming its script) is refused before anything, even the lock, is written into it.
 """
 from __future__ import annotations
 
@@ -74,9 +75,10 @@ class RunFolder:
     Only the writer (the main process) locks, writes and repairs; other processes only read.
     """
 
-    def __init__(self, path: str, writer: bool = True) -> None:
+    def __init__(self, path: str, writer: bool = True, claim: bool = True) -> None:
         self.path = path
         self.writer = writer
+        self.claim = claim  # to hold a run: a folder that holds anything else is refused (False: only lock it)
         self.notes: list[str] = []  # what opening the folder repaired, for the caller to print
         self._lock_fd: int | None = None
         self._created = False  # this run made the folder, so may remove it again if it stays empty
@@ -89,6 +91,8 @@ class RunFolder:
     # ownership ---------------------------------------------------------------------------------
     def __enter__(self) -> "RunFolder":
         if self.writer:
+            if self.claim:
+                refuse_foreign_folder(self.path)  # before the lock: nothing is written into what is not ours
             self._create()
             self._lock()
             self._remove_leftovers()
@@ -154,11 +158,8 @@ class RunFolder:
         """The committed state to continue from (None for a new run), after repairing the views.
 
         A new run refuses a folder that already holds a committed epoch; a folder with settings
-        but no committed epoch (killed during epoch 1) is simply started again. A folder that holds
-        anything but a run of this repository (no config.json naming its script) is refused, so
-        nothing of it is ever overwritten.
+        but no committed epoch (killed during epoch 1) is simply started again.
         """
-        refuse_foreign_folder(self.path)
         if not resume:
             if self.has_commit():
                 raise RunFolderError(f"{self.path} already holds a run: continue it with --resume {self.path}, "

@@ -15,7 +15,7 @@ from utils.report.runs import write_test_report
 from utils.runtime import Runtime, init_runtime, seed_everything, shutdown
 from utils.storage.checkpoint import check_predictor_checkpoint, load_checkpoint, model_from_checkpoint
 from utils.storage.files import save_json
-from utils.storage.run_folder import RunFolder, load_saved_config, refuse_foreign_folder
+from utils.storage.run_folder import RunFolder, load_saved_config
 from utils.train.engine import evaluate
 from utils.train.training_run import MakeData, run_log, set_up, test_and_report, train_epochs
 
@@ -85,7 +85,7 @@ def evaluate_checkpoint(config: TrainConfig, make_data: MakeData, runtime: Runti
     data = make_data(dataclasses.replace(config, **saved), runtime, checkpoint["meta"])
     model = model_from_checkpoint(checkpoint, runtime.device, config.checkpoint)
     out_dir = config.out_dir or os.path.dirname(os.path.abspath(config.checkpoint))
-    with RunFolder(out_dir, writer=runtime.is_main):  # not while a run writes its reports there
+    with RunFolder(out_dir, writer=runtime.is_main, claim=False):  # not while a run writes its reports there
         test = evaluate(model, data.test, runtime, collect=True)
         summary = {"checkpoint": config.checkpoint, "test_loss": test["loss"], "test_acc": test["acc"],
                    "num_params": count_parameters(model), "device": str(runtime.device)}
@@ -100,7 +100,6 @@ def train(config: TrainConfig, script_name: str, model_name: str, make_data: Mak
           say: Callable[[str], None]) -> dict[str, Any]:
     """The training run proper, in a locked run folder; see utils.train.training_run."""
     run_dir = config.resume or config.out_dir or default_run_dir(script_name)
-    refuse_foreign_folder(run_dir)  # before the lock is taken: nothing is written into what is not ours
     with RunFolder(run_dir, writer=runtime.is_main) as folder:
         saved_script = folder.saved_config().get("script", script_name) if config.resume else script_name
         if saved_script != script_name:
