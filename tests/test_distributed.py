@@ -84,9 +84,12 @@ def test_torchrun_writes_one_run_folder_splits_the_teachers_table_and_resumes(im
     config = parse_config(train_dnn.DNNConfig, image_args(data_dir, "unused", *extra), "")
     alone = teacher_view_table(model_from_checkpoint(load_checkpoint(teacher)), image_data(config, CPU).train, CPU,
                                config.eval_batch_size)
-    assert torch.allclose(torch.load(os.path.join(cache, name), weights_only=True), alone, atol=1e-5)
+    assert torch.allclose(torch.load(os.path.join(cache, name), weights_only=True)["table"], alone, atol=1e-5)
 
     resumed = torchrun(["train_dnn.py", "--resume", str(out), "--epochs", "3"], TEACHER_CACHE_DIR=cache)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "read from" in resumed.stdout  # every process found the table
     assert load_checkpoint(str(out / "last.pt"))["epoch"] == 3
+    alone = subprocess.run([sys.executable, "train_dnn.py", "--resume", str(out), "--epochs", "4"], cwd=ROOT,
+                           capture_output=True, text=True, env={**os.environ, "TEACHER_CACHE_DIR": cache})
+    assert alone.returncode == 2 and "2 -> 1 processes" in alone.stderr  # another schedule: refused

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -14,7 +16,7 @@ from models import build_model
 from utils.runtime import Runtime
 from utils.storage.checkpoint import load_checkpoint
 from utils.train.distill import cached_teacher, views_pay_off
-from utils.train.teacher_tables import teacher_view_table
+from utils.train.teacher_tables import load_or_make_table, teacher_sha256, teacher_view_table
 
 CPU = Runtime(torch.device("cpu"), "fp32")
 
@@ -98,3 +100,78 @@ def test_the_teachers_outputs_for_fixed_inputs_are_kept_and_read_by_a_run_over_t
 
     train_rnn.main(text_args(data_dir, str(tmp_path / "seed1"), *extra, "--seed", "1"))  # other perturbed copies
     assert "classifying each of" in capsys.readouterr().out and len(os.listdir(cache)) == 2
+
+
+def kept_table(tmp_path, monkeypatch, make, key="k" * 32, shape=(4, 3)):
+    """load_or_make_table in a temp cache; returns (table, what it said)."""
+    monkeypatch.setenv("TEACHER_CACHE_DIR", str(tmp_path))
+    said = []
+    table = load_or_make_table(key, shape, make, CPU, said.append, "read", "made")
+    return table, " ".join(said)
+
+
+def damage_values(kept):
+    kept["table"] = torch.zeros_like(kept["table"])  # the checksum now disagrees
+
+
+def damage_dtype(kept):
+    kept["table"] = kept["table"].double()
+
+
+def damage_shape(kept):
+    kept["table"] = kept["table"][:2]
+
+
+def damage_finite(kept):
+    kept["table"][0, 0] = float("nan")
+
+
+def damage_key(kept):
+    kept["key"] = "another"
+
+
+@pytest.mark.parametrize("damage, reason", [(damage_values, "checksum"), (damage_dtype, "torch.float64"),
+                                            (damage_shape, "shape (2, 3)"), (damage_finite, "checksum"),
+                                            (damage_key, "not a table")])
+def test_a_kept_table_that_is_altered_is_noted_and_computed_again(tmp_path, monkeypatch, damage, reason):
+    values = torch.randn(4, 3)
+    made, said = kept_table(tmp_path, monkeypatch, lambda: values.clone())
+    assert "made" in said and torch.equal(made, values)
+    read, said = kept_table(tmp_path, monkeypatch, lambda: pytest.fail("the kept table was good"))
+    assert said.startswith("teacher: read") and torch.equal(read, values)
+    path = tmp_path / f"{'k' * 32}.pt"
+    kept = torch.load(path, weights_only=True)
+    damage(kept)
+    torch.save(kept, path)
+    again, said = kept_table(tmp_path, monkeypatch, lambda: values.clone())
+    assert reason in said and "computing them again" in said and torch.equal(again, values)
+    assert torch.equal(torch.load(path, weights_only=True)["table"], values)  # kept good again
+
+
+def test_a_nan_table_with_a_fresh_checksum_is_not_used(tmp_path, monkeypatch):
+    values = torch.full((4, 3), float("nan"))
+    kept_table(tmp_path, monkeypatch, lambda: values)
+    _, said = kept_table(tmp_path, monkeypatch, lambda: torch.zeros(4, 3))
+    assert "not finite" in said
+
+
+def test_a_write_killed_midway_leaves_no_temp_file_for_good(tmp_path, monkeypatch):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    leftover = tmp_path / f"{'j' * 32}.pt.{dead}.0123abcd.tmp"
+    leftover.write_bytes(b"half")
+    alive = tmp_path / f"{'i' * 32}.pt.{os.getpid()}.0123abcd.tmp"  # a write in progress is left alone
+    alive.write_bytes(b"half")
+    kept_table(tmp_path, monkeypatch, lambda: torch.zeros(4, 3))
+    assert not leftover.exists() and alive.exists()
+
+
+def test_the_key_covers_the_teachers_architecture_and_preprocessing_not_only_its_weights():
+    model = build_model("transformer", vocab_size=20, num_classes=3, embed_dim=8, num_heads=2, num_layers=1,
+                        max_length=8)
+    checkpoint = {"model": model.state_dict(), "model_name": "transformer",
+                  "model_kwargs": {"pooling": "mean"}, "meta": {"max_length": 8}}
+    other_pooling = {**checkpoint, "model_kwargs": {"pooling": "cls"}}
+    other_reading = {**checkpoint, "meta": {"max_length": 6}}
+    digests = {teacher_sha256(c) for c in (checkpoint, other_pooling, other_reading)}
+    assert len(digests) == 3 and teacher_sha256(dict(checkpoint)) in digests

@@ -44,7 +44,6 @@ class TrainConfig:
 
     task: ClassVar[str] = ""  # the data set its scripts train on, as checkpoints name it
     # the flags that decide a run's examples (and their order): a resume must keep them
-    data_flags: ClassVar[tuple[str, ...]] = ("seed", "split_seed", "val_size", "limit_train")
     # --precision auto trains in bf16 on a CPU with native bf16 from this batch size on (None: never)
     cpu_bf16_min_batch: ClassVar[int | None] = None
     # (field, preset): without --preset, the preset of the first field set on the command line ("": always)
@@ -144,8 +143,8 @@ def parse_config(config_class: type, argv: Sequence[str] | None, description: st
         if preset not in presets:
             raise ConfigError(f"unknown preset {preset!r}; choose from: {', '.join([*sorted(presets), NO_PRESET])}")
         defaults = {**presets[preset], **defaults, "preset": preset}
-    if first.resume:
-        defaults["resume"] = first.resume
+    if first.resume:  # the run is where it is now (a copied folder resumes in its new place)
+        defaults.update(resume=first.resume, out_dir="", eval_only=False, checkpoint="")
     args = build_parser(config_class, description, defaults, list(presets)).parse_args(argv)
     config = config_class(**vars(args))
     validate(config, flags_given(config_class, argv))

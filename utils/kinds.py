@@ -57,8 +57,6 @@ class TextConfig(TrainConfig):
     """Flags of the TREC scripts."""
 
     task: ClassVar[str] = "trec"
-    data_flags: ClassVar[tuple[str, ...]] = (*TrainConfig.data_flags, "labels", "source", "min_freq", "bucket",
-                                             "max_length", "perturbed_copies")
 
     labels: str = option("coarse", "label set: 6 coarse classes or 50 fine ones", ["coarse", "fine"])
     source: str = option("files", "read the original .label files (downloaded if missing) or the hub",

@@ -3,7 +3,8 @@
 Every file a run writes goes through `atomic_write`: the content is written to a temporary file
 beside the target (`NAME.<pid>.<random>.tmp`), flushed to disk, then moved onto the target in one
 `os.replace`. A crash or `kill -9` at any moment leaves the old file or the new one, never half
-of one; a leftover temporary file is removed by the next run that opens the folder.
+of one; a leftover temporary file is removed by the next run that opens the folder (or, in a
+shared folder such as the teacher cache, by the next write there once its writer has ended).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Callable
 
 from utils.errors import CheckpointError, WriteError, one_line
 
-TEMP_FILE = re.compile(r"\.\d+\.[0-9a-f]{8}\.tmp$")  # the end of atomic_write's temporary file names
+TEMP_FILE = re.compile(r"\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")  # the end of atomic_write's temporary file names
 
 
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
@@ -40,6 +41,30 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
             # torch.save reports a full disk as a RuntimeError
             raise WriteError(f"cannot write {path}: {one_line(error)}; the previous file is kept") from error
         raise
+
+
+def process_is_alive(pid: int) -> bool:
+    """Whether a process with id `pid` runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str) -> None:
+    """Remove atomic_write's temporary files in `folder` whose writing process has ended (killed
+    mid-write), in a folder that several runs share without a lock, such as a cache."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = TEMP_FILE.search(name)
+        if match and not process_is_alive(int(match.group("pid"))):
+            remove_quietly(os.path.join(folder, name))
 
 
 def remove_quietly(path: str) -> None:

@@ -36,7 +36,7 @@ from utils.runtime import Runtime, autocast
 from utils.storage.checkpoint import load_checkpoint_of_task, model_from_checkpoint
 from utils.train.engine import evaluate
 from utils.train.teacher_tables import (averages_flips, load_or_make_example_table, load_or_make_view_table,
-                                        weights_sha256)
+                                        teacher_sha256, weights_sha256)
 
 
 def load_teacher_checkpoint(path: str, config: TrainConfig, class_names: list[str]) -> dict[str, Any]:
@@ -142,13 +142,14 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
         seen_by_teacher = make_data(dataclasses.replace(config, batch_size=config.eval_batch_size), alone,
                                     checkpoint["meta"])
     if by_view:
-        table = load_or_make_view_table(teacher, data.train, runtime, config.eval_batch_size, digest, say,
-                                        config.progress)
+        table = load_or_make_view_table(teacher, data.train, runtime, config.eval_batch_size,
+                                        teacher_sha256(checkpoint), len(data.class_names), say, config.progress)
         data.train = TeacherBatches(data.train, cached_teacher(table.to(runtime.device)), by_view=True)
     elif live:
         data.train = TeacherBatches(data.train, live_teacher(teacher, runtime))
     else:
-        table = load_or_make_example_table(teacher, seen_by_teacher.train, runtime, digest, say)
+        table = load_or_make_example_table(teacher, seen_by_teacher.train, runtime, teacher_sha256(checkpoint),
+                                           len(data.class_names), say)
         data.train = TeacherBatches(data.train, cached_teacher(table.to(runtime.device)))
     if recorded:
         return recorded

@@ -1,4 +1,11 @@
-"""What a resumed run must keep from the run it continues: its data, model and switches."""
+"""What a resumed run must keep from the run it continues: all that decides what is trained.
+
+A resume is the same run, or it is refused: every setting that changes what is trained (data,
+model, optimisation, batch and world size, distillation, tokenizer) is compared with the run's
+record here, in one place, and a change is one error line naming the flag. Settings that only
+say where to look, how to compute or how to show the run may change (RESUMABLE_CHANGES), and so
+may the length of the run (--epochs, --patience: training further stretches the schedule).
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -6,43 +13,47 @@ from typing import Any
 from utils.config import TrainConfig
 from utils.errors import ConfigError
 
+RESUMABLE_CHANGES = frozenset({
+    "data_dir", "device", "precision", "compile", "eval_batch_size", "progress", "tensorboard",  # where and how
+    "out_dir", "resume", "eval_only", "checkpoint",  # which folder
+    "epochs", "patience",  # how long: a finished run may be trained further
+    "teacher",  # its path may move: its weights are compared (utils.train.distill)
+})
+WORLD_SIZE = "world_size"  # recorded beside the flags: the number of processes that train
+
 
 def refuse_changes(what: str, changed: list[str], run_dir: str) -> None:
     """Raise ConfigError naming `changed` when a resume of `run_dir` would change `what`."""
     if changed:
-        raise ConfigError(f"cannot resume {run_dir} with {what} ({'; '.join(changed)}): drop the flags that change "
-                          "it, or start a new run")
+        raise ConfigError(f"cannot resume {run_dir} with {what} ({'; '.join(changed)}): a resumed run trains as it "
+                          "began; drop the flags that change it, or start a new run")
+
+
+def flag(name: str) -> str:
+    """The command-line flag of the config field `name`."""
+    return "--" + name.replace("_", "-")
+
+
+def same_settings_or_error(saved_config: dict[str, Any], config: TrainConfig, world_size: int, run_dir: str) -> None:
+    """Raise ConfigError when a resume would train otherwise than the run recorded in `saved_config`:
+    another value of any flag outside RESUMABLE_CHANGES, another number of processes, or --teacher
+    given or dropped."""
+    changed = [f"{flag(name)} {saved_config[name]!r} -> {value!r}" for name, value in vars(config).items()
+               if name not in RESUMABLE_CHANGES and name in saved_config and saved_config[name] != value]
+    if saved_config.get(WORLD_SIZE, world_size) != world_size:
+        changed.append(f"{saved_config[WORLD_SIZE]} -> {world_size} processes (each process's batches and the "
+                       "learning-rate schedule depend on it; start it with as many)")
+    if bool(saved_config.get("teacher")) != bool(config.teacher):
+        changed.append(f"{'with' if config.teacher else 'without'} --teacher")
+    refuse_changes("other settings", changed, run_dir)
 
 
 def same_model_or_error(saved: dict[str, Any], model_kwargs: dict[str, Any], run_dir: str) -> None:
-    """Raise ConfigError when a resume would build another model than the run's (e.g. --cell changed)."""
+    """Raise ConfigError when a resume would build another model than the run's (e.g. the data
+    folder now gives another vocabulary)."""
     def plain(value: Any) -> Any:
         return list(value) if isinstance(value, tuple) else value
 
     changed = [f"{key} {plain(saved.get(key))!r} -> {plain(model_kwargs.get(key))!r}"
                for key in sorted(set(saved) | set(model_kwargs)) if plain(saved.get(key)) != plain(model_kwargs.get(key))]
     refuse_changes("another model", changed, run_dir)
-
-
-def same_data_or_error(saved_config: dict[str, Any], config: TrainConfig, run_dir: str) -> None:
-    """Raise ConfigError when a resume would train or validate on other examples than the run's
-    (e.g. --val-size or --seed changed)."""
-    changed = [f"--{name.replace('_', '-')} {saved_config[name]!r} -> {getattr(config, name)!r}"
-               for name in config.data_flags if name in saved_config and saved_config[name] != getattr(config, name)]
-    refuse_changes("other data", changed, run_dir)
-
-
-def same_switch_or_error(flag: str, trained_with: bool, resumed_with: bool, run_dir: str) -> None:
-    """Raise ConfigError when a resume turns `flag` on or off (its state would be missing or lost)."""
-    if trained_with != resumed_with:
-        raise ConfigError(f"cannot resume {run_dir} with{'' if resumed_with else 'out'} {flag}: it was trained "
-                          f"with{'' if trained_with else 'out'} it; keep its {flag} setting or start a new run")
-
-
-def same_pretrained_or_error(saved_config: dict[str, Any], config: TrainConfig, run_dir: str) -> None:
-    """Raise ConfigError when a resume names another pretrained encoder than the run started from (the
-    resumed run rebuilds its encoder from the checkpoint, so the folder itself is not needed)."""
-    source = config.pretrained_source()
-    saved = saved_config.get("pretrained", source)
-    if source != saved:
-        refuse_changes("another model", [f"--pretrained {saved!r} -> {source!r}"], run_dir)

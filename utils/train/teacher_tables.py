@@ -1,11 +1,14 @@
 """The teacher's outputs as tables kept on disk: one row per training example (fixed inputs) or one
-cell per view of each image (crops and flips). Each table is named by a hash of all that decides it,
-so another run with the same teacher and examples, or a resumed run, reads it instead of asking
-the teacher again; a damaged file is computed again."""
+cell per view of each image (crops and flips). Each table is named by a key, a hash of all that
+decides it (the teacher's weights, architecture and preprocessing, the examples, the views and the
+arithmetic), so another run with the same teacher and examples, or a resumed run, reads it instead
+of asking the teacher again. The file holds its key and a checksum of its values: a table that is
+damaged, altered, of another shape or dtype, or not finite is noted and computed again."""
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import time
 from typing import Any, Callable
@@ -18,7 +21,7 @@ from tqdm import tqdm
 from data.image_batches import ImageBatches, mirror_view
 from utils.errors import WriteError
 from utils.runtime import Runtime, all_reduce_sum, autocast
-from utils.storage.files import atomic_write
+from utils.storage.files import atomic_write, remove_stale_temp_files
 from utils.train.engine import evaluate
 
 CACHE_DIR_ENV = "TEACHER_CACHE_DIR"
@@ -39,6 +42,12 @@ def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def teacher_sha256(checkpoint: dict[str, Any]) -> str:
+    """A hash of all in a teacher checkpoint that decides its outputs: weights, architecture and its
+    arguments (e.g. pooling), and how it reads its inputs (normalisation, tokenizer, max length)."""
+    described = json.dumps([checkpoint.get("model_name"), checkpoint.get("model_kwargs"), checkpoint.get("meta")],
+                           sort_keys=True, default=str)
+    return hashlib.sha256(f"{weights_sha256(checkpoint['model'])}:{described}".encode()).hexdigest()
 
 
 def averages_flips(teacher: nn.Module) -> bool:
@@ -90,19 +99,19 @@ def teacher_cache_dir() -> str:
     return os.environ.get(CACHE_DIR_ENV) or default
 
 
-def view_table_key(weights_digest: str, batches: ImageBatches, runtime: Runtime, flip_average: bool) -> str:
+def view_table_key(teacher_digest: str, batches: ImageBatches, runtime: Runtime, flip_average: bool) -> str:
     """A name for a view table: a hash of all that decides it (teacher, images, views, arithmetic)."""
-    digest = hashlib.sha256(weights_digest.encode())
+    digest = hashlib.sha256(f"views:{teacher_digest}".encode())
     digest.update(batches.images.detach().cpu().contiguous().numpy().tobytes())
     digest.update(f"{batches.crop_padding}:{batches.mean}:{batches.std}:{flip_average}:"
                   f"{runtime.device.type}:{runtime.precision}".encode())
     return digest.hexdigest()[:32]
 
 
-def example_table_key(weights_digest: str, batches: Any, runtime: Runtime) -> str:
+def example_table_key(teacher_digest: str, batches: Any, runtime: Runtime) -> str:
     """A name for the teacher's table of one row per training example: a hash of the teacher, every
     input tensor its own pipeline serves (in order, with that order) and the arithmetic."""
-    digest = hashlib.sha256(f"examples:{weights_digest}:{runtime.device.type}:{runtime.precision}".encode())
+    digest = hashlib.sha256(f"examples:{teacher_digest}:{runtime.device.type}:{runtime.precision}".encode())
     digest.update(batches.example_order().cpu().numpy().tobytes())
     for inputs, _ in batches:
         for tensor in inputs if isinstance(inputs, (tuple, list)) else (inputs,):
@@ -110,52 +119,75 @@ def example_table_key(weights_digest: str, batches: Any, runtime: Runtime) -> st
     return digest.hexdigest()[:32]
 
 
-def read_table(path: str, expected: tuple[int, ...]) -> torch.Tensor | None:
-    """The table kept at `path` if it is there, readable and its leading dimensions are `expected`."""
+def table_sha256(table: torch.Tensor) -> str:
+    """The checksum kept beside a table: a hash of its dtype, shape and values."""
+    digest = hashlib.sha256()
+    hash_tensor(digest, table)
+    return digest.hexdigest()
+
+
+def read_table(path: str, key: str, shape: tuple[int, ...]) -> tuple[torch.Tensor | None, str]:
+    """The table kept at `path` and why it cannot be used ('' when it can): it must hold `key`, a float32
+    tensor of `shape` with finite values, and the checksum of those values."""
     if not os.path.exists(path):
-        return None
+        return None, ""
     try:
-        table = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a damaged cache file is computed again
-        return None
-    return table if isinstance(table, torch.Tensor) and tuple(table.shape[:len(expected)]) == expected else None
+        kept = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # any damage to the file: computed again
+        return None, "it cannot be read"
+    table = kept.get("table") if isinstance(kept, dict) else None
+    if not isinstance(table, torch.Tensor) or kept.get("key") != key:
+        return None, "it is not a table of this repository's cache"
+    if table.dtype != torch.float32 or tuple(table.shape) != shape:
+        return None, f"it holds a {table.dtype} table of shape {tuple(table.shape)}, not float32 {shape}"
+    if kept.get("sha256") != table_sha256(table):
+        return None, "its values do not match their checksum"
+    if not torch.isfinite(table).all():
+        return None, "it holds values that are not finite"
+    return table, ""
 
 
-def load_or_make_table(key: str, expected: tuple[int, ...], make: Callable[[], torch.Tensor], runtime: Runtime,
+def load_or_make_table(key: str, shape: tuple[int, ...], make: Callable[[], torch.Tensor], runtime: Runtime,
                        say: Callable[[str], None], read_words: str, make_words: str) -> torch.Tensor:
-    """The teacher's table `key` from the disk cache when every process can read it, else `make()`
-    (then saved by the main process). `read_words` and `make_words` tell the user which it was."""
-    path = os.path.join(teacher_cache_dir(), f"{key}.pt")
-    table = read_table(path, expected)
+    """The teacher's table `key` of `shape` from the disk cache when every process can use it, else
+    `make()` (then saved by the main process). `read_words` and `make_words` tell the user which it was."""
+    folder = teacher_cache_dir()
+    path = os.path.join(folder, f"{key}.pt")
+    table, unusable = read_table(path, key, shape)
     if all_reduce_sum([float(table is not None)], runtime)[0] == runtime.world_size:  # every process has it
         say(f"teacher: {read_words} read from {path}")
         return table
-    say(f"teacher: {make_words} (kept in {teacher_cache_dir()} for later runs)")
+    if unusable:
+        say(f"note: the teacher's kept outputs {path} are not used ({unusable}): computing them again")
+    say(f"teacher: {make_words} (kept in {folder} for later runs)")
     start = time.perf_counter()
     table = make()
     say(f"teacher: done in {time.perf_counter() - start:.0f} s")
     if runtime.is_main:
         try:
-            atomic_write(path, lambda tmp: torch.save(table, tmp))
+            remove_stale_temp_files(folder)
+            kept = {"key": key, "table": table, "sha256": table_sha256(table)}
+            atomic_write(path, lambda tmp: torch.save(kept, tmp))
         except WriteError as error:
             say(f"note: the teacher's outputs are not kept for later runs: {error}")
     return table
 
 
 def load_or_make_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runtime, batch_size: int,
-                            weights_digest: str, say: Callable[[str], None], progress: bool) -> torch.Tensor:
+                            teacher_digest: str, num_classes: int, say: Callable[[str], None], progress: bool
+                            ) -> torch.Tensor:
     """The teacher's view table (see teacher_view_table), from the disk cache or computed."""
     images, views = len(batches.labels), batches.view_count
     shared = f", split among {runtime.world_size} processes" if runtime.distributed else ""
-    return load_or_make_table(view_table_key(weights_digest, batches, runtime, averages_flips(teacher)),
-                              (images, views), lambda: teacher_view_table(teacher, batches, runtime, batch_size,
+    return load_or_make_table(view_table_key(teacher_digest, batches, runtime, averages_flips(teacher)),
+                              (images, views, num_classes), lambda: teacher_view_table(teacher, batches, runtime, batch_size,
                                                                           progress), runtime, say,
                               f"its outputs for the {views} views of each image",
                               f"classifying {views} views of each of {images:,} training images once{shared}")
 
 
-def load_or_make_example_table(teacher: nn.Module, batches: Any, runtime: Runtime, weights_digest: str,
-                               say: Callable[[str], None]) -> torch.Tensor:
+def load_or_make_example_table(teacher: nn.Module, batches: Any, runtime: Runtime, teacher_digest: str,
+                               num_classes: int, say: Callable[[str], None]) -> torch.Tensor:
     """The teacher's float32 logits of every example of `batches` (its own pipeline's view of the
     training split), in the split's order, from the disk cache or computed. Every process computes
     all of them (`runtime` has one process), but all must agree on reading the cache."""
@@ -165,6 +197,7 @@ def load_or_make_example_table(teacher: nn.Module, batches: Any, runtime: Runtim
     def classify_all() -> torch.Tensor:
         return evaluate(teacher, batches, alone, collect=True)["logits"].cpu().clone()
 
-    return load_or_make_table(example_table_key(weights_digest, batches, runtime), (examples,), classify_all,
+    return load_or_make_table(example_table_key(teacher_digest, batches, runtime), (examples, num_classes),
+                              classify_all,
                               runtime, say, f"its outputs for the {examples:,} training examples",
                               f"classifying each of {examples:,} training examples once")

@@ -34,7 +34,7 @@ from utils.train.distill import attach_teacher
 from utils.train.engine import Trainer, evaluate, fit
 from utils.train.logger import ConsoleLine, History, RunLog
 from utils.train.optim import build_optimizer, lr_schedule
-from utils.train.resume import same_data_or_error, same_model_or_error, same_pretrained_or_error, same_switch_or_error
+from utils.train.resume import WORLD_SIZE, same_model_or_error, same_settings_or_error
 from utils.train.tensorboard import TensorBoardLog
 
 MakeData = Callable[[TrainConfig, Runtime, "dict | None"], DataBundle]
@@ -105,16 +105,13 @@ def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: Ma
     """Data, model, teacher and optimizer of a run, new or continued from the commit record `resumed`."""
     saved_config = (resumed or {}).get("config") or {}
     if resumed:
-        same_data_or_error(saved_config, config, folder.path)
-        same_pretrained_or_error(saved_config, config, folder.path)
+        same_settings_or_error(saved_config, config, runtime.world_size, folder.path)
     data = make_data(config, runtime, resumed["meta"] if resumed else None)
     for note in data.notes:
         say(note)
     model_kwargs, pretrained_weights = model_arguments(config, data, resumed)
     if resumed:
         same_model_or_error(resumed["model_kwargs"], model_kwargs, folder.path)
-        same_switch_or_error("--ema", bool(resumed.get("ema")), bool(config.ema), folder.path)
-        same_switch_or_error("--teacher", bool(resumed.get("teacher")), bool(config.teacher), folder.path)
     model = build_model(model_name, **model_kwargs)
     if pretrained_weights is not None:
         try:
@@ -130,7 +127,7 @@ def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: Ma
     if resumed:
         restore_training_state(state, resumed, folder.file("last.pt"))
         say(f"resuming {folder.path} after epoch {state.progress['epoch']} (step {state.progress['step']})")
-    identity = RunIdentity(dict(vars(config)), script_name, model_name, model_kwargs, data.task, data.class_names,
+    identity = RunIdentity({**vars(config), WORLD_SIZE: runtime.world_size}, script_name, model_name, model_kwargs, data.task, data.class_names,
                            data.meta, teacher)
     return TrainingRun(config, runtime, folder, data, identity, state, say), schedule
 
@@ -161,7 +158,7 @@ def train_epochs(run: TrainingRun, schedule: Callable[[int], float], log: RunLog
     if progress["epoch"] < config.epochs and not progress["stopped_early"]:
         run.folder.forget_results()
     module = wrap_for_training(state.model, run.runtime, config.compile)
-    run.folder.save_config({**vars(config), "script": run.identity.script})
+    run.folder.save_config({**run.identity.config, "script": run.identity.script})
     run.say(f"run folder {run.folder.path}: {run.identity.model_name} with {count_parameters(state.model):,} "
             f"parameters on {run.runtime.device} ({run.runtime.precision}, {run.runtime.world_size} "
             f"process{'es' if run.runtime.distributed else ''}), "
