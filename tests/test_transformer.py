@@ -12,6 +12,7 @@ import torch
 import predict
 import train_transformer
 from conftest import SHARED_MODELS, shared_data_or_skip
+from utils.errors import PretrainedError
 from utils.pretrained import load_subword_tokenizer
 from data.tokenization import WordTokenizer, tokenizer_from_meta
 from utils.storage.checkpoint import load_checkpoint
@@ -64,6 +65,8 @@ def test_fine_tune_then_predict_without_the_model_folder_or_network(trec_dir, ti
     evaluated = train_transformer.main(["--data-dir", trec_dir, "--eval-only", "--checkpoint",
                                         os.path.join(out, "best.pt"), "--out-dir", str(tmp_path / "eval")])
     assert evaluated["test_acc"] == summary["test_acc"]
+    resumed = train_transformer.main(["--resume", out, "--epochs", "3", "--no-progress"])  # nor does a resume
+    assert resumed["epochs_run"] == 3
 
 
 def test_fine_tuning_starts_from_the_pretrained_weights(trec_dir, tiny_pretrained, tmp_path):
@@ -100,7 +103,7 @@ def test_linear_schedule_warms_up_then_decays_to_zero():
 
 @pytest.mark.parametrize("pretrained,message", [
     ("{tmp}/no-such-folder", "no such folder"),
-    ("{tmp}/empty", "the folder holds no such files"),
+    ("{tmp}/empty", "the folder holds no tokenizer saved with save_pretrained"),
     ("someone/no-such-model-anywhere", "HF_HUB_OFFLINE is set"),
 ])
 def test_unusable_pretrained_model_is_one_line(pretrained, message, trec_dir, tmp_path, monkeypatch, capsys):
@@ -110,6 +113,60 @@ def test_unusable_pretrained_model_is_one_line(pretrained, message, trec_dir, tm
         train_transformer.main(args(trec_dir, str(tmp_path / "run"), "--pretrained", pretrained.format(tmp=tmp_path)))
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and len(err) == 1 and message in err[0], err
+
+
+def without_tokenizer_files(folder):
+    for name in os.listdir(folder):
+        if name.startswith(("tokenizer", "vocab", "special_tokens")):
+            os.remove(os.path.join(folder, name))
+
+
+def truncated_weights(folder):
+    path = os.path.join(folder, "model.safetensors")
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:len(data) // 2])
+
+
+def config_with(**changes):
+    def change(folder):
+        path = os.path.join(folder, "config.json")
+        json.dump({**json.load(open(path)), **changes}, open(path, "w"))
+    return change
+
+
+def pickled_weights_of_something_else(folder):
+    os.remove(os.path.join(folder, "model.safetensors"))
+    torch.save({"x": torch.zeros(2)}, os.path.join(folder, "pytorch_model.bin"))
+
+
+@pytest.mark.parametrize("damage, flags, message", [
+    (without_tokenizer_files, (), "knows only its 5 special tokens"),
+    (truncated_weights, (), "the folder's files do not load"),
+    (config_with(vocab_size=-3), (), "vocab_size -3"),
+    (config_with(max_position_embeddings=10 ** 12), (), "max_position_embeddings 1000000000000"),
+    (config_with(hidden_size=-16), (), "hidden_size -16"),
+    (config_with(hidden_size=32), (), "do not have the sizes its config.json gives"),
+    (pickled_weights_of_something_else, (), "lack 37 of the encoder's tensors"),
+    (lambda folder: None, ("--max-length", "65"), "--max-length 65 is more tokens than the encoder"),
+])
+def test_a_damaged_pretrained_folder_is_one_line_before_any_training(damage, flags, message, tiny_pretrained, trec_dir,
+                                                                     tmp_path, capsys):
+    folder = str(tmp_path / "model")
+    shutil.copytree(tiny_pretrained, folder)
+    damage(folder)
+    with pytest.raises(SystemExit) as stop:
+        train_transformer.main(args(trec_dir, str(tmp_path / "run"), "--pretrained", folder, *flags))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and message in err[0], err
+    assert not os.path.exists(tmp_path / "run")  # nothing was left behind
+
+
+def test_a_tokenizer_must_fit_the_embeddings_of_its_model(tiny_pretrained, tmp_path):
+    folder = str(tmp_path / "model")
+    shutil.copytree(tiny_pretrained, folder)
+    config_with(vocab_size=10)(folder)
+    with pytest.raises(PretrainedError, match="it is not that model's tokenizer"):
+        load_subword_tokenizer(folder)
 
 
 def test_heads_must_divide_the_embedding(trec_dir, tmp_path, capsys):

@@ -22,7 +22,7 @@ from data.bundle import DataBundle
 from models import build_model, count_parameters, parameter_groups
 from models.transformer import load_pretrained_weights
 from utils.config import TrainConfig
-from utils.errors import Interrupted, NonFiniteLoss, PretrainedError
+from utils.errors import ConfigError, Interrupted, NonFiniteLoss, PretrainedError
 from utils.pretrained import load_pretrained_encoder
 from utils.report.runs import write_test_report
 from utils.runtime import Runtime, cpu_bf16_native, stop_on_signals
@@ -81,6 +81,10 @@ def model_arguments(config: TrainConfig, data: DataBundle, resumed: dict[str, An
     if resumed:
         return {**kwargs, "encoder_config": resumed["model_kwargs"].get("encoder_config")}, None
     encoder = load_pretrained_encoder(config.pretrained_source())
+    positions, max_length = encoder.config.get("max_position_embeddings"), data.meta.get("max_length")
+    if positions and max_length and max_length > positions:
+        raise ConfigError(f"--max-length {max_length} is more tokens than the encoder of {config.pretrained_source()} "
+                          f"has positions ({positions}): give --max-length {positions} or less")
     return {**kwargs, "encoder_config": encoder.config}, encoder.weights
 
 
