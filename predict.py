@@ -18,7 +18,7 @@ from utils.errors import run_tool
 from utils.config import default_data_dir
 from utils.flags import ArgumentParser
 from utils.errors import InputError
-from utils.serve.inputs import image_inputs, question_inputs, read_image
+from utils.serve.inputs import decode_text, image_inputs, plain_text, question_inputs, read_image
 from utils.serve.predictor import class_probabilities, load_for_inference
 
 
@@ -39,15 +39,8 @@ def parse_args(argv: Sequence[str] | None):
 
 def stdin_lines() -> list[str]:
     """Non-empty lines of standard input, decoded as UTF-8 (Latin-1 for a line that is not UTF-8)."""
-    lines = []
-    for raw in sys.stdin.buffer.read().split(b"\n"):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            line = raw.decode("latin-1")  # never fails: every byte is a character
-        if line.strip():
-            lines.append(line.rstrip("\r"))
-    return lines
+    lines = [decode_text(raw).rstrip("\r") for raw in sys.stdin.buffer.read().split(b"\n")]
+    return [line for line in lines if line.strip()]
 
 
 def classify(args) -> None:
@@ -57,7 +50,7 @@ def classify(args) -> None:
     if checkpoint["task"] == "trec":
         if args.test_index:
             raise InputError("--test-index is for FashionMNIST checkpoints; give questions instead")
-        labels = args.inputs or stdin_lines()
+        labels = [plain_text(text) for text in args.inputs] or stdin_lines()
         if not labels:
             raise InputError("no question given (as arguments or one per line on stdin)")
         inputs = question_inputs(labels, meta)

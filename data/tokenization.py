@@ -75,9 +75,13 @@ def tokenizer_from_meta(meta: dict[str, Any]) -> WordTokenizer | SubwordTokenize
         from tokenizers import Tokenizer
 
         try:
-            return SubwordTokenizer(Tokenizer.from_str(state["json"]), state["pad_id"])
+            tokenizer = SubwordTokenizer(Tokenizer.from_str(state["json"]), state["pad_id"])
         except Exception as error:  # tokenizers raises its own exception type for malformed JSON
             raise DataError(f"the saved tokenizer cannot be rebuilt ({type(error).__name__})") from error
+        if not 0 <= tokenizer.pad_id < tokenizer.vocab_size:
+            raise DataError(f"the saved tokenizer's pad id {tokenizer.pad_id} is not one of its "
+                            f"{tokenizer.vocab_size} tokens")
+        return tokenizer
     raise DataError("the saved tokenizer is missing or malformed (expected words with <pad>, <unk> first, "
                     "or a subword tokenizer's JSON and pad id)")
 

@@ -15,6 +15,8 @@ import zlib
 import pytest
 import torch
 from PIL import Image
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
 
 import predict
 import train_cnn
@@ -166,6 +168,13 @@ def broken_checkpoints(good: str, folder) -> dict[str, str]:
     save("short vocabulary", {**state, "meta": {**state["meta"], "tokenizer": {**words, "vocabulary": words["vocabulary"][:5]}}})
     save("vocabulary without <unk>", {**state, "meta": {**state["meta"], "tokenizer": {**words, "vocabulary": ["<pad>"]}}})
     save("malformed subword tokenizer", {**state, "meta": {"tokenizer": {"kind": "subword", "json": "{", "pad_id": 0}}})
+    subword = Tokenizer(WordLevel({"[PAD]": 0, "[UNK]": 1, "who": 2}, unk_token="[UNK]")).to_str()
+    save("pad id outside the tokenizer", {**state, "meta": {"tokenizer": {"kind": "subword", "json": subword,
+                                                                          "pad_id": 7}}})
+    for name, max_length in (("max_length as text", "64"), ("max_length zero", 0), ("max_length fraction", 6.5)):
+        save(name, {**state, "meta": {**state["meta"], "max_length": max_length}})
+    save("nan weights", {**state, "model": {key: torch.full_like(value, math.nan) if value.is_floating_point()
+                                            else value for key, value in state["model"].items()}})
     return paths
 
 
@@ -248,6 +257,12 @@ def test_huge_question_is_cut_to_max_length(tmp_path, capsys):
                               "--val-size", "40", "--no-progress", "--max-length", "32"])
     assert math.isfinite(summary["test_loss"])
     assert "cut 1 training question(s) to --max-length 32 tokens" in capsys.readouterr().out
+
+
+def test_a_question_argument_that_is_not_utf8_is_read_as_latin1(runs, capsys):
+    not_utf8 = os.fsdecode(b"caf\xe9 ?")  # how Python holds such an argument
+    assert predict.main([os.path.join(runs["rnn"], "best.pt"), "--json", not_utf8]) == 0
+    assert json.loads(capsys.readouterr().out)["input"] == "café ?"
 
 
 def test_predict_options_between_inputs_and_odd_stdin(runs, monkeypatch, capsys):

@@ -144,3 +144,40 @@ def test_verification_fails_on_non_finite_logits(tiny_pretrained, tmp_path):
     images[3, 0, 0, 0] = float("nan")  # NaN logits on both sides would "agree" by every comparison
     with pytest.raises(ExportError, match="non-finite logits"):
         verify(model, str(tmp_path / "m.onnx"), images, text=False)
+
+
+def with_metadata(source: str, target: str, **changes) -> str:
+    """A copy of the ONNX file `source` whose metadata entries `changes` are replaced."""
+    import onnx
+
+    model = onnx.load(source)
+    for entry in model.metadata_props:
+        if entry.key in changes:
+            entry.value = json.dumps(changes[entry.key])
+    onnx.save(model, target)
+    return target
+
+
+def test_onnx_metadata_that_disagree_with_the_graph_are_one_line(tiny_pretrained, tmp_path, capsys):
+    rnn = checkpoint_of("rnn", {"cell": "gru"}, tmp_path, tiny_pretrained)
+    assert export.main([rnn, "--out", str(tmp_path / "rnn.onnx")]) == 0
+    bert = checkpoint_of("pretrained", {"pooling": "mean"}, tmp_path, tiny_pretrained)
+    assert export.main([bert, "--out", str(tmp_path / "bert.onnx")]) == 0
+    words = torch.load(rnn, weights_only=True)["meta"]
+    subwords = torch.load(bert, weights_only=True)["meta"]
+    cases = {
+        "its model gives 6 scores but its metadata names 7 classes":
+            ("rnn", {"class_names": ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM", "EXTRA"]}),
+        "cannot read inputs as its metadata describes them":  # a tokenizer with more tokens than embeddings
+            ("rnn", {"meta": {**words, "tokenizer": subwords["tokenizer"]}}),
+        "cannot read inputs as": ("bert", {"meta": {**subwords, "max_length": 10_000}}),  # beyond its positions
+        "pad id 999 is not one of its": ("bert", {"meta": {**subwords, "tokenizer": {**subwords["tokenizer"],
+                                                                                    "pad_id": 999}}}),
+        "max_length 'long' is not a positive whole number": ("rnn", {"meta": {**words, "max_length": "long"}}),
+        "its meta lacks mean, std": ("rnn", {"task": "fashion_mnist"}),
+    }
+    for message, (name, changes) in cases.items():
+        path = with_metadata(str(tmp_path / f"{name}.onnx"), str(tmp_path / "changed.onnx"), **changes)
+        assert predict.main([path, "Who wrote Hamlet ?"]) == 2, message
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (message, err)

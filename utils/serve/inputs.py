@@ -86,6 +86,31 @@ def image_inputs(arrays: Sequence[np.ndarray], meta: dict[str, Any]) -> torch.Te
     return ((pixels - meta["mean"]) / meta["std"]).unsqueeze(1)
 
 
+def probe_inputs(checkpoint: dict[str, Any]) -> Any:
+    """The most demanding input a checkpoint's meta allows: for text, one question of max_length
+    copies of the tokenizer's last token; for images, one blank image."""
+    meta = checkpoint["meta"]
+    if checkpoint["task"] == "trec":
+        max_length = meta.get("max_length", 64)
+        last_token = tokenizer_from_meta(meta).vocab_size - 1
+        return torch.full((1, max_length), last_token, dtype=torch.long), torch.tensor([max_length])
+    return image_inputs([np.zeros((28, 28), dtype=np.uint8)], meta)
+
+
+def decode_text(raw: bytes) -> str:
+    """Text from bytes: UTF-8, or Latin-1 (which never fails: every byte is a character) where it is not."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def plain_text(text: str) -> str:
+    """`text` as the tokenizers can read it: a command-line argument that was not UTF-8 (held by Python
+    as surrogate escapes) is decoded as decode_text does."""
+    return decode_text(text.encode("utf-8", "surrogateescape"))
+
+
 def question_inputs(questions: Sequence[str], meta: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and lengths of questions, encoded with the checkpoint's tokenizer and cut to the
     length the model was trained with."""
@@ -95,5 +120,5 @@ def question_inputs(questions: Sequence[str], meta: dict[str, Any]) -> tuple[tor
     for question in questions:
         if not question.split():
             raise InputError("empty question: give some words to classify")
-        encoded.append(tokenizer.encode(question, max_length)[0])
+        encoded.append(tokenizer.encode(plain_text(question), max_length)[0])
     return pad_sequences(encoded, tokenizer.pad_id)

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from utils.errors import CheckpointError
+from utils.errors import CheckpointError, one_line
+from utils.serve.inputs import probe_inputs
 from utils.storage.checkpoint import check_predictor_checkpoint, load_checkpoint, model_from_checkpoint
 
 
@@ -36,16 +37,44 @@ class OnnxClassifier:
 
 def load_for_inference(path: str) -> tuple[Any, dict[str, Any]]:
     """The model of a checkpoint (in eval mode on the CPU) or of an exported .onnx file, and the
-    checkpoint (for .onnx: its task, class names and meta)."""
+    checkpoint (for .onnx: its task, class names and meta), checked to work together (check_fits)."""
     if path.endswith(".onnx"):
         if not os.path.isfile(path):
             raise CheckpointError(f"{path} not found")
-        classifier = OnnxClassifier(path)
-        check_predictor_checkpoint({**classifier.checkpoint, "model": {}, "model_kwargs": {}}, path)
-        return classifier, classifier.checkpoint
-    checkpoint = load_checkpoint(path)
-    check_predictor_checkpoint(checkpoint, path)
-    return model_from_checkpoint(checkpoint, path=path), checkpoint
+        model = OnnxClassifier(path)
+        checkpoint = model.checkpoint
+        check_predictor_checkpoint({**checkpoint, "model": {}, "model_kwargs": {}}, path)
+    else:
+        checkpoint = load_checkpoint(path)
+        check_predictor_checkpoint(checkpoint, path)
+        refuse_non_finite_weights(checkpoint["model"], path)
+        model = model_from_checkpoint(checkpoint, path=path)
+    check_fits(model, checkpoint, path)
+    return model, checkpoint
+
+
+def refuse_non_finite_weights(weights: dict[str, torch.Tensor], path: str) -> None:
+    """Raise CheckpointError when a floating-point tensor of `weights` holds NaN or an infinity."""
+    broken = [name for name, tensor in weights.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if broken:
+        raise CheckpointError(f"{path}: {len(broken)} weight tensor(s) hold NaN or infinite values (e.g. {broken[0]}); "
+                              "use a checkpoint of a run that did not diverge")
+
+
+@torch.inference_mode()
+def check_fits(model: Any, checkpoint: dict[str, Any], path: str) -> None:
+    """Raise CheckpointError unless the model classifies the most demanding input its meta allows
+    (see probe_inputs) into finite scores, one per class name."""
+    try:
+        logits = model(probe_inputs(checkpoint))
+    except Exception as error:  # noqa: BLE001 - torch and onnxruntime fail in their own ways
+        raise CheckpointError(f"{path}: its model cannot read inputs as its metadata describes them "
+                              f"({one_line(error)[:160]})") from error
+    if tuple(logits.shape) != (1, len(checkpoint["class_names"])):
+        raise CheckpointError(f"{path}: its model gives {logits.shape[-1]} scores but its metadata names "
+                              f"{len(checkpoint['class_names'])} classes")
+    if not torch.isfinite(logits).all():
+        raise CheckpointError(f"{path}: its model gives scores that are not finite (NaN or infinite weights)")
 
 
 @torch.inference_mode()

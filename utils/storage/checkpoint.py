@@ -118,9 +118,7 @@ def check_predictor_checkpoint(checkpoint: dict[str, Any], path: str) -> None:
             tokenizer = tokenizer_from_meta(meta)
         except DataError as error:
             raise CheckpointError(f"{path}: {error}") from error
-        if checkpoint["model_kwargs"].get("vocab_size", tokenizer.vocab_size) != tokenizer.vocab_size:
-            raise CheckpointError(f"{path}: its tokenizer has {tokenizer.vocab_size} tokens but the model "
-                                  f"{checkpoint['model_kwargs']['vocab_size']}")
+        check_text_meta(checkpoint["model_kwargs"], meta, tokenizer.vocab_size, path)
     if task == "fashion_mnist":
         mean, std = meta["mean"], meta["std"]
         if not all(isinstance(value, (int, float)) and math.isfinite(value) for value in (mean, std)) or std <= 0:
@@ -129,6 +127,23 @@ def check_predictor_checkpoint(checkpoint: dict[str, Any], path: str) -> None:
     if checkpoint["model_kwargs"].get("num_classes", len(names)) != len(names):
         raise CheckpointError(f"{path}: the model has {checkpoint['model_kwargs']['num_classes']} outputs "
                               f"but {len(names)} class names")
+
+
+def check_text_meta(model_kwargs: dict[str, Any], meta: dict[str, Any], tokens: int, path: str) -> None:
+    """Raise CheckpointError unless a text model's meta fits it: a tokenizer of `tokens` tokens that
+    the model has embeddings for, and a positive integer max_length within its positions."""
+    encoder = model_kwargs.get("encoder_config") if isinstance(model_kwargs.get("encoder_config"), dict) else {}
+    embeddings = model_kwargs.get("vocab_size", encoder.get("vocab_size"))
+    exact = "vocab_size" in model_kwargs  # a word vocabulary is the model's embeddings, one for one
+    if isinstance(embeddings, int) and (tokens != embeddings if exact else tokens > embeddings):
+        raise CheckpointError(f"{path}: its tokenizer has {tokens} tokens but the model {embeddings} token embeddings")
+    max_length = meta.get("max_length", 1)
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+        raise CheckpointError(f"{path}: its meta's max_length {max_length!r} is not a positive whole number")
+    positions = model_kwargs.get("max_length", encoder.get("max_position_embeddings"))
+    if isinstance(positions, int) and max_length > positions:
+        raise CheckpointError(f"{path}: its meta's max_length {max_length} is more than the model's {positions} "
+                              "positions")
 
 
 def save_checkpoint(path: str, state: dict[str, Any]) -> None:
