@@ -27,6 +27,7 @@ from data.trec import read_label_file
 from utils.config import TrainConfig
 from utils.flags import field_metadata
 from utils.report import cli as report
+from utils.report.runs import run_labels
 from utils.storage.checkpoint import load_checkpoint, save_checkpoint
 from utils.train.resume import RESUMABLE_CHANGES
 
@@ -230,6 +231,16 @@ def test_report_rejects_damaged_files(runs, tmp_path, capsys):
     (damaged / "predictions.json").write_text(original)
     (damaged / "metrics.jsonl").write_text('{"epoch": 1, "train_loss": 0.5}\n{"epoch": 2, "tra')
     assert_one_error_line(report.main, [str(damaged)], capsys, "metrics.jsonl, line 2: not JSON")
+    for rows, message in (('[1, 2]\n', "line 1: not a JSON object"), ('{"train_loss": 0.5}\n', "line 1: not an epoch's"),
+                          ('{"epoch": 1, "val_acc": "high"}\n', "line 1: not an epoch's metrics")):
+        (damaged / "metrics.jsonl").write_text(rows)
+        assert_one_error_line(report.main, [str(damaged)], capsys, message)
+    (damaged / "metrics.jsonl").unlink()
+    saved = json.loads(original)
+    for broken in ({**saved, "class_names": list(range(len(saved["class_names"])))},  # integers, not names
+                   {**saved, "mistakes": [{"index": 0}]}, {**saved, "mistakes": ["wrong"]}):
+        (damaged / "predictions.json").write_text(json.dumps(broken))
+        assert_one_error_line(report.main, [str(damaged)], capsys, "is not a predictions file of this repository")
     assert_one_error_line(report.main, [str(tmp_path / "nowhere")], capsys, "has no predictions.json")
 
 
@@ -237,6 +248,17 @@ def test_report_compare_into_a_new_folder(runs, tmp_path):
     target = tmp_path / "new" / "folder" / "compare.png"
     assert report.main([runs["rnn"], runs["dnn"], "--compare", str(target)]) == 0
     assert target.is_file()
+
+
+def test_report_compare_keeps_runs_whose_folders_share_a_name(runs, tmp_path, monkeypatch):
+    for place in ("a", "b"):
+        shutil.copytree(runs["rnn"], tmp_path / place / "run")
+    drawn = {}
+    monkeypatch.setattr("utils.report.plots.plot_curves", lambda histories, path: drawn.__setitem__(path, histories))
+    assert report.main([str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run"), "--compare",
+                        str(tmp_path / "c.png")]) == 0
+    assert len(drawn[str(tmp_path / "c.png")]) == 2 and run_labels(["x/run", "y/run", "z/other", "x/run"]) == [
+        "x/run (1)", "y/run", "other", "x/run (4)"]
 
 
 # ---- odd inputs that must simply work ----------------------------------------------------------------

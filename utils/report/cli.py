@@ -10,8 +10,7 @@ from typing import Sequence
 
 from utils.flags import ArgumentParser
 from utils.errors import CheckpointError, run_tool
-from utils.report.runs import draw_run
-from utils.storage.files import read_jsonl
+from utils.report.runs import draw_run, read_history, run_labels
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,8 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"== {run_dir}\n{draw_run(run_dir)}")
         if args.compare:
             from utils.report.plots import plot_curves
-            plot_curves({os.path.basename(d.rstrip("/")): read_jsonl(os.path.join(d, "metrics.jsonl"))
-                         for d in args.run_dirs}, args.compare)
+            plot_curves({label: read_history(os.path.join(run_dir, "metrics.jsonl"))
+                         for label, run_dir in zip(run_labels(args.run_dirs), args.run_dirs)}, args.compare)
             print(f"wrote {args.compare}")
     return run_tool(run)
 

@@ -46,8 +46,7 @@ def draw_run(run_dir: str) -> str:
 
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
     if os.path.exists(metrics_path):
-        plot_curves({os.path.basename(run_dir.rstrip("/")): read_jsonl(metrics_path)},
-                    os.path.join(run_dir, "curves.png"))
+        plot_curves({run_label(run_dir): read_history(metrics_path)}, os.path.join(run_dir, "curves.png"))
     saved = read_predictions(os.path.join(run_dir, "predictions.json"))
     names = saved["class_names"]
     matrix = confusion_matrix(torch.tensor(saved["targets"]), torch.tensor(saved["predictions"]), len(names))
@@ -66,15 +65,51 @@ def draw_run(run_dir: str) -> str:
     return format_report(report)
 
 
+def run_label(run_dir: str) -> str:
+    """A run's name in figures: its folder's name."""
+    return os.path.basename(os.path.normpath(run_dir))
+
+
+def run_labels(run_dirs: list[str]) -> list[str]:
+    """A distinct label for each run: its folder's name, or its whole path where names repeat."""
+    names = [run_label(run_dir) for run_dir in run_dirs]
+    labels = [os.path.normpath(run_dir) if names.count(name) > 1 else name for name, run_dir in zip(names, run_dirs)]
+    return [f"{label} ({number})" if labels.count(label) > 1 else label for number, label in enumerate(labels, 1)]
+
+
+def is_number(value: Any) -> bool:
+    """An int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_history(path: str) -> list[dict[str, Any]]:
+    """metrics.jsonl, checked: one object per epoch with its whole-number epoch and numbers (or null
+    for a value that was not finite); else CheckpointError naming the file and line."""
+    rows = read_jsonl(path)
+    for number, row in enumerate(rows, 1):
+        if not (isinstance(row.get("epoch"), int) and all(value is None or is_number(value) for value in row.values())):
+            raise CheckpointError(f"{path}, line {number}: not an epoch's metrics (an epoch number and numbers); "
+                                  "the file was edited")
+    return rows
+
+
+def valid_mistake(mistake: Any, names: list[str]) -> bool:
+    """A mistake row as write_test_report saves it."""
+    return (isinstance(mistake, dict) and mistake.get("true") in names and mistake.get("predicted") in names
+            and is_number(mistake.get("confidence")) and "example" in mistake)
+
+
 def read_predictions(path: str) -> dict[str, Any]:
     """predictions.json, checked: class names, equally long target and prediction lists of valid
     class indices, mistakes; anything else raises CheckpointError naming the file."""
     saved = read_json(path)
     try:
         names, targets, predictions = saved["class_names"], saved["targets"], saved["predictions"]
-        valid = (isinstance(names, list) and names and len(targets) == len(predictions)
+        valid = (isinstance(names, list) and names and all(isinstance(name, str) for name in names)
+                 and len(targets) == len(predictions)
                  and all(isinstance(v, int) and 0 <= v < len(names) for v in [*targets, *predictions])
-                 and isinstance(saved["mistakes"], list) and saved["task"] in ("fashion_mnist", "trec"))
+                 and isinstance(saved["mistakes"], list) and all(valid_mistake(m, names) for m in saved["mistakes"])
+                 and saved["task"] in ("fashion_mnist", "trec"))
     except (KeyError, TypeError):
         valid = False
     if not valid:

@@ -130,8 +130,11 @@ def read_jsonl(path: str) -> list[dict]:
     for number, line in enumerate(lines, 1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as error:
                 raise CheckpointError(f"{path}, line {number}: not JSON ({error.msg}); the file is truncated "
                                       "or was edited") from error
+            if not isinstance(row, dict):
+                raise CheckpointError(f"{path}, line {number}: not a JSON object; the file was edited")
+            rows.append(row)
     return rows
