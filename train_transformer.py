@@ -28,21 +28,22 @@ class TransformerConfig(TextConfig):
 
     pretrained: str = option("", "fine-tune this pretrained encoder: a hub id or a save_pretrained folder "
                              "(empty: train a Transformer from scratch)")
-    freeze_encoder: bool = option(False, "train only the classification head on top of the pretrained encoder")
+    freeze_encoder: bool = option(False, "train only the classification head on top of the pretrained encoder",
+                                  needs="pretrained")
     encoder_lr_scale: float = option(1.0, "the encoder's learning rate as a fraction of --lr (the head's)",
-                                     above=0, maximum=1)
+                                     above=0, maximum=1, needs="pretrained")
     optimizer: str = "adamw"
     weight_decay: float = 0.01
     scheduler: str = "linear"
     dropout: float = option(0.1, "dropout in the encoder (from scratch) and before the classifier")
     grad_clip: float = 1.0
     # from scratch
-    num_layers: int = option(2, "encoder layers (from scratch)", minimum=1, maximum=48)
+    num_layers: int = option(2, "encoder layers (from scratch)", minimum=1, maximum=48, ignored_with="pretrained")
     num_heads: int = option(4, "attention heads per layer (from scratch); must divide --embed-dim", minimum=1,
-                            maximum=64)
+                            maximum=64, ignored_with="pretrained")
     embed_dim: int = option(128, "size of token embeddings and hidden states (from scratch)", minimum=1,
-                            maximum=4096)
-    ff_dim: int = option(256, "units of each layer's feed-forward block (from scratch)", minimum=1, maximum=16384)
+                            maximum=4096, ignored_with="pretrained")
+    ff_dim: int = option(256, "units of each layer's feed-forward block (from scratch)", minimum=1, maximum=16384, ignored_with="pretrained")
     pooling: str = option("mean", "how token outputs become one vector", ["cls", "mean", "max", "attention"])
 
     def model_kwargs(self) -> dict[str, Any]:

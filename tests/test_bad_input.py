@@ -210,6 +210,9 @@ def test_predict_bad_images_and_arguments(runs, tmp_path, capsys):
     png_claiming_size(bomb, 14000, 14000)
     assert_one_error_line(predict.main, [checkpoint, str(not_image)], capsys, "cannot read image")
     assert_one_error_line(predict.main, [checkpoint, str(tmp_path / "missing.png")], capsys, "cannot read image")
+    os.mkfifo(tmp_path / "pipe.png")  # reading it would wait for a writer for ever
+    assert_one_error_line(predict.main, [checkpoint, str(tmp_path / "pipe.png")], capsys, "not a regular file")
+    assert_one_error_line(predict.main, [checkpoint, str(tmp_path)], capsys, "not a regular file")
     assert_one_error_line(predict.main, [checkpoint, bomb], capsys, "pixels this tool reads")
     png_claiming_size(bomb, 8000, 8000)  # under Pillow's own limit, over ours
     assert_one_error_line(predict.main, [checkpoint, bomb], capsys, "is 8000x8000 pixels, more than")

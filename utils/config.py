@@ -177,6 +177,13 @@ def validate(config: TrainConfig, given: set[str] | frozenset[str] = frozenset()
         elif needed and not getattr(config, needed):
             flag, other = (f"--{key.replace('_', '-')}" for key in (name, needed))
             raise ConfigError(f"{flag} {getattr(config, name)} has no effect without {other}: add {other}")
+        overriding = field_metadata(type(config), name).get("ignored_with")
+        setting = getattr(config, overriding) if overriding else None
+        value = setting() if callable(setting) else setting
+        if value:
+            given_as = (f"the {overriding.removesuffix('_source')} of {value}" if callable(setting)
+                        else f"--{overriding.replace('_', '-')} {value}")
+            raise ConfigError(f"--{name.replace('_', '-')} has no effect with {given_as}: leave it out")
     if config.eval_only and not config.checkpoint:
         raise ConfigError("--eval-only needs --checkpoint PATH")
     if config.resume and config.out_dir and os.path.abspath(config.resume) != os.path.abspath(config.out_dir):

@@ -23,16 +23,19 @@ REMOVED_FLAGS = {  # flags of experiments whose results did not justify keeping 
 
 def option(default: Any, help: str, choices: Sequence[str] | None = None, *, minimum: float | None = None,
            maximum: float | None = None, above: float | None = None, below: float | None = None,
-           needs: str | tuple[str, Any] | None = None) -> Any:
+           needs: str | tuple[str, Any] | None = None, ignored_with: str | None = None) -> Any:
     """A dataclass field that carries its help text and its allowed values (choices, or a range:
     `minimum`/`maximum` inclusive, `above`/`below` exclusive). The range is shown in `--help` and
     checked by `validate`, so the two cannot drift apart. Floats must also be finite.
 
     `needs` names the field this one only matters with (e.g. "augment"), or a (field, value) pair
     (e.g. ("model", "resnet")): giving this flag on the command line while that field is off (false,
-    0 or empty), or has another value, is an error."""
+    0 or empty), or has another value, is an error. `ignored_with` names the field (or the config's
+    method) that makes this one useless when set (e.g. "pretrained": the encoder's own shape is used):
+    giving both is an error."""
     bounds = {"minimum": minimum, "maximum": maximum, "above": above, "below": below}
     return field(default=default, metadata={"help": help, "choices": choices, "needs": needs,
+                                            "ignored_with": ignored_with,
                                             "bounds": {k: v for k, v in bounds.items() if v is not None}})
 
 

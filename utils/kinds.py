@@ -62,7 +62,7 @@ class TextConfig(TrainConfig):
     source: str = option("files", "read the original .label files (downloaded if missing) or the hub",
                          ["files", "hub"])
     min_freq: int = option(2, "keep training words seen at least this often; the rest become <unk>, "
-                           "which so gets trained too", minimum=1)
+                           "which so gets trained too", minimum=1, ignored_with="tokenizer_source")
     bucket: bool = option(True, "batch questions of similar length together (less padding)")
     val_size: int = option(500, "training questions held out for validation (drawn by --split-seed)")
     perturbed_copies: int = option(0, "add this many copies of each training question with each word dropped "

@@ -2,6 +2,7 @@
 images, questions encoded with the checkpoint's tokenizer."""
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any, Sequence
 
@@ -60,8 +61,11 @@ def grayscale_0_255(image: Image.Image) -> np.ndarray:
 def read_image(path: str) -> np.ndarray:
     """An image file (PNG, JPEG, ... any size, colour and bit depth) as a FashionMNIST-like array.
 
-    Files that cannot be read, and images of more than MAX_IMAGE_PIXELS pixels, raise InputError.
+    Files that cannot be read, that are not regular files (a folder, a FIFO that would block), and
+    images of more than MAX_IMAGE_PIXELS pixels raise InputError.
     """
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise InputError(f"cannot read image {path!r}: not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is below
