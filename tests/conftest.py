@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
 import subprocess
 import sys
 
@@ -113,43 +114,11 @@ def shared_data_or_skip(*parts: str) -> str:
     return SHARED_DATA
 
 
-def tiny_bert_config() -> dict:
-    """A BERT-style encoder small enough for tests (plain dict, as a checkpoint keeps it)."""
-    from transformers import BertConfig
-
-    config = BertConfig(vocab_size=TINY_VOCAB_SIZE, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64).to_dict()
-    return {key: value for key, value in config.items() if key not in ("architectures", "_name_or_path")}
-
-
-TINY_SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-TINY_WORDS = sorted({word.lower() for templates in TREC_TEMPLATES.values() for t in templates[1]
-                     for word in t.replace("{w}", "").split()} |
-                    {"paris", "nasa", "lincoln", "tiger", "river", "moon", "radio", "tea", "who", "wrote", "hamlet"})
-TINY_VOCAB_SIZE = len(TINY_SPECIAL) + len(TINY_WORDS) + 4  # a few more rows than tokens, as real models have
-
-
-def write_tiny_pretrained(folder: str, seed: int = 0) -> str:
-    """A tiny BERT and its WordPiece tokenizer, written with save_pretrained as the hub's models are."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    vocab = {token: i for i, token in enumerate(TINY_SPECIAL + TINY_WORDS)}
-    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
-    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
-    torch.manual_seed(seed)
-    BertModel(BertConfig(**tiny_bert_config())).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="session")
 def tiny_pretrained(tmp_path_factory) -> str:
     """A folder holding a tiny pretrained BERT (config, weights, tokenizer)."""
+    from tiny_models import write_tiny_pretrained
+
     return write_tiny_pretrained(str(tmp_path_factory.mktemp("tiny-bert")))
 
 
@@ -169,8 +138,6 @@ class Killed(BaseException):
 
 def interrupt_after_commit(monkeypatch, epoch: int) -> None:
     """Make a run receive SIGINT (like Ctrl-C) right after it commits `epoch`."""
-    import signal
-
     from utils.storage.run_folder import RunFolder
 
     real_commit = RunFolder.commit
@@ -237,3 +204,19 @@ def assert_one_error_line(main, argv, capsys, contains: str, code: int = 2) -> N
     assert len(err) == 1, err
     assert err[0].startswith("error: ") and contains in err[0], err[0]
     assert "Traceback" not in err[0] and "weights_only=False" not in err[0]
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory):
+    """Data folders and one tiny finished run of each kind (shared: tests may only read them or copy them)."""
+    import train_dnn
+    import train_rnn
+
+    root = tmp_path_factory.mktemp("bad")
+    fashion, trec = write_fashion_mnist(str(root / "f"), train_count=120, test_count=20), write_trec(str(root / "t"))
+    dnn, rnn = str(root / "dnn"), str(root / "rnn")
+    train_dnn.main(["--data-dir", fashion, "--out-dir", dnn, "--epochs", "1", "--val-size", "20", "--no-progress",
+                    "--hidden1-size", "16", "--hidden2-size", "8"])
+    train_rnn.main(["--data-dir", trec, "--out-dir", rnn, "--epochs", "1", "--val-size", "40", "--no-progress",
+                    "--embed-dim", "8", "--hidden-size", "8"])
+    return {"fashion": fashion, "trec": trec, "dnn": dnn, "rnn": rnn, "root": root}

@@ -1,9 +1,8 @@
 """Run under torchrun by tests/test_distributed.py (and in-process for one process): one engine epoch with DistributedDataParallel.
 
-    torchrun --nproc_per_node=2 tests/ddp_worker.py OUT_DIR BATCH_SIZE [fail]
+    torchrun --nproc_per_node=2 tests/ddp_worker.py OUT_DIR BATCH_SIZE
 
-Each rank saves its weights after training to OUT_DIR/rank<R>.pt; with `fail`, rank 1 raises
-before training so the test can check that the whole run exits non-zero instead of hanging.
+Each rank saves its weights after training to OUT_DIR/rank<R>.pt.
 """
 import os
 import sys
@@ -20,11 +19,9 @@ from utils.runtime import init_runtime, seed_everything, shutdown  # noqa: E402
 
 
 def main(argv: list[str]) -> None:
-    """Train one epoch as OUT_DIR BATCH_SIZE [fail] say, in this process's place among the torchrun processes."""
+    """Train one epoch as OUT_DIR BATCH_SIZE say, in this process's place among the torchrun processes."""
     out_dir, batch_size = argv[0], int(argv[1])
     runtime = init_runtime("cpu", "fp32")
-    if len(argv) > 2 and runtime.rank == 1:
-        raise RuntimeError("rank 1 fails on purpose")
     seed_everything(0)
     torch.set_num_threads(1)
     generator = torch.Generator().manual_seed(0)

@@ -2,13 +2,11 @@
 `error:` line, the documented exit code, no traceback. Plus the odd-but-valid inputs that must simply work."""
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import io
 import json
 import math
 import os
-import shutil
 import struct
 import zlib
 
@@ -24,25 +22,7 @@ import train_dnn
 import train_rnn
 from conftest import assert_one_error_line, exit_code, write_fashion_mnist, write_trec
 from data.trec import read_label_file
-from utils.config import TrainConfig
-from utils.flags import field_metadata
-from utils.report import cli as report
-from utils.report.runs import run_labels
 from utils.storage.checkpoint import load_checkpoint, save_checkpoint
-from utils.train.resume import RESUMABLE_CHANGES
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Data folders and one tiny finished run of each kind."""
-    root = tmp_path_factory.mktemp("bad")
-    fashion, trec = write_fashion_mnist(str(root / "f"), train_count=120, test_count=20), write_trec(str(root / "t"))
-    dnn, rnn = str(root / "dnn"), str(root / "rnn")
-    train_dnn.main(["--data-dir", fashion, "--out-dir", dnn, "--epochs", "1", "--val-size", "20", "--no-progress",
-                    "--hidden1-size", "16", "--hidden2-size", "8"])
-    train_rnn.main(["--data-dir", trec, "--out-dir", rnn, "--epochs", "1", "--val-size", "40", "--no-progress",
-                    "--embed-dim", "8", "--hidden-size", "8"])
-    return {"fashion": fashion, "trec": trec, "dnn": dnn, "rnn": rnn, "root": root}
 
 
 def corrupt_gzip(path: str) -> None:
@@ -94,56 +74,6 @@ def test_bad_run_folders(runs, tmp_path, capsys):
                           capsys, "cannot resume")
     assert_one_error_line(train_rnn.main, ["--resume", runs["rnn"], "--out-dir", str(tmp_path / "elsewhere")],
                           capsys, "--resume RUN continues in RUN")
-
-
-def another_value(config_class, name, value):
-    """A value of the field `name` other than `value` that its flag accepts (None: none to try)."""
-    metadata = field_metadata(config_class, name)
-    if metadata.get("choices"):
-        return next(choice for choice in metadata["choices"] if choice != value)
-    if isinstance(value, bool):
-        return not value
-    if isinstance(value, (int, float)):
-        bounds = metadata.get("bounds", {})
-        high = bounds.get("maximum", bounds.get("below", math.inf))
-        changed = value + 1 if value + 1 < high or value + 1 == bounds.get("maximum") else (value + high) / 2
-        return type(value)(changed) if isinstance(value, int) or changed == int(changed) else changed
-    return "other" if isinstance(value, str) else None
-
-
-@pytest.mark.parametrize("script, run", [(train_rnn, "rnn"), (train_dnn, "dnn")])
-def test_a_resume_that_changes_any_training_setting_is_refused_naming_the_flag(script, run, runs, capsys):
-    saved = json.loads(open(os.path.join(runs[run], "config.json")).read())
-    config_class = next(value for value in vars(script).values()
-                        if isinstance(value, type) and issubclass(value, TrainConfig) and value is not TrainConfig
-                        and value.__module__ == script.__name__)
-    tried = 0
-    for spec in dataclasses.fields(config_class):
-        value = another_value(config_class, spec.name, saved[spec.name])
-        if spec.name in RESUMABLE_CHANGES or value is None:
-            continue
-        flag = "--" + spec.name.replace("_", "-")
-        argv = ["--resume", runs[run], *([flag] if value is True else [f"--no-{flag[2:]}"] if value is False
-                                       else [flag, str(value)])]
-        assert exit_code(script.main, argv) == 2, argv
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("error: ") and (flag in err[0] or "preset" in err[0]), (argv, err)
-        tried += 1
-    assert tried >= 20
-
-
-def test_a_copied_run_folder_resumes_where_it_now_is(runs, tmp_path, monkeypatch):
-    copy = tmp_path / "moved" / "rnn"
-    shutil.copytree(runs["rnn"], copy)
-    monkeypatch.chdir(tmp_path / "moved")
-    summary = train_rnn.main(["--resume", "rnn", "--epochs", "2", "--data-dir", runs["trec"], "--no-progress"])
-    assert summary["epochs_run"] == 2 and summary["run_dir"] == "rnn"
-    assert json.loads((copy / "config.json").read_text())["resume"] == "rnn"
-
-
-def test_resume_with_another_model_names_the_change(runs, capsys):
-    assert exit_code(train_rnn.main, ["--resume", runs["rnn"], "--cell", "gru", "--data-dir", runs["trec"]]) == 2
-    assert "cell 'lstm' -> 'gru'" in capsys.readouterr().err
 
 
 def broken_checkpoints(good: str, folder) -> dict[str, str]:
@@ -221,47 +151,6 @@ def test_predict_bad_images_and_arguments(runs, tmp_path, capsys):
     assert_one_error_line(predict.main, [checkpoint, "--test-index", "99", "--data-dir", runs["fashion"]], capsys,
                           "--test-index 99 is outside 0..19")
     assert_one_error_line(predict.main, [str(tmp_path / "nothing.pt"), "x"], capsys, "not found")
-
-
-def test_report_rejects_damaged_files(runs, tmp_path, capsys):
-    damaged = tmp_path / "run"
-    damaged.mkdir()
-    original = open(os.path.join(runs["rnn"], "predictions.json")).read()
-    (damaged / "predictions.json").write_text(original[: len(original) // 2])
-    assert_one_error_line(report.main, [str(damaged)], capsys, "predictions.json cannot be read")
-    (damaged / "predictions.json").write_text(json.dumps({**json.loads(original), "targets": [99]}))
-    assert_one_error_line(report.main, [str(damaged)], capsys, "is not a predictions file of this repository")
-    (damaged / "predictions.json").write_text(original)
-    (damaged / "metrics.jsonl").write_text('{"epoch": 1, "train_loss": 0.5}\n{"epoch": 2, "tra')
-    assert_one_error_line(report.main, [str(damaged)], capsys, "metrics.jsonl, line 2: not JSON")
-    for rows, message in (('[1, 2]\n', "line 1: not a JSON object"), ('{"train_loss": 0.5}\n', "line 1: not an epoch's"),
-                          ('{"epoch": 1, "val_acc": "high"}\n', "line 1: not an epoch's metrics")):
-        (damaged / "metrics.jsonl").write_text(rows)
-        assert_one_error_line(report.main, [str(damaged)], capsys, message)
-    (damaged / "metrics.jsonl").unlink()
-    saved = json.loads(original)
-    for broken in ({**saved, "class_names": list(range(len(saved["class_names"])))},  # integers, not names
-                   {**saved, "mistakes": [{"index": 0}]}, {**saved, "mistakes": ["wrong"]}):
-        (damaged / "predictions.json").write_text(json.dumps(broken))
-        assert_one_error_line(report.main, [str(damaged)], capsys, "is not a predictions file of this repository")
-    assert_one_error_line(report.main, [str(tmp_path / "nowhere")], capsys, "has no predictions.json")
-
-
-def test_report_compare_into_a_new_folder(runs, tmp_path):
-    target = tmp_path / "new" / "folder" / "compare.png"
-    assert report.main([runs["rnn"], runs["dnn"], "--compare", str(target)]) == 0
-    assert target.is_file()
-
-
-def test_report_compare_keeps_runs_whose_folders_share_a_name(runs, tmp_path, monkeypatch):
-    for place in ("a", "b"):
-        shutil.copytree(runs["rnn"], tmp_path / place / "run")
-    drawn = {}
-    monkeypatch.setattr("utils.report.plots.plot_curves", lambda histories, path: drawn.__setitem__(path, histories))
-    assert report.main([str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run"), "--compare",
-                        str(tmp_path / "c.png")]) == 0
-    assert len(drawn[str(tmp_path / "c.png")]) == 2 and run_labels(["x/run", "y/run", "z/other", "x/run"]) == [
-        "x/run (1)", "y/run", "other", "x/run (4)"]
 
 
 # ---- odd inputs that must simply work ----------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_bert_config
+from tiny_models import tiny_bert_config
 from models import MODELS, build_model, count_parameters
 
 TEXT_KWARGS = {"vocab_size": 30, "num_classes": 6}

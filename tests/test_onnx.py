@@ -10,7 +10,8 @@ from PIL import Image
 
 import export
 import predict
-from conftest import tiny_bert_config, write_trec
+from conftest import write_trec
+from tiny_models import tiny_bert_config
 from utils.pretrained import load_subword_tokenizer
 from data.tokenization import WordTokenizer
 from data.text import build_vocabulary

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ from PIL import Image
 import predict
 import train_cnn
 import train_rnn
+from conftest import assert_one_error_line
 from utils.report import cli as report
+from utils.report.runs import run_labels
 from utils.storage.checkpoint import save_checkpoint
 from utils.serve.inputs import image_to_fashion_mnist, read_image
 from utils.report.metrics import classification_report, confusion_matrix
@@ -147,3 +150,44 @@ def test_photo_of_a_dark_object_on_white_is_inverted():
     photo.paste(0, (20, 10, 30, 20))
     drawn = image_to_fashion_mnist(photo)
     assert drawn[0, 0] == 0 and drawn[14, 14] > 240  # light object on black, as FashionMNIST draws them
+
+
+def test_report_rejects_damaged_files(runs, tmp_path, capsys):
+    damaged = tmp_path / "run"
+    damaged.mkdir()
+    original = open(os.path.join(runs["rnn"], "predictions.json")).read()
+    (damaged / "predictions.json").write_text(original[: len(original) // 2])
+    assert_one_error_line(report.main, [str(damaged)], capsys, "predictions.json cannot be read")
+    (damaged / "predictions.json").write_text(json.dumps({**json.loads(original), "targets": [99]}))
+    assert_one_error_line(report.main, [str(damaged)], capsys, "is not a predictions file of this repository")
+    (damaged / "predictions.json").write_text(original)
+    (damaged / "metrics.jsonl").write_text('{"epoch": 1, "train_loss": 0.5}\n{"epoch": 2, "tra')
+    assert_one_error_line(report.main, [str(damaged)], capsys, "metrics.jsonl, line 2: not JSON")
+    for rows, message in (('[1, 2]\n', "line 1: not a JSON object"), ('{"train_loss": 0.5}\n', "line 1: not an epoch's"),
+                          ('{"epoch": 1, "val_acc": "high"}\n', "line 1: not an epoch's metrics")):
+        (damaged / "metrics.jsonl").write_text(rows)
+        assert_one_error_line(report.main, [str(damaged)], capsys, message)
+    (damaged / "metrics.jsonl").unlink()
+    saved = json.loads(original)
+    for broken in ({**saved, "class_names": list(range(len(saved["class_names"])))},  # integers, not names
+                   {**saved, "mistakes": [{"index": 0}]}, {**saved, "mistakes": ["wrong"]}):
+        (damaged / "predictions.json").write_text(json.dumps(broken))
+        assert_one_error_line(report.main, [str(damaged)], capsys, "is not a predictions file of this repository")
+    assert_one_error_line(report.main, [str(tmp_path / "nowhere")], capsys, "has no predictions.json")
+
+
+def test_report_compare_into_a_new_folder(runs, tmp_path):
+    target = tmp_path / "new" / "folder" / "compare.png"
+    assert report.main([runs["rnn"], runs["cnn"], "--compare", str(target)]) == 0
+    assert target.is_file()
+
+
+def test_report_compare_keeps_runs_whose_folders_share_a_name(runs, tmp_path, monkeypatch):
+    for place in ("a", "b"):
+        shutil.copytree(runs["rnn"], tmp_path / place / "run")
+    drawn = {}
+    monkeypatch.setattr("utils.report.plots.plot_curves", lambda histories, path: drawn.__setitem__(path, histories))
+    assert report.main([str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run"), "--compare",
+                        str(tmp_path / "c.png")]) == 0
+    assert len(drawn[str(tmp_path / "c.png")]) == 2 and run_labels(["x/run", "y/run", "z/other", "x/run"]) == [
+        "x/run (1)", "y/run", "other", "x/run (4)"]

@@ -10,7 +10,7 @@ import train_dnn
 from conftest import Killed, interrupt_after_commit
 from utils.storage.files import read_jsonl
 from utils.storage.run_folder import RunFolder
-from utils.train.tensorboard import EPOCH_SCALARS
+from utils.train.tensorboard import EPOCH_SCALARS, TensorBoardLog
 
 
 def events(run_dir: str):
@@ -70,6 +70,23 @@ def test_a_kill_between_the_events_and_the_commit_leaves_no_duplicate(fashion_di
         train_dnn.main(args(fashion_dir, out))
     monkeypatch.undo()
     train_dnn.main([*args(fashion_dir, out), "--resume", out])
+    assert_events_equal_metrics(out)
+
+
+def test_a_kill_after_the_final_events_and_a_resume_write_them_once(fashion_dir, tmp_path, monkeypatch):
+    out = str(tmp_path / "run")
+
+    def die_after_writing(log):
+        log.writer.flush()
+        raise Killed  # the hparams and figures are on disk, the process ends before it exits
+    monkeypatch.setattr(TensorBoardLog, "close", die_after_writing)
+    with pytest.raises(Killed):
+        train_dnn.main(args(fashion_dir, out, "--epochs", "2"))
+    monkeypatch.undo()
+    train_dnn.main(["--resume", out, "--no-progress"])
+    board = events(out)
+    assert len(board.Scalars("hparam/test_acc")) == 1
+    assert all(len(board.Images(tag)) == 1 for tag in ("figures/learning_curves", "figures/confusion_matrix"))
     assert_events_equal_metrics(out)
 
 

@@ -7,6 +7,7 @@ they print `error: ...` on one line. Anything else is a bug and keeps its traceb
 """
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any, Callable
 
@@ -57,6 +58,12 @@ class NonFiniteLoss(ProjectError):
     exit_code = EXIT_NON_FINITE
 
 
+class PeerFailed(ProjectError):
+    """Another process of a torchrun run failed or was killed, so the collective this one waited in broke."""
+
+    exit_code = 1
+
+
 class Interrupted(ProjectError):
     """Training stopped on request (SIGINT/SIGTERM) after the current step."""
 
@@ -79,7 +86,7 @@ def exit_code_and_message(error: BaseException) -> tuple[int, str] | None:
     if isinstance(error, DataError):
         return EXIT_BAD_INPUT, one_line(error)
     if isinstance(error, KeyboardInterrupt):
-        return EXIT_INTERRUPTED, "interrupted"
+        return EXIT_INTERRUPTED, f"interrupted ({one_line(error)})" if str(error) else "interrupted"
     if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
         return EXIT_BAD_INPUT, f"{OUT_OF_MEMORY}: {one_line(error)}" if str(error).strip() else OUT_OF_MEMORY
     if isinstance(error, OSError) and error.filename is not None:  # a file the user named, or a full disk
@@ -87,8 +94,19 @@ def exit_code_and_message(error: BaseException) -> tuple[int, str] | None:
     return None
 
 
+def raise_interrupt(signum: int, frame: Any) -> None:
+    """A signal handler: SIGTERM (a scheduler, torchrun ending the other processes) stops the program
+    the way Ctrl-C does, so every phase cleans up and says where it stopped."""
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+
 def one_line_errors(run: Callable[[], Any]) -> Any:
-    """Call `run()`; an expected failure prints `error: ...` (one line) and exits with its code."""
+    """Call `run()`; an expected failure prints `error: ...` (one line) and exits with its code.
+    SIGTERM counts as an interruption (KeyboardInterrupt) while it runs."""
+    try:
+        previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
     try:
         return run()
     except BaseException as error:
@@ -98,6 +116,9 @@ def one_line_errors(run: Callable[[], Any]) -> Any:
         code, message = mapped
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(code) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run_tool(run: Callable[[], Any]) -> int:

@@ -127,6 +127,15 @@ def shutdown(runtime: Runtime) -> None:
         dist.destroy_process_group()
 
 
+PEER_FAILURE_WORDS = ("gloo", "nccl", "connection reset", "connection closed", "broken pipe", "timed out")
+
+
+def peer_failed(error: BaseException) -> bool:
+    """Whether `error`, raised in a process of a distributed run, says that another process is gone
+    (its collective broke) rather than that this process has a bug."""
+    return isinstance(error, dist.DistError) or any(word in str(error).lower() for word in PEER_FAILURE_WORDS)
+
+
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[Callable[[], bool]]:
     """While active, SIGINT and SIGTERM only raise a flag, checked by the engine after each step."""

@@ -230,4 +230,6 @@ class RunFolder:
         command = f"python train_{script_name}.py --resume {self.path}"
         if epoch:
             return f"{self.file(LAST)} holds epoch {epoch}. Resume with: {command}"
-        return f"no epoch was completed, so nothing was saved. Start again with: {command}"
+        if os.path.isfile(self.file(CONFIG)):
+            return f"no epoch was completed, so nothing was saved. Start again with: {command}"
+        return "no epoch was completed, so nothing was saved: run the same command again"

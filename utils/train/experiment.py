@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from typing import Any, Callable, Sequence, Union
 
 from models import count_parameters
 from utils.config import TrainConfig, parse_config
-from utils.errors import CheckpointError, ConfigError, Interrupted, one_line_errors
+from utils.errors import CheckpointError, ConfigError, Interrupted, PeerFailed, one_line, one_line_errors
 from utils.report.runs import write_test_report
-from utils.runtime import Runtime, init_runtime, seed_everything, shutdown
+from utils.runtime import Runtime, init_runtime, peer_failed, seed_everything, shutdown
 from utils.storage.checkpoint import check_predictor_checkpoint, load_checkpoint, model_from_checkpoint
 from utils.storage.files import save_json
 from utils.storage.run_folder import RunFolder, load_saved_config
@@ -96,6 +97,11 @@ def evaluate_checkpoint(config: TrainConfig, make_data: MakeData, runtime: Runti
     return summary
 
 
+def peer_failure_words(error: BaseException) -> str:
+    """The gist of a broken collective's error, without the backend's source location."""
+    return re.sub(r"^\[[^\]]*\]\s*", "", one_line(error))[:100]
+
+
 def train(config: TrainConfig, script_name: str, model_name: str, make_data: MakeData, runtime: Runtime,
           say: Callable[[str], None]) -> dict[str, Any]:
     """The training run proper, in a locked run folder; see utils.train.training_run."""
@@ -108,13 +114,25 @@ def train(config: TrainConfig, script_name: str, model_name: str, make_data: Mak
         resumed = folder.open(resume=bool(config.resume))
         for note in folder.notes:
             say(note)
-        run, schedule = set_up(config, script_name, model_name, make_data, runtime, folder, resumed, say)
-        log = run_log(run)
-        outcome, wall_seconds = train_epochs(run, schedule, log)
+        run = None
+
+        def where_it_stands() -> str:
+            return run.describe_stop() if run else folder.describe(resumed["epoch"] if resumed else 0, script_name)
+        phase = "while setting up the run"  # reading the data, the teacher labelling it
         try:
+            run, schedule = set_up(config, script_name, model_name, make_data, runtime, folder, resumed, say)
+            log = run_log(run)
+            phase = "while training"
+            outcome, wall_seconds = train_epochs(run, schedule, log)
+            phase = "during the final test"
             summary = test_and_report(run, outcome, wall_seconds)
-        except KeyboardInterrupt:
-            raise Interrupted(f"interrupted during the final test; {run.describe_stop()}") from None
+        except KeyboardInterrupt as stop:
+            raise Interrupted(f"interrupted {phase} ({str(stop) or 'Ctrl-C'}); {where_it_stands()}") from None
+        except RuntimeError as error:
+            if not (runtime.distributed and peer_failed(error)):
+                raise
+            raise PeerFailed(f"another process of this run failed {phase}, so this one stops too "
+                             f"({peer_failure_words(error)}); {where_it_stands()}") from None
         log.finish(vars(config), {"best_val_acc": summary["best_val_acc"], "test_acc": summary["test_acc"]})
         log.close()
         return summary

@@ -5,8 +5,9 @@ epoch (at the epoch's last step) the train/validation loss and accuracy, learnin
 samples/s. Epoch scalars are flushed to disk just before the epoch is committed (utils.storage.run_folder),
 and a resumed run opens its writer with `purge_step` = the committed step + 1, so TensorBoard
 drops whatever a killed run wrote after its last commit: the curves continue with no duplicate
-steps. At the end: the run's hyperparameters with its final accuracies (the HParams view) and
-the learning-curve and confusion-matrix figures.
+steps. At the end, one step after the last epoch's: the run's hyperparameters with its final
+accuracies (the HParams view) and the learning-curve and confusion-matrix figures; a run killed
+while writing them and resumed writes them once.
 """
 from __future__ import annotations
 
@@ -43,12 +44,19 @@ class TensorBoardLog:
         self.last_step = step
 
     def finish(self, config: dict[str, Any], results: dict[str, float]) -> None:
-        """The hyperparameters with the final accuracies, and the run's figures; then close."""
-        step = self.last_step
+        """The hyperparameters with the final accuracies, and the run's figures, one step after the
+        last epoch's (so that a resume, which purges every step after its commit, replaces them); then close."""
+        step = self.last_step + 1
         hparams = {key: value for key, value in config.items()
                    if isinstance(value, (bool, int, float, str)) and value not in ("", None)}
-        self.writer.add_hparams(hparams, {f"hparam/{key}": value for key, value in results.items()},
-                                run_name=".", global_step=step)
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        # into this writer's own event file (add_hparams opens another, which a resume would not purge)
+        metrics = {f"hparam/{key}": value for key, value in results.items()}
+        for summary in hparams_summaries(hparams, metrics):
+            self.writer.file_writer.add_summary(summary, step)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, step)
         from PIL import Image
 
         for name, tag in FIGURES.items():

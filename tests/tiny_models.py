@@ -1,0 +1,41 @@
+"""A tiny pretrained BERT and its WordPiece tokenizer, written with save_pretrained as the hub's models
+are, so that loading, fine-tuning and export are tested without the network or ../shared/models."""
+from __future__ import annotations
+
+import torch
+
+from conftest import TREC_TEMPLATES
+
+
+def tiny_bert_config() -> dict:
+    """A BERT-style encoder small enough for tests (plain dict, as a checkpoint keeps it)."""
+    from transformers import BertConfig
+
+    config = BertConfig(vocab_size=TINY_VOCAB_SIZE, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64).to_dict()
+    return {key: value for key, value in config.items() if key not in ("architectures", "_name_or_path")}
+
+
+TINY_SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+TINY_WORDS = sorted({word.lower() for templates in TREC_TEMPLATES.values() for t in templates[1]
+                     for word in t.replace("{w}", "").split()} |
+                    {"paris", "nasa", "lincoln", "tiger", "river", "moon", "radio", "tea", "who", "wrote", "hamlet"})
+TINY_VOCAB_SIZE = len(TINY_SPECIAL) + len(TINY_WORDS) + 4  # a few more rows than tokens, as real models have
+
+
+def write_tiny_pretrained(folder: str, seed: int = 0) -> str:
+    """A tiny BERT and its WordPiece tokenizer, written with save_pretrained as the hub's models are."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(TINY_SPECIAL + TINY_WORDS)}
+    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
+    torch.manual_seed(seed)
+    BertModel(BertConfig(**tiny_bert_config())).save_pretrained(folder)
+    return folder
