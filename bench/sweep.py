@@ -28,8 +28,10 @@ class Sweep:
 
     def save(self) -> None:
         self.results["elapsed"] = self.elapsed()
-        with open(os.path.join(OUT, f"{self.name}.json"), "w") as f:
+        path = os.path.join(OUT, f"{self.name}.json")
+        with open(f"{path}.tmp", "w") as f:  # then moved into place: a kill never leaves half a file
             json.dump(self.results, f, indent=1)
+        os.replace(f"{path}.tmp", path)
 
     def launch(self, run: str, script: str, args: list[str]) -> str:
         """Start `train_<script>.py ARGS` into its own run folder (fp32, one CPU thread)."""

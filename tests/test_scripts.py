@@ -127,6 +127,21 @@ def test_eval_only_reports_on_a_checkpoint(fashion_dir, tmp_path):
     assert {"eval.json", "report.json", "confusion_matrix.png"} <= set(os.listdir(report_dir))
 
 
+def test_eval_only_writes_beside_the_checkpoint_never_over_a_runs_reports(fashion_dir, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    train_dnn.main(image_args(fashion_dir, out))
+    reports = {name: open(os.path.join(out, name), "rb").read() for name in ("predictions.json", "report.json")}
+    evaluate = ["--data-dir", fashion_dir, "--eval-only", "--checkpoint", os.path.join(out, "last.pt")]
+    for _ in range(2):  # again into its own folder
+        train_dnn.main(evaluate)
+    assert os.path.isfile(os.path.join(out, "eval-last", "eval.json"))
+    assert reports == {name: open(os.path.join(out, name), "rb").read() for name in reports}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as error:
+        train_dnn.main([*evaluate, "--out-dir", out])
+    assert error.value.code == 2 and "it is a training run's folder" in capsys.readouterr().err
+
+
 def test_eval_only_rejects_a_checkpoint_of_the_other_task(fashion_dir, trec_dir, tmp_path, capsys):
     out = str(tmp_path / "run")
     train_dnn.main(image_args(fashion_dir, out))

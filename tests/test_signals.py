@@ -9,6 +9,7 @@ import export
 import train_dnn
 import train_rnn
 from conftest import exit_code, image_args, text_args
+from utils.errors import one_line_errors, raise_interrupt
 
 
 def terminate_when_called(monkeypatch, target: str, signum: int = signal.SIGTERM) -> None:
@@ -65,7 +66,7 @@ def test_sigterm_during_export_leaves_neither_output_nor_temp_file(fashion_dir, 
     assert not target.parent.exists() or not os.listdir(target.parent)
 
 
-def test_the_sigterm_handler_is_only_ours_while_a_script_runs(fashion_dir, tmp_path):
+def test_the_sigterm_handler_is_only_ours_while_a_script_runs():
     before = signal.getsignal(signal.SIGTERM)
-    train_dnn.main(image_args(fashion_dir, str(tmp_path / "run")))
-    assert signal.getsignal(signal.SIGTERM) is before
+    during = one_line_errors(lambda: signal.getsignal(signal.SIGTERM))
+    assert during is raise_interrupt and signal.getsignal(signal.SIGTERM) is before

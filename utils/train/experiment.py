@@ -16,7 +16,7 @@ from utils.report.runs import write_test_report
 from utils.runtime import Runtime, init_runtime, peer_failed, seed_everything, shutdown
 from utils.storage.checkpoint import check_predictor_checkpoint, load_checkpoint, model_from_checkpoint
 from utils.storage.files import save_json
-from utils.storage.run_folder import RunFolder, load_saved_config
+from utils.storage.run_folder import RunFolder, default_eval_dir, load_saved_config, refuse_unless_eval_folder
 from utils.train.engine import evaluate
 from utils.train.training_run import MakeData, run_log, set_up, test_and_report, train_epochs
 
@@ -72,7 +72,7 @@ def run_experiment(config: TrainConfig, script_name: str, model_name: ModelName,
 
 def evaluate_checkpoint(config: TrainConfig, make_data: MakeData, runtime: Runtime,
                         say: Callable[[str], None]) -> dict[str, Any]:
-    """Evaluate --checkpoint on the test set and write the report beside it (or to --out-dir)."""
+    """Evaluate --checkpoint on the test set and write the report into eval-<name> beside it (or --out-dir)."""
     checkpoint = load_checkpoint(config.checkpoint)
     check_predictor_checkpoint(checkpoint, config.checkpoint)
     if not isinstance(checkpoint.get("config"), dict):
@@ -85,8 +85,10 @@ def evaluate_checkpoint(config: TrainConfig, make_data: MakeData, runtime: Runti
              if key in vars(config) and key not in COMMAND_LINE_ONLY}
     data = make_data(dataclasses.replace(config, **saved), runtime, checkpoint["meta"])
     model = model_from_checkpoint(checkpoint, runtime.device, config.checkpoint)
-    out_dir = config.out_dir or os.path.dirname(os.path.abspath(config.checkpoint))
-    with RunFolder(out_dir, writer=runtime.is_main, claim=False):  # not while a run writes its reports there
+    out_dir = config.out_dir or default_eval_dir(config.checkpoint)
+    if runtime.is_main:
+        refuse_unless_eval_folder(out_dir)
+    with RunFolder(out_dir, writer=runtime.is_main, claim=False):  # one evaluation at a time writes there
         test = evaluate(model, data.test, runtime, collect=True)
         summary = {"checkpoint": config.checkpoint, "test_loss": test["loss"], "test_acc": test["acc"],
                    "num_params": count_parameters(model), "device": str(runtime.device)}
