@@ -2,6 +2,7 @@
 save_pretrained (no network, no ../shared/models): loading, runs, checkpoints, predict, errors."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -134,6 +135,11 @@ def config_with(**changes):
     return change
 
 
+def pickled_objects_that_are_not_tensors(folder):
+    os.remove(os.path.join(folder, "model.safetensors"))
+    torch.save({"x": argparse.Namespace(a=1)}, os.path.join(folder, "pytorch_model.bin"))
+
+
 def pickled_weights_of_something_else(folder):
     os.remove(os.path.join(folder, "model.safetensors"))
     torch.save({"x": torch.zeros(2)}, os.path.join(folder, "pytorch_model.bin"))
@@ -147,6 +153,7 @@ def pickled_weights_of_something_else(folder):
     (config_with(hidden_size=-16), (), "hidden_size -16"),
     (config_with(hidden_size=32), (), "do not have the sizes its config.json gives"),
     (pickled_weights_of_something_else, (), "lack 37 of the encoder's tensors"),
+    (pickled_objects_that_are_not_tensors, (), "objects other than tensors, which are never unpickled"),
     (lambda folder: None, ("--max-length", "65"), "--max-length 65 is more tokens than the encoder"),
 ])
 def test_a_damaged_pretrained_folder_is_one_line_before_any_training(damage, flags, message, tiny_pretrained, trec_dir,
@@ -158,6 +165,7 @@ def test_a_damaged_pretrained_folder_is_one_line_before_any_training(damage, fla
         train_transformer.main(args(trec_dir, str(tmp_path / "run"), "--pretrained", folder, *flags))
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and len(err) == 1 and message in err[0], err
+    assert "weights_only" not in err[0] and "\x1b" not in err[0]
     assert not os.path.exists(tmp_path / "run")  # nothing was left behind
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +39,12 @@ MAX_SIZE = 10 ** 8  # no real encoder has a dimension this large; a larger one i
 
 def why_it_failed(error: BaseException) -> str:
     """The first line of a loader's error, shortened, with its type."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    text = text.splitlines()[0] if text else ""
     if "mismatched_sizes" in text:
         text = "its weights do not have the sizes its config.json gives"
+    if isinstance(error, pickle.UnpicklingError):
+        text = "its pickled weights hold objects other than tensors, which are never unpickled"
     return f"{text[:200]} [{type(error).__name__}]" if text else type(error).__name__
 
 
