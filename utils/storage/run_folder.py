@@ -51,28 +51,6 @@ def refuse_foreign_folder(path: str) -> None:
                              "config.json): choose a new or empty --out-dir")
 
 
-EVAL = "eval.json"  # marks a folder that --eval-only wrote
-
-
-def default_eval_dir(checkpoint: str) -> str:
-    """Where --eval-only reports on `checkpoint` by default: eval-<name> beside it (RUN/eval-best for
-    RUN/best.pt), so that the run's own reports are never replaced."""
-    stem = os.path.splitext(os.path.basename(checkpoint))[0]
-    return os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"eval-{stem}")
-
-
-def refuse_unless_eval_folder(path: str) -> None:
-    """Raise RunFolderError unless `path` is missing, empty or a folder --eval-only wrote (eval.json):
-    a training run's reports, or anyone's files, are never written over."""
-    if not os.path.isdir(path):
-        return
-    names = sorted(name for name in os.listdir(path) if name != LOCK and not TEMP_FILE.search(name))
-    if names and EVAL not in names:
-        whose = "a training run's folder" if CONFIG in names else f"not an evaluation folder (it holds {names[0]!r})"
-        raise RunFolderError(f"--eval-only does not write into {path}: it is {whose}; choose a new or empty "
-                             "--out-dir")
-
-
 def load_saved_config(run_dir: str) -> dict[str, Any]:
     """The config.json saved in `run_dir`, as a dict; {} for a run killed before it saved one
     (the flags on the command line then describe it)."""

@@ -11,12 +11,13 @@ from typing import Any, Callable, Sequence, Union
 
 from models import count_parameters
 from utils.config import TrainConfig, parse_config
-from utils.errors import CheckpointError, ConfigError, Interrupted, PeerFailed, one_line, one_line_errors
+from utils.errors import (CheckpointError, ConfigError, Interrupted, PeerFailed, RunFolderError, one_line,
+                          one_line_errors)
 from utils.report.runs import write_test_report
 from utils.runtime import Runtime, init_runtime, peer_failed, seed_everything, shutdown
 from utils.storage.checkpoint import check_predictor_checkpoint, load_checkpoint, model_from_checkpoint
-from utils.storage.files import save_json
-from utils.storage.run_folder import RunFolder, default_eval_dir, load_saved_config, refuse_unless_eval_folder
+from utils.storage.files import TEMP_FILE, save_json
+from utils.storage.run_folder import CONFIG, LOCK, RunFolder, load_saved_config
 from utils.train.engine import evaluate
 from utils.train.training_run import MakeData, run_log, set_up, test_and_report, train_epochs
 
@@ -68,6 +69,28 @@ def run_experiment(config: TrainConfig, script_name: str, model_name: ModelName,
         return train(config, script_name, model_name, make_data, runtime, say)
     finally:
         shutdown(runtime)
+
+
+EVAL = "eval.json"  # marks a folder that --eval-only wrote
+
+
+def default_eval_dir(checkpoint: str) -> str:
+    """Where --eval-only reports on `checkpoint` by default: eval-<name> beside it (RUN/eval-best for
+    RUN/best.pt), so that the run's own reports are never replaced."""
+    stem = os.path.splitext(os.path.basename(checkpoint))[0]
+    return os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"eval-{stem}")
+
+
+def refuse_unless_eval_folder(path: str) -> None:
+    """Raise RunFolderError unless `path` is missing, empty or a folder --eval-only wrote (eval.json):
+    a training run's reports, or anyone's files, are never written over."""
+    if not os.path.isdir(path):
+        return
+    names = sorted(name for name in os.listdir(path) if name != LOCK and not TEMP_FILE.search(name))
+    if names and EVAL not in names:
+        whose = "a training run's folder" if CONFIG in names else f"not an evaluation folder (it holds {names[0]!r})"
+        raise RunFolderError(f"--eval-only does not write into {path}: it is {whose}; choose a new or empty "
+                             "--out-dir")
 
 
 def evaluate_checkpoint(config: TrainConfig, make_data: MakeData, runtime: Runtime,
