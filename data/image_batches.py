@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 
@@ -10,25 +10,28 @@ from data.sampling import epoch_generator, shard
 
 
 class ImageBatches:
-    """Iterate `(inputs, targets)` over a split held as `images` (N, H, W) uint8 and `labels` (N,).
+    """Iterate `(inputs, targets)` over a split held as `images` (N, C, H, W) uint8 (or (N, H, W):
+    one channel) and `labels` (N,).
 
     Shuffling is a seeded permutation per epoch (call `set_epoch`); augmentation (random crop with
     zero padding, horizontal flip; then random erasing) is done on the whole batch. Inputs are
-    float (B, 1, H, W).
+    float (B, C, H, W), normalised by `mean` and `std`: one number, or one per channel.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
-                 mean: float, std: float, shuffle: bool = False, augment: bool = False,
+                 mean: float | Sequence[float], std: float | Sequence[float], shuffle: bool = False, augment: bool = False,
                  crop_padding: int = 2, random_erasing: float = 0.0, seed: int = 0,
                  device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1,
                  channels_last: bool = False) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.device = torch.device(device)
-        self.images = images.to(self.device)
+        self.images = (images.unsqueeze(1) if images.dim() == 3 else images).to(self.device)
         self.labels = labels.to(self.device)
         self.batch_size = batch_size
-        self.mean, self.std = mean, std
+        self.mean, self.std = per_channel(mean), per_channel(std)
+        if len(self.mean) not in (1, self.images.size(1)) or len(self.std) != len(self.mean):
+            raise ValueError(f"{len(self.mean)} means and {len(self.std)} stds for {self.images.size(1)} channels")
         self.shuffle, self.augment, self.crop_padding = shuffle, augment, crop_padding
         self.random_erasing = random_erasing
         self.seed, self.epoch = seed, 0
@@ -108,11 +111,26 @@ class ImageBatches:
             yield self.normalise(images)
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        """A (B, H, W) uint8 batch as the model's float (B, 1, H, W) inputs."""
-        inputs = images.unsqueeze(1).float().div_(255.0).sub_(self.mean).div_(self.std)
+        """A (B, C, H, W) uint8 batch as the model's float inputs."""
+        inputs = normalise(images, self.mean, self.std)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs
+
+
+def per_channel(value: float | Sequence[float]) -> tuple[float, ...]:
+    """A normalisation constant as one float per channel (a single one serves every channel)."""
+    return tuple(float(v) for v in value) if isinstance(value, (list, tuple)) else (float(value),)
+
+
+def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """(B, C, H, W) uint8 images as floats in [0, 1], less `mean`, over `std` (per channel)."""
+    inputs = images.float().div_(255.0)
+    if len(mean) == 1:  # Python scalars: the arithmetic of one-channel data sets stays as it was
+        return inputs.sub_(mean[0]).div_(std[0])
+    shape = (1, len(mean), 1, 1)
+    return inputs.sub_(torch.tensor(mean, device=images.device).view(shape)).div_(
+        torch.tensor(std, device=images.device).view(shape))
 
 
 def draw_views(count: int, padding: int, generator: torch.Generator,
@@ -130,16 +148,16 @@ def draw_views(count: int, padding: int, generator: torch.Generator,
 
 def crop_and_flip(images: torch.Tensor, flip: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
                   padding: int) -> torch.Tensor:
-    """Mirror the (B, H, W) images where `flip`, then cut each at (`top`, `left`) of its zero-padded copy."""
-    count, height, width = images.shape
+    """Mirror the (B, C, H, W) images where `flip`, then cut each at (`top`, `left`) of its zero-padded copy."""
+    count, _, height, width = images.shape
     device = images.device
-    images = torch.where(flip[:, None, None], images.flip(-1), images)
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
     if padding == 0:
         return images
-    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    padded = torch.nn.functional.pad(images, (padding,) * 4).permute(0, 2, 3, 1)  # (B, H + 2p, W + 2p, C)
     rows = (top[:, None] + torch.arange(height, device=device))[:, :, None]  # (B, H, 1)
     cols = (left[:, None] + torch.arange(width, device=device))[:, None, :]  # (B, 1, W)
-    return padded[torch.arange(count, device=device)[:, None, None], rows, cols]
+    return padded[torch.arange(count, device=device)[:, None, None], rows, cols].permute(0, 3, 1, 2)
 
 
 def views_per_image(padding: int) -> int:
@@ -167,16 +185,16 @@ def mirror_view(view: int, padding: int) -> int:
 
 
 def random_crop_and_flip(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Randomly crop (after zero padding) and horizontally flip each image of a (B, H, W) batch."""
+    """Randomly crop (after zero padding) and horizontally flip each image of a (B, C, H, W) batch."""
     return crop_and_flip(images, *draw_views(len(images), padding, generator, images.device), padding)
 
 
 def random_erase(images: torch.Tensor, probability: float, generator: torch.Generator,
                  area: tuple[float, float] = (0.02, 0.4), aspect: tuple[float, float] = (0.3, 3.3)) -> torch.Tensor:
-    """Random erasing (Zhong et al. 2020) of a (B, H, W) uint8 batch: each image, with
+    """Random erasing (Zhong et al. 2020) of a (B, C, H, W) uint8 batch: each image, with
     `probability`, gets one rectangle of random noise covering a random fraction `area` of it,
     with height/width ratio in `aspect` (log-uniform); rectangles are cut to fit the image."""
-    count, height, width = images.shape
+    count, height, width = images.size(0), images.size(-2), images.size(-1)
     device = images.device
     erase = torch.rand(count, generator=generator) < probability
     fraction = torch.empty(count).uniform_(*area, generator=generator) * height * width
@@ -185,8 +203,9 @@ def random_erase(images: torch.Tensor, probability: float, generator: torch.Gene
     box_w = (fraction / ratio).sqrt().round().clamp(1, width).long()
     top = (torch.rand(count, generator=generator) * (height - box_h + 1)).long()
     left = (torch.rand(count, generator=generator) * (width - box_w + 1)).long()
-    rows, cols = torch.arange(height)[None, :, None], torch.arange(width)[None, None, :]
-    inside = ((rows >= top[:, None, None]) & (rows < (top + box_h)[:, None, None])
-              & (cols >= left[:, None, None]) & (cols < (left + box_w)[:, None, None]) & erase[:, None, None])
+    rows, cols = torch.arange(height)[None, None, :, None], torch.arange(width)[None, None, None, :]
+    box = (slice(None), None, None, None)  # each image's value, broadcast over its channels and pixels
+    inside = ((rows >= top[box]) & (rows < (top + box_h)[box])
+              & (cols >= left[box]) & (cols < (left + box_w)[box]) & erase[box])
     noise = torch.randint(0, 256, images.shape, generator=generator, dtype=torch.uint8)
     return torch.where(inside.to(device), noise.to(device), images)

@@ -11,7 +11,7 @@ import torch
 from conftest import idx_bytes, separable_images, write_fashion_mnist
 from data import DataError
 from data.fashion_mnist import load_fashion_mnist, parse_idx
-from data.image_batches import ImageBatches, random_crop_and_flip, random_erase
+from data.image_batches import ImageBatches, normalise, random_crop_and_flip, random_erase
 
 
 def test_idx_round_trip_gzip_and_plain(tmp_path):
@@ -100,15 +100,30 @@ def test_shuffle_depends_on_seed_and_epoch_only():
 
 
 def test_crop_and_flip_keep_content_and_shape():
-    images = torch.zeros(64, 28, 28, dtype=torch.uint8)
-    images[:, 10:18, 0:4] = 200  # a bar at the left edge
+    images = torch.zeros(64, 1, 28, 28, dtype=torch.uint8)
+    images[..., 10:18, 0:4] = 200  # a bar at the left edge
     out = random_crop_and_flip(images, 2, torch.Generator().manual_seed(0))
     assert out.shape == images.shape and out.dtype == torch.uint8
-    on_right = out[:, :, 20:].sum(dim=(1, 2)) > 0
+    on_right = out[..., 20:].sum(dim=(1, 2, 3)) > 0
     assert 0 < on_right.sum() < 64  # some, not all, were flipped
-    assert (out.sum(dim=(1, 2)) <= images.sum(dim=(1, 2))).all()  # a crop never adds pixels
+    assert (out.sum(dim=(1, 2, 3)) <= images.sum(dim=(1, 2, 3))).all()  # a crop never adds pixels
     unchanged = random_crop_and_flip(images, 0, torch.Generator().manual_seed(0))
     assert all(torch.equal(u, images[0]) or torch.equal(u, images[0].flip(-1)) for u in unchanged)
+
+
+def test_the_channels_of_an_image_are_cropped_flipped_and_erased_together():
+    gray = torch.randint(1, 80, (32, 1, 12, 10), dtype=torch.uint8)
+    colour = torch.cat([gray, gray * 2, gray * 3], dim=1)  # three channels that can be told apart
+    cropped = random_crop_and_flip(colour, 2, torch.Generator().manual_seed(3))
+    for channel in range(3):  # the same views are drawn whatever the number of channels
+        alone = random_crop_and_flip(colour[:, channel:channel + 1], 2, torch.Generator().manual_seed(3))
+        assert torch.equal(cropped[:, channel:channel + 1], alone)
+    erased = random_erase(colour, 1.0, torch.Generator().manual_seed(3))
+    changed = erased != colour  # (B, 3, H, W); noise equals the pixel it replaces 1 time in 256
+    union = changed.any(1)
+    assert union.flatten(1).any(1).all()
+    for channel in range(3):
+        assert (changed[:, channel] == union).float().mean() > 0.97  # one rectangle through every channel
 
 
 def test_crop_padding_flag_reaches_the_training_batches(fashion_dir):
@@ -122,17 +137,17 @@ def test_crop_padding_flag_reaches_the_training_batches(fashion_dir):
         train = image_data(config, runtime).train
         assert train.augment and train.crop_padding == padding
         inputs, _ = next(iter(train))
-        originals = train.images[train.example_order()[:len(inputs)]].float().div(255).sub(train.mean).div(train.std)
-        mirrored_only = all(torch.equal(x[0], o) or torch.equal(x[0], o.flip(-1)) for x, o in zip(inputs, originals))
+        originals = normalise(train.images[train.example_order()[:len(inputs)]], train.mean, train.std)
+        mirrored_only = all(torch.equal(x, o) or torch.equal(x, o.flip(-1)) for x, o in zip(inputs, originals))
         assert mirrored_only == (padding == 0)
 
 
 def test_random_erasing_erases_one_rectangle_in_about_p_of_the_images():
-    images = torch.zeros(2000, 28, 28, dtype=torch.uint8)
+    images = torch.zeros(2000, 1, 28, 28, dtype=torch.uint8)
     erased = random_erase(images, 0.5, torch.Generator().manual_seed(0))
     changed = (erased != 0).flatten(1).any(1)
     assert 0.45 < changed.float().mean() < 0.55
-    for image in erased[changed][:200]:
+    for image in erased[changed][:200, 0]:
         rows, cols = (image != 0).any(1).nonzero(), (image != 0).any(0).nonzero()
         height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
         assert height * width <= 0.45 * 28 * 28  # one box of at most ~40% of the image
