@@ -20,35 +20,40 @@ import numpy as np
 import torch
 
 from data import DataError
+from data.bundle import kind_of
+from data.tokenization import tokenizer_from_meta
 from data.fashion_mnist import load_fashion_mnist
 from data.trec import load_trec_files
 from utils.config import default_data_dir
 from utils.errors import ConfigError, InputError, run_tool
 from utils.flags import ArgumentParser
-from utils.serve.inputs import image_inputs, question_inputs
+from utils.serve.inputs import image_inputs, image_shape, question_inputs
 from utils.serve.onnx_export import export, verify
 from utils.serve.predictor import load_for_inference
 from utils.storage.files import atomic_write
 
 
 def example_inputs(checkpoint: dict[str, Any], data_dir: str, count: int) -> tuple[Any, str]:
-    """Model inputs to check the export on: test examples of the run's data set, else generated ones."""
-    meta, rng = checkpoint["meta"], np.random.default_rng(0)
+    """Model inputs to check the export on: test examples of a built-in data set, else generated ones."""
+    meta, rng, task = checkpoint["meta"], np.random.default_rng(0), checkpoint["task"]
     try:
-        if checkpoint["task"] == "trec":
+        if task == "trec":
             questions = [q.text for q in load_trec_files(data_dir, allow_download=False)["test"][:count]]
             return question_inputs(questions, meta), f"{len(questions)} TREC test questions"
-        images = load_fashion_mnist(data_dir, allow_download=False)["test"].images[:count].numpy()
-        return image_inputs(list(images), meta), f"{len(images)} FashionMNIST test images"
+        if task == "fashion_mnist":
+            images = load_fashion_mnist(data_dir, allow_download=False)["test"].images[:count].numpy()
+            return image_inputs(list(images), meta), f"{len(images)} FashionMNIST test images"
     except DataError:
         pass
-    if checkpoint["task"] == "trec":
+    where = f"no data in {data_dir}" if task in ("trec", "fashion_mnist") else "not read from the data set"
+    if kind_of(task) == "text":
         lengths = torch.from_numpy(rng.integers(1, min(meta.get("max_length", 64), 40) + 1, count))
-        token_ids = torch.from_numpy(rng.integers(2, checkpoint["model_kwargs"]["vocab_size"], (count, int(lengths.max()))))
+        vocab_size = tokenizer_from_meta(meta).vocab_size
+        token_ids = torch.from_numpy(rng.integers(2, vocab_size, (count, int(lengths.max()))))
         token_ids = token_ids * (torch.arange(token_ids.size(1))[None, :] < lengths[:, None])
-        return (token_ids, lengths), f"{count} generated questions (no data in {data_dir})"
-    images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
-    return image_inputs(list(images), meta), f"{count} generated images (no data in {data_dir})"
+        return (token_ids, lengths), f"{count} generated texts ({where})"
+    images = rng.integers(0, 256, (count, int(meta.get("channels", 1)), *image_shape(meta)), dtype=np.uint8)
+    return image_inputs(list(images), meta), f"{count} generated images ({where})"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -80,7 +85,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = output_path(args.checkpoint, args.out)
     model, checkpoint = load_for_inference(args.checkpoint)
     inputs, described = example_inputs(checkpoint, args.data_dir or default_data_dir(), args.examples)
-    text = checkpoint["task"] == "trec"
+    text = kind_of(checkpoint["task"]) == "text"
     result: dict[str, Any] = {}
 
     def export_and_verify(tmp_path: str) -> None:

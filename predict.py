@@ -3,16 +3,20 @@
     python predict.py runs/rnn-.../best.pt "Who wrote Hamlet ?" "Where is Lima ?"
     echo "How far is the moon ?" | python predict.py runs/rnn-.../best.pt
     python predict.py runs/cnn-.../best.pt shoe.jpg shirt.png --json
+    python predict.py runs/cnn-.../best.pt my_photos/                  # every image in a folder
     python predict.py runs/cnn-.../best.pt --test-index 0 17 --data-dir ../shared/data
     python predict.py runs/rnn-.../best.onnx "Who wrote Hamlet ?"      # an export.py file, via onnxruntime
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
+from data.bundle import kind_of
 from data.fashion_mnist import load_fashion_mnist
+from data.images import IMAGE_SUFFIXES
 from utils.storage.files import dumps
 from utils.errors import run_tool
 from utils.config import default_data_dir
@@ -43,21 +47,38 @@ def stdin_lines() -> list[str]:
     return [line for line in lines if line.strip()]
 
 
+def image_paths(inputs: Sequence[str]) -> list[str]:
+    """The image files named, a folder standing for the image files in it (and its subfolders), sorted."""
+    paths = []
+    for path in inputs:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names
+                           if name.lower().endswith(IMAGE_SUFFIXES))
+            if not found:
+                raise InputError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            paths += found
+        else:
+            paths.append(path)
+    return paths
+
+
 def classify(args) -> None:
     """Load the checkpoint, read the inputs and print the top classes of each."""
     model, checkpoint = load_for_inference(args.checkpoint)
     meta, names = checkpoint["meta"], checkpoint["class_names"]
-    if checkpoint["task"] == "trec":
+    if kind_of(checkpoint["task"]) == "text":
         if args.test_index:
-            raise InputError("--test-index is for FashionMNIST checkpoints; give questions instead")
+            raise InputError("--test-index is for FashionMNIST checkpoints; give texts instead")
         labels = [plain_text(text) for text in args.inputs] or stdin_lines()
         if not labels:
-            raise InputError("no question given (as arguments or one per line on stdin)")
+            raise InputError("no text given (as arguments or one per line on stdin)")
         inputs = question_inputs(labels, meta)
     else:
-        images = [read_image(path) for path in args.inputs]
-        labels = list(args.inputs)
+        labels = image_paths(args.inputs)
+        images = [read_image(path, meta, checkpoint["task"]) for path in labels]
         if args.test_index:
+            if checkpoint["task"] != "fashion_mnist":
+                raise InputError("--test-index is for FashionMNIST checkpoints; give image files or folders")
             test = load_fashion_mnist(args.data_dir or default_data_dir())["test"]
             for index in args.test_index:
                 if not 0 <= index < len(test.labels):
@@ -65,7 +86,7 @@ def classify(args) -> None:
                 images.append(test.images[index].numpy())
                 labels.append(f"test[{index}] (true: {names[test.labels[index]]})")
         if not images:
-            raise InputError("no image given (image files or --test-index N)")
+            raise InputError("no image given (image files, folders of them, or --test-index N)")
         inputs = image_inputs(images, meta)
     probabilities = class_probabilities(model, inputs)
     for label, row in zip(labels, probabilities):

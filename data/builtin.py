@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from typing import Any
 
 import torch
 
@@ -15,30 +16,40 @@ from data.tokenization import TextTokenizer, WordTokenizer, encode_all
 from data.trec import COARSE_LABELS, Question, load_trec_files, load_trec_hub
 
 
-def fashion_mnist_bundle(data_dir: str, *, batch_size: int, eval_batch_size: int, val_size: int, seed: int,
-                         augment: bool, channels_last: bool, device: torch.device, rank: int = 0,
-                         world_size: int = 1, limit_train: int = 0, random_erasing: float = 0.0,
-                         crop_padding: int = 2, split_seed: int | None = None) -> DataBundle:
-    """FashionMNIST as whole-split tensors: train (augmented, shuffled), validation and test batches.
-    `split_seed` draws the validation examples (default: `seed`, which also orders the batches);
-    `crop_padding` 0 makes `augment` a flip only."""
+Labelled = tuple[torch.Tensor, torch.Tensor]  # (images (N, C, H, W) or (N, H, W) uint8, labels (N,))
+
+
+def image_bundle(task: str, train: Labelled, val: Labelled, test: Labelled, class_names: list[str], *,
+                 mean: Any, std: Any, batch_size: int, eval_batch_size: int, seed: int, augment: bool,
+                 channels_last: bool, device: torch.device, rank: int = 0, world_size: int = 1,
+                 random_erasing: float = 0.0, crop_padding: int = 2, model_kwargs: dict[str, Any] | None = None,
+                 meta: dict[str, Any] | None = None) -> DataBundle:
+    """Image splits as whole-split tensors: train (augmented, shuffled), validation and test batches."""
+    common = dict(mean=mean, std=std, device=device, rank=rank, world_size=world_size, channels_last=channels_last)
+    return DataBundle(
+        task=task,
+        train=ImageBatches(*train, batch_size, shuffle=True, augment=augment, crop_padding=crop_padding,
+                           random_erasing=random_erasing, seed=seed, **common),
+        val=ImageBatches(*val, eval_batch_size, **common),
+        test=ImageBatches(*test, eval_batch_size, **common),
+        class_names=list(class_names),
+        model_kwargs={"num_classes": len(class_names), **(model_kwargs or {})},
+        meta={"mean": mean, "std": std, **(meta or {})},
+        test_examples=test[0],
+    )
+
+
+def fashion_mnist_bundle(data_dir: str, *, val_size: int, seed: int, limit_train: int = 0,
+                         split_seed: int | None = None, **batching: Any) -> DataBundle:
+    """FashionMNIST (see image_bundle for `batching`). `split_seed` draws the validation examples
+    (default: `seed`, which also orders the batches); `crop_padding` 0 makes `augment` a flip only."""
     splits = load_fashion_mnist(data_dir)
     full_train, test = splits["train"], splits["test"]
     train_idx, val_idx = split_train_val(len(full_train.labels), val_size, seed if split_seed is None else split_seed,
                                          limit_train)
-    common = dict(mean=MEAN, std=STD, device=device, rank=rank, world_size=world_size, channels_last=channels_last)
-    return DataBundle(
-        task="fashion_mnist",
-        train=ImageBatches(full_train.images[train_idx], full_train.labels[train_idx], batch_size,
-                           shuffle=True, augment=augment, crop_padding=crop_padding, random_erasing=random_erasing,
-                           seed=seed, **common),
-        val=ImageBatches(full_train.images[val_idx], full_train.labels[val_idx], eval_batch_size, **common),
-        test=ImageBatches(test.images, test.labels, eval_batch_size, **common),
-        class_names=list(CLASS_NAMES),
-        model_kwargs={"num_classes": len(CLASS_NAMES)},
-        meta={"mean": MEAN, "std": STD, "image_size": 28},
-        test_examples=test.images,
-    )
+    return image_bundle("fashion_mnist", (full_train.images[train_idx], full_train.labels[train_idx]),
+                        (full_train.images[val_idx], full_train.labels[val_idx]), (test.images, test.labels),
+                        CLASS_NAMES, mean=MEAN, std=STD, seed=seed, meta={"image_size": 28}, **batching)
 
 
 def trec_bundle(data_dir: str, *, source: str, labels: str, batch_size: int, eval_batch_size: int, val_size: int,

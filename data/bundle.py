@@ -13,7 +13,7 @@ from data import DataError
 class DataBundle:
     """Batches for each split plus what models, checkpoints and reports need to know."""
 
-    task: str  # "fashion_mnist" | "trec": tells predict.py and the reports how to read inputs
+    task: str  # "fashion_mnist", "trec", or "image" / "text" for other data: how predict.py and reports read inputs
     train: Any  # has set_epoch(epoch) and yields (inputs, targets)
     val: Any
     test: Any
@@ -22,6 +22,30 @@ class DataBundle:
     meta: dict[str, Any] = field(default_factory=dict)  # plain types for the checkpoint (normalisation, vocab)
     test_examples: Any = None  # the test inputs as a person sees them: uint8 images or question strings
     notes: list[str] = field(default_factory=list)  # what the caller should tell the user (e.g. truncation)
+
+
+TASK_KINDS = {"fashion_mnist": "image", "trec": "text", "image": "image", "text": "text"}
+
+
+def kind_of(task: str) -> str:
+    """The kind of data ("image" or "text") of a task as checkpoints name it."""
+    return TASK_KINDS.get(task, task)
+
+
+def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (kept, held out) of a seeded, stratified hold-out: `fraction` of each class's examples
+    (rounded, at least one of a class with two or more), each part in index order."""
+    generator = torch.Generator().manual_seed(seed)
+    held = []
+    for label in labels.unique().tolist():
+        members = (labels == label).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        count = min(len(members) - 1, max(1, round(fraction * len(members)))) if len(members) > 1 else 0
+        held.append(members[:count])
+    held_out = torch.cat(held).sort().values if held else torch.zeros(0, dtype=torch.long)
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[held_out] = False
+    return keep.nonzero().flatten(), held_out
 
 
 def split_train_val(count: int, val_size: int, seed: int, limit_train: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,7 @@
-"""The seed's two-convolution CNN for 28x28 grayscale images."""
+"""The seed's two-convolution CNN (for 28x28 grayscale images; any channels and size)."""
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -17,7 +19,7 @@ class ConvNet(nn.Module):
     FC layer; dropout goes before each FC layer.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int | Sequence[int] = 28,
                  channels: tuple[int, int] = (32, 64), hidden_size: int = 128,
                  activation: str = "relu", batch_norm: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
@@ -32,7 +34,8 @@ class ConvNet(nn.Module):
             return [conv, *norm, activation_layer(activation), nn.MaxPool2d(2)]  # GELU is not monotonic
 
         self.features = nn.Sequential(*conv_block(in_channels, channels[0]), *conv_block(channels[0], channels[1]))
-        flat_size = channels[1] * (image_size // 4) ** 2
+        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        flat_size = channels[1] * (height // 4) * (width // 4)
         hidden_norm = [nn.BatchNorm1d(hidden_size)] if batch_norm else []
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat_size, hidden_size, bias=not batch_norm),

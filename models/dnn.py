@@ -1,6 +1,8 @@
 """A fully connected network with two hidden layers."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
@@ -10,9 +12,12 @@ from models.layers import activation_layer
 class MLP(nn.Module):
     """Flatten -> [Linear -> (BatchNorm) -> act -> (Dropout)] x 2 -> Linear (logits)."""
 
-    def __init__(self, num_classes: int = 10, input_size: int = 784, hidden_sizes: tuple[int, int] = (256, 128),
-                 activation: str = "relu", batch_norm: bool = False, dropout: float = 0.0) -> None:
+    def __init__(self, num_classes: int = 10, input_size: int | None = None, hidden_sizes: tuple[int, int] = (256, 128),
+                 activation: str = "relu", batch_norm: bool = False, dropout: float = 0.0, in_channels: int = 1,
+                 image_size: int | Sequence[int] = 28) -> None:
         super().__init__()
+        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        input_size = input_size or in_channels * height * width  # the flattened image
         layers: list[nn.Module] = [nn.Flatten()]
         previous = input_size
         for width in hidden_sizes:

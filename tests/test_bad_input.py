@@ -142,8 +142,9 @@ def test_predict_bad_images_and_arguments(runs, tmp_path, capsys):
     assert_one_error_line(predict.main, [checkpoint, str(tmp_path / "missing.png")], capsys, "cannot read image")
     os.mkfifo(tmp_path / "pipe.png")  # reading it would wait for a writer for ever
     assert_one_error_line(predict.main, [checkpoint, str(tmp_path / "pipe.png")], capsys, "not a regular file")
-    assert_one_error_line(predict.main, [checkpoint, str(tmp_path)], capsys, "not a regular file")
-    assert_one_error_line(predict.main, [checkpoint, bomb], capsys, "pixels this tool reads")
+    (tmp_path / "empty").mkdir()
+    assert_one_error_line(predict.main, [checkpoint, str(tmp_path / "empty")], capsys, "holds no image files")
+    assert_one_error_line(predict.main, [checkpoint, bomb], capsys, "pixels this project reads")
     png_claiming_size(bomb, 8000, 8000)  # under Pillow's own limit, over ours
     assert_one_error_line(predict.main, [checkpoint, bomb], capsys, "is 8000x8000 pixels, more than")
     assert_one_error_line(predict.main, [checkpoint], capsys, "no image given")

@@ -1,6 +1,7 @@
 """The settings and data set-up that the scripts of each kind of data share: images and text."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -9,10 +10,12 @@ from data.bundle import DataBundle
 from data.tokenization import TextTokenizer, tokenizer_from_meta
 from utils.config import TrainConfig, default_data_dir, option, split_seed_of
 from utils.errors import ConfigError
+from utils.image_folders import image_folder_bundle
 from utils.pretrained import load_subword_tokenizer
 from utils.runtime import Runtime
 from utils.storage.checkpoint import load_checkpoint_of_task
 
+FASHION_MNIST, TREC = "fashion_mnist", "trec"  # the built-in data sets' --dataset names
 TEACHERS_TOKENIZER = "teacher"  # --tokenizer value: read the texts as the --teacher checkpoint does
 
 
@@ -40,16 +43,51 @@ class ImageConfig(TrainConfig):
     channels_last: bool = option(False, "channels-last memory format (faster convolutions on CPU and GPU)")
     random_erasing: float = option(0.0, "probability of erasing a random rectangle of each training image "
                                    "(random erasing; 0 = off)", minimum=0, maximum=1)
+    dataset: str = option(FASHION_MNIST, "the images: 'fashion_mnist', or a folder of class folders "
+                          "(DIR/<class>/*, or DIR/train/<class>/* with optional val/ and test/)")
+    test_dataset: str = option("", "with --dataset DIR: a separate folder of class folders to test on")
+    channels: int = option(0, "with --dataset DIR: 1 (gray) or 3 (RGB); 0: 1 when every image is gray, else 3",
+                           minimum=0, maximum=3)
+    image_size: int = option(0, "with --dataset DIR: the side every image is fitted into; 0: the images' own size "
+                             "when they share it, else 32", minimum=0, maximum=1024)
+    val_fraction: float = option(0.1, "with --dataset DIR without val/: the stratified share of training images "
+                                 "held out for validation", above=0, below=1)
+    test_fraction: float = option(0.1, "with --dataset DIR without test/ or --test-dataset: the stratified share "
+                                  "of the images held out for the test", above=0, below=1)
+    max_image_memory_gb: float = option(8.0, "with --dataset DIR: refuse to decode more than this many GiB of "
+                                        "images (lower --image-size instead)", above=0)
+    skip_bad_files: bool = option(False, "with --dataset DIR: leave out image files that cannot be decoded "
+                                  "(counted in a note) instead of stopping")
+
+    def check(self) -> None:
+        """The image-folder flags need an image folder."""
+        super().check()
+        check_folder_flags(self)
 
 
 def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
-    """FashionMNIST batches as `config` asks for them, sharded for this process."""
+    """The images of --dataset (FashionMNIST, or a folder) as batches `config` asks for, sharded for this process."""
+    if config.dataset != FASHION_MNIST:
+        return image_folder_bundle(config, runtime, meta)
     return fashion_mnist_bundle(
         config.data_dir or default_data_dir(), batch_size=config.batch_size,
         eval_batch_size=config.eval_batch_size, val_size=config.val_size, seed=config.seed,
         augment=config.augment, channels_last=config.channels_last, device=runtime.device,
         rank=runtime.rank, world_size=runtime.world_size, limit_train=config.limit_train,
         random_erasing=config.random_erasing, crop_padding=config.crop_padding, split_seed=split_seed_of(config))
+
+
+FOLDER_ONLY = ("test_dataset", "channels", "image_size", "val_fraction", "test_fraction", "max_image_memory_gb",
+               "skip_bad_files")  # ImageConfig flags that only an image folder uses
+
+
+def check_folder_flags(config: ImageConfig) -> None:
+    """Raise ConfigError for a flag of image folders changed from its default with the built-in data set."""
+    if config.dataset == FASHION_MNIST:
+        for spec in dataclasses.fields(config):
+            if spec.name in FOLDER_ONLY and getattr(config, spec.name) != spec.default:
+                flag = "--" + spec.name.replace("_", "-")
+                raise ConfigError(f"{flag} is for --dataset DIR (a folder of images), not {FASHION_MNIST}")
 
 
 @dataclass

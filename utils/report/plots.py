@@ -69,22 +69,32 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str) ->
     save_figure(figure, path)
 
 
+def as_tile(image: np.ndarray) -> np.ndarray:
+    """An (H, W) or (C, H, W) uint8 image as an (H, W, 3) RGB tile."""
+    image = np.asarray(image, dtype=np.uint8)
+    if image.ndim == 3:
+        image = image.transpose(1, 2, 0)
+    return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else np.repeat(image, 3 // image.shape[2], axis=2)
+
+
 def plot_mistakes(images: Sequence[np.ndarray], captions: Sequence[str], path: str, columns: int = 6) -> None:
-    """A grid of grayscale images, each captioned with its true and predicted label.
+    """A grid of images ((H, W), or (C, H, W) with 1 or 3 channels), each captioned with its true and
+    predicted label.
 
     The grid is one mosaic drawn on one axis: a figure of 36 small axes takes seconds to lay out.
     """
-    rows = max(1, -(-len(images) // columns))
-    size = max([np.asarray(image).shape[0] for image in images] or [28])
-    cell_width, cell_height = size + 4, size + 16  # room between the tiles and for two caption lines
-    mosaic = np.zeros((rows * cell_height, columns * cell_width))
+    tiles = [as_tile(image) for image in images]
+    rows = max(1, -(-len(tiles) // columns))
+    height = max([tile.shape[0] for tile in tiles] or [28])
+    width = max([tile.shape[1] for tile in tiles] or [28])
+    cell_width, cell_height = width + 4, height + 16  # room between the tiles and for two caption lines
+    mosaic = np.zeros((rows * cell_height, columns * cell_width, 3), dtype=np.uint8)
     figure = plt.figure(figsize=(2.0 * columns, 2.3 * rows))
     axis = figure.add_axes((0, 0, 1, 1))
     axis.axis("off")
-    for index, (image, caption) in enumerate(zip(images, captions)):
+    for index, (tile, caption) in enumerate(zip(tiles, captions)):
         top, left = (index // columns) * cell_height + 14, (index % columns) * cell_width + 2
-        image = np.asarray(image)
-        mosaic[top:top + image.shape[0], left:left + image.shape[1]] = image
-        axis.text(left + size / 2, top - 1, caption, ha="center", va="bottom", fontsize=7, color="white")
-    axis.imshow(mosaic, cmap="gray", vmin=0, vmax=255, aspect="auto")
+        mosaic[top:top + tile.shape[0], left:left + tile.shape[1]] = tile
+        axis.text(left + width / 2, top - 1, caption, ha="center", va="bottom", fontsize=7, color="white")
+    axis.imshow(mosaic, aspect="auto")
     save_figure(figure, path)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from data.bundle import TASK_KINDS, kind_of
 from utils.errors import CheckpointError
 from utils.storage.files import read_json, read_jsonl, save_json, save_text
 from utils.report.metrics import classification_report, confusion_matrix, format_report
@@ -19,7 +20,7 @@ def mistakes_of(test: dict[str, Any], data: Any) -> list[dict[str, Any]]:
     wrong = (test["predictions"] != test["targets"]).nonzero().flatten()
     confidence = test["probabilities"].max(dim=1).values
     wrong = wrong[confidence[wrong].argsort(descending=True)]
-    if data.task == "fashion_mnist":
+    if kind_of(data.task) == "image":
         wrong = wrong[:MAX_IMAGE_MISTAKES]
     rows = []
     for index in wrong.tolist():
@@ -54,7 +55,7 @@ def draw_run(run_dir: str) -> str:
     save_json(os.path.join(run_dir, "report.json"), {**report, "confusion_matrix": matrix.tolist()})
     plot_confusion(matrix.numpy(), names, os.path.join(run_dir, "confusion_matrix.png"))
     mistakes = saved["mistakes"]
-    if saved["task"] == "fashion_mnist":
+    if kind_of(saved["task"]) == "image":
         plot_mistakes([np.array(m["example"], dtype=np.uint8) for m in mistakes],
                       [f"true {m['true']}\npred {m['predicted']} ({m['confidence']:.2f})" for m in mistakes],
                       os.path.join(run_dir, "mistakes.png"))
@@ -109,7 +110,7 @@ def read_predictions(path: str) -> dict[str, Any]:
                  and len(targets) == len(predictions)
                  and all(isinstance(v, int) and 0 <= v < len(names) for v in [*targets, *predictions])
                  and isinstance(saved["mistakes"], list) and all(valid_mistake(m, names) for m in saved["mistakes"])
-                 and saved["task"] in ("fashion_mnist", "trec"))
+                 and saved["task"] in TASK_KINDS)
     except (KeyError, TypeError):
         valid = False
     if not valid:

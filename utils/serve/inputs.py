@@ -1,20 +1,21 @@
-"""Raw inputs turned into model inputs as a checkpoint's `meta` says: image files drawn as FashionMNIST
-images, questions encoded with the checkpoint's tokenizer."""
+"""Raw inputs turned into model inputs as a checkpoint's `meta` says: image files at the checkpoint's
+channels and size (drawn like FashionMNIST's images for its models), texts encoded with the
+checkpoint's tokenizer."""
 from __future__ import annotations
 
-import os
-import warnings
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+from data import DataError
+from data.bundle import kind_of
+from data.image_batches import normalise, per_channel
+from data.images import fit_image, grayscale_0_255, image_array, open_image
 from data.text import pad_sequences
 from data.tokenization import tokenizer_from_meta
-from utils.errors import InputError, one_line
-
-MAX_IMAGE_PIXELS = 40_000_000  # a 6000x6000 photo; a larger file is refused before it is decoded
+from utils.errors import InputError
 
 
 def image_to_fashion_mnist(image: Image.Image, size: int = 28) -> np.ndarray:
@@ -37,68 +38,47 @@ def image_to_fashion_mnist(image: Image.Image, size: int = 28) -> np.ndarray:
     return canvas
 
 
-def grayscale_0_255(image: Image.Image) -> np.ndarray:
-    """The image's luminance as float32 in [0, 255], whatever its bit depth.
+def read_image(path: str, meta: dict[str, Any] | None = None, task: str = "fashion_mnist") -> np.ndarray:
+    """An image file (PNG, JPEG, ... any size, mode and bit depth) as the model of a checkpoint sees
+    it: for FashionMNIST a 28x28 array drawn like its images (image_to_fashion_mnist), else a
+    (channels, H, W) array of the checkpoint's channels and size, the whole image fitted in.
 
-    8-bit modes convert directly; 16- and 32-bit integer and float images (e.g. 16-bit PNGs) are
-    scaled by the range of their type instead of being clipped at 255.
+    Files that cannot be read, are not regular files (a folder, a FIFO that would block), or have
+    more than MAX_IMAGE_PIXELS pixels raise InputError.
     """
-    if image.mode.startswith("I;16"):
-        return np.asarray(image, dtype=np.float32) * (255.0 / 65535.0)
-    if image.mode in ("I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        low, high = float(values.min()), float(values.max())
-        if image.mode == "F" and low >= 0.0 and high <= 1.0:
-            return (values * 255.0).astype(np.float32)
-        if low >= 0 and high <= 255:
-            return values.astype(np.float32)
-        if low >= 0 and high <= 65535:  # how Pillow opens many 16-bit files
-            return (values * (255.0 / 65535.0)).astype(np.float32)
-        return ((values - low) * (255.0 / max(high - low, 1e-12))).astype(np.float32)
-    return np.asarray(image.convert("L"), dtype=np.float32)
-
-
-def read_image(path: str) -> np.ndarray:
-    """An image file (PNG, JPEG, ... any size, colour and bit depth) as a FashionMNIST-like array.
-
-    Files that cannot be read, that are not regular files (a folder, a FIFO that would block), and
-    images of more than MAX_IMAGE_PIXELS pixels raise InputError.
-    """
-    if os.path.exists(path) and not os.path.isfile(path):
-        raise InputError(f"cannot read image {path!r}: not a regular file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is below
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise InputError(f"image {path!r} is {width}x{height} pixels, more than the "
-                                     f"{MAX_IMAGE_PIXELS:,} pixels this tool reads: scale it down first")
+        with open_image(path) as image:
+            if task == "fashion_mnist":
                 return image_to_fashion_mnist(image)
-    except InputError:
-        raise
-    except Image.DecompressionBombError as error:
-        raise InputError(f"image {path!r} has more than the {MAX_IMAGE_PIXELS:,} pixels this tool reads "
-                         "(Pillow refuses it as a possible decompression bomb): scale it down first") from error
-    except (OSError, ValueError, SyntaxError, EOFError) as error:  # Pillow's decoders raise all of these
-        raise InputError(f"cannot read image {path!r}: {one_line(error)[:200]}") from error
+            height, width = image_shape(meta or {})
+            return fit_image(image_array(image, int(meta["channels"])), height, width)
+    except DataError as error:
+        raise InputError(str(error)) from error
+
+
+def image_shape(meta: dict[str, Any]) -> tuple[int, int]:
+    """(height, width) of a checkpoint's images."""
+    size = meta.get("image_size", 28)
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 def image_inputs(arrays: Sequence[np.ndarray], meta: dict[str, Any]) -> torch.Tensor:
-    """A normalised (N, 1, 28, 28) float batch from uint8 arrays."""
-    pixels = torch.from_numpy(np.stack(arrays)).float().div(255.0)
-    return ((pixels - meta["mean"]) / meta["std"]).unsqueeze(1)
+    """A normalised (N, C, H, W) float batch from uint8 arrays ((H, W): one channel)."""
+    pixels = torch.from_numpy(np.stack(arrays))
+    return normalise(pixels.unsqueeze(1) if pixels.dim() == 3 else pixels, per_channel(meta["mean"]),
+                     per_channel(meta["std"]))
 
 
 def probe_inputs(checkpoint: dict[str, Any]) -> Any:
     """The most demanding input a checkpoint's meta allows: for text, one question of max_length
     copies of the tokenizer's last token; for images, one blank image."""
     meta = checkpoint["meta"]
-    if checkpoint["task"] == "trec":
+    if kind_of(checkpoint["task"]) == "text":
         max_length = meta.get("max_length", 64)
         last_token = tokenizer_from_meta(meta).vocab_size - 1
         return torch.full((1, max_length), last_token, dtype=torch.long), torch.tensor([max_length])
-    return image_inputs([np.zeros((28, 28), dtype=np.uint8)], meta)
+    height, width = image_shape(meta)
+    return image_inputs([np.zeros((int(meta.get("channels", 1)), height, width), dtype=np.uint8)], meta)
 
 
 def decode_text(raw: bytes) -> str:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from models.rnn import RecurrentClassifier
+from data.bundle import kind_of
 from utils.errors import ExportError, one_line
 
 OPSET = 17
@@ -43,7 +44,7 @@ def export(model: nn.Module, checkpoint: dict[str, Any], example: Any, path: str
     and the checkpoint's task, class names and meta as metadata."""
     import onnx
 
-    text = checkpoint["task"] == "trec"
+    text = kind_of(checkpoint["task"]) == "text"
     graph = TextGraph(model).eval() if text else model  # export restores each module's mode from the top one
     names = ["token_ids", "lengths"] if text else ["images"]
     axes = ({"token_ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}} if text else {"images": {0: "batch"}})

@@ -22,6 +22,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from data import DataError
+from data.bundle import kind_of
 from data.tokenization import tokenizer_from_meta
 from models import build_model
 from utils.errors import CheckpointError, ConfigError, one_line
@@ -31,7 +32,8 @@ FORMAT = 2  # version of the commit record's layout
 TRAINING_ONLY_KEYS = ("optimizer", "scaler", "best_model", "ema", "history", "step", "stopped_early")
 PREDICTOR_KEYS = {"model": dict, "model_name": str, "model_kwargs": dict, "task": str, "class_names": list,
                   "meta": dict}
-TASK_META = {"fashion_mnist": ("mean", "std"), "trec": ()}  # what each task's inputs need from `meta`
+TASK_META = {"fashion_mnist": ("mean", "std"), "trec": (), "image": ("mean", "std", "channels", "image_size"),
+             "text": ()}  # what each task's inputs need from `meta`
 RETIRED_MODEL_KWARGS = ("word_dropout",)  # options the models no longer take (inactive at inference)
 PROGRESS_KEYS = ("epoch", "step", "best_val_acc", "best_epoch", "stopped_early", "history")
 
@@ -113,20 +115,34 @@ def check_predictor_checkpoint(checkpoint: dict[str, Any], path: str) -> None:
         raise CheckpointError(f"{path}: its meta lacks {', '.join(missing)}, needed to read {task} inputs")
     if not names or not all(isinstance(name, str) for name in names):
         raise CheckpointError(f"{path}: class_names must be a non-empty list of strings")
-    if task == "trec":
+    if kind_of(task) == "text":
         try:
             tokenizer = tokenizer_from_meta(meta)
         except DataError as error:
             raise CheckpointError(f"{path}: {error}") from error
         check_text_meta(checkpoint["model_kwargs"], meta, tokenizer.vocab_size, path)
-    if task == "fashion_mnist":
-        mean, std = meta["mean"], meta["std"]
-        if not all(isinstance(value, (int, float)) and math.isfinite(value) for value in (mean, std)) or std <= 0:
-            raise CheckpointError(f"{path}: its image normalisation (mean, std) is not a pair of finite numbers "
-                                  "with std > 0")
+    else:
+        check_image_meta(meta, path)
     if checkpoint["model_kwargs"].get("num_classes", len(names)) != len(names):
         raise CheckpointError(f"{path}: the model has {checkpoint['model_kwargs']['num_classes']} outputs "
                               f"but {len(names)} class names")
+
+
+def check_image_meta(meta: dict[str, Any], path: str) -> None:
+    """Raise CheckpointError unless an image model's meta gives finite means and positive stds (one, or
+    one per channel), and for other data than FashionMNIST 1 or 3 channels and a positive size."""
+    def numbers(value: Any) -> list[Any]:
+        return list(value) if isinstance(value, (list, tuple)) else [value]
+    mean, std = numbers(meta["mean"]), numbers(meta["std"])
+    if not (mean and len(mean) == len(std) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                     and math.isfinite(v) for v in mean + std)
+            and all(v > 0 for v in std)):
+        raise CheckpointError(f"{path}: its image normalisation (mean, std) is not finite numbers with std > 0")
+    channels, size = meta.get("channels", 1), numbers(meta.get("image_size", 28))
+    if channels not in (1, 3) or len(mean) not in (1, channels) or len(size) not in (1, 2) or \
+            not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in size):
+        raise CheckpointError(f"{path}: its meta's channels {channels!r} and image size {meta.get('image_size')!r} "
+                              "do not describe images")
 
 
 def check_text_meta(model_kwargs: dict[str, Any], meta: dict[str, Any], tokens: int, path: str) -> None:
@@ -198,6 +214,7 @@ def load_checkpoint_of_task(path: str, task: str, flag: str) -> dict[str, Any]:
     CheckpointError when it is no usable checkpoint, ConfigError when it is of another task."""
     checkpoint = load_checkpoint(path)
     check_predictor_checkpoint(checkpoint, f"{flag} {path}")
-    if checkpoint["task"] != task:
-        raise ConfigError(f"{flag} {path} is a {checkpoint['task']} model: a {task} student needs a {task} teacher")
+    if kind_of(checkpoint["task"]) != kind_of(task):
+        raise ConfigError(f"{flag} {path} is a {checkpoint['task']} model: a {task} student needs a "
+                          f"{kind_of(task)} teacher")
     return checkpoint

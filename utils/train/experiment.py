@@ -9,6 +9,7 @@ import re
 import time
 from typing import Any, Callable, Sequence, Union
 
+from data.bundle import kind_of
 from models import count_parameters
 from utils.config import TrainConfig, parse_config
 from utils.errors import (CheckpointError, ConfigError, Interrupted, PeerFailed, RunFolderError, one_line,
@@ -100,7 +101,7 @@ def evaluate_checkpoint(config: TrainConfig, make_data: MakeData, runtime: Runti
     check_predictor_checkpoint(checkpoint, config.checkpoint)
     if not isinstance(checkpoint.get("config"), dict):
         raise CheckpointError(f"{config.checkpoint} is not a checkpoint of this repository: it has no config")
-    if checkpoint["task"] != config.task:
+    if kind_of(checkpoint["task"]) != kind_of(config.task):
         raise ConfigError(f"{config.checkpoint} is a {checkpoint['task']} checkpoint, not {config.task}")
     # data settings (label set, split) come from the run that made the checkpoint; where to look
     # and how to compute come from this command line

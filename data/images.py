@@ -1,0 +1,148 @@
+"""Images of any file format, mode and size as uint8 (C, H, W) arrays, and image folders in the
+class-folder layout (`DIR/train/<class>/*`, optional `DIR/val/...` and `DIR/test/...`, or `DIR/<class>/*`)."""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from data import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+GRAY_MODES = {"1", "L", "LA", "I", "F"}  # and every "I;16..." mode
+SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
+MAX_IMAGE_PIXELS = 40_000_000  # a 6000x6000 photo; a larger file is refused before it is decoded
+
+
+def is_gray(mode: str) -> bool:
+    """Whether images of a Pillow mode have one channel of content."""
+    return mode in GRAY_MODES or mode.startswith("I;16")
+
+
+def grayscale_0_255(image: Image.Image) -> np.ndarray:
+    """The image's luminance as float32 in [0, 255], whatever its bit depth.
+
+    8-bit modes convert directly; 16- and 32-bit integer and float images (e.g. 16-bit PNGs) are
+    scaled by the range of their type instead of being clipped at 255.
+    """
+    if image.mode.startswith("I;16"):
+        return np.asarray(image, dtype=np.float32) * (255.0 / 65535.0)
+    if image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        if image.mode == "F" and low >= 0.0 and high <= 1.0:
+            return (values * 255.0).astype(np.float32)
+        if low >= 0 and high <= 255:
+            return values.astype(np.float32)
+        if low >= 0 and high <= 65535:  # how Pillow opens many 16-bit files
+            return (values * (255.0 / 65535.0)).astype(np.float32)
+        return ((values - low) * (255.0 / max(high - low, 1e-12))).astype(np.float32)
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def image_array(image: Image.Image, channels: int) -> np.ndarray:
+    """A (channels, H, W) uint8 array of any image: 1 channel of luminance, or 3 of RGB (a gray image
+    repeated; transparency dropped)."""
+    if channels == 1 or is_gray(image.mode):
+        gray = np.rint(grayscale_0_255(image)).clip(0, 255).astype(np.uint8)
+        return np.repeat(gray[None], channels, axis=0)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
+
+
+def fit_image(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A (C, H, W) uint8 array resized to fit `height` x `width` whole (its aspect kept), centred on black."""
+    channels, old_height, old_width = array.shape
+    if (old_height, old_width) == (height, width):
+        return array
+    scale = min(height / old_height, width / old_width)
+    size = (max(1, round(old_width * scale)), max(1, round(old_height * scale)))
+    planes = [np.asarray(Image.fromarray(plane).resize(size, Image.Resampling.LANCZOS)) for plane in array]
+    canvas = np.zeros((channels, height, width), dtype=np.uint8)
+    top, left = (height - size[1]) // 2, (width - size[0]) // 2
+    canvas[:, top:top + size[1], left:left + size[0]] = np.stack(planes)
+    return canvas
+
+
+def open_image(path: str) -> Image.Image:
+    """The image at `path`, fully decoded; DataError naming the file when it is not a readable image
+    (truncated, another format, larger than MAX_IMAGE_PIXELS, not a regular file)."""
+    if not os.path.isfile(path):
+        raise DataError(f"cannot read image {path!r}: not a regular file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is below
+            image = Image.open(path)
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DataError(f"image {path!r} is {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS:,} "
+                                "pixels this project reads: scale it down first")
+            image.load()
+            return image
+    except DataError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise DataError(f"image {path!r} has more than the {MAX_IMAGE_PIXELS:,} pixels this project reads "
+                        "(Pillow refuses it as a possible decompression bomb): scale it down first") from error
+    except (OSError, ValueError, SyntaxError, EOFError) as error:  # Pillow's decoders raise all of these
+        message = " ".join(str(error).split()) or type(error).__name__
+        raise DataError(f"cannot read image {path!r}: {message[:200]}") from error
+
+
+def class_files(folder: str) -> dict[str, list[str]]:
+    """The image files of each class folder of `folder`: class name -> sorted paths."""
+    classes = {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.isdir(path):
+            classes[name] = sorted(os.path.join(root, file) for root, _, files in os.walk(path) for file in files
+                                   if file.lower().endswith(IMAGE_SUFFIXES))
+    return classes
+
+
+def find_image_folder(root: str) -> tuple[dict[str, list[tuple[str, int]]], list[str]]:
+    """The labelled image files of each split ("train", and "val"/"test" where the folder has them) of
+    an image folder, and the class names (the training split's folder names, sorted)."""
+    if not os.path.isdir(root):
+        raise DataError(f"--dataset {root}: no such folder")
+    subfolders = {name for name in os.listdir(root) if os.path.isdir(os.path.join(root, name))}
+    splits = {SPLIT_FOLDERS[name]: class_files(os.path.join(root, name)) for name in sorted(subfolders)
+              if name in SPLIT_FOLDERS} if "train" in subfolders else {"train": class_files(root)}
+    class_names = [name for name, files in splits["train"].items() if files]
+    if not class_names:
+        raise DataError(f"--dataset {root}: no images in class folders (expected {root}/<class>/*.png, or "
+                        f"{root}/train/<class>/*; formats: {', '.join(IMAGE_SUFFIXES)})")
+    if len(class_names) < 2:
+        raise DataError(f"--dataset {root}: only one class ({class_names[0]!r}); a classifier needs two or more")
+    index = {name: i for i, name in enumerate(class_names)}
+    labelled = {}
+    for split, classes in splits.items():
+        unknown = sorted(name for name, files in classes.items() if files and name not in index)
+        if unknown:
+            raise DataError(f"--dataset {root}: the {split} split has classes the training split lacks: "
+                            f"{', '.join(unknown[:5])}")
+        labelled[split] = [(path, index[name]) for name, files in classes.items() if name in index for path in files]
+    return {split: files for split, files in labelled.items() if files}, class_names
+
+
+def decode_images(paths: Sequence[str], channels: int, height: int, width: int, skip_bad_files: bool,
+                  progress: Callable[[Sequence[str]], Sequence[str]] = lambda items: items
+                  ) -> tuple[np.ndarray, list[int], list[str]]:
+    """Every image as one (N, channels, height, width) uint8 array, the indices of the files kept and
+    the files skipped as unreadable (only with `skip_bad_files`; else the first one is a DataError).
+    `progress` wraps the iteration (a progress bar)."""
+    arrays, kept, skipped = [], [], []
+    for position, path in enumerate(progress(paths)):
+        try:
+            with open_image(path) as image:
+                arrays.append(fit_image(image_array(image, channels), height, width))
+        except DataError:
+            if not skip_bad_files:
+                raise
+            skipped.append(path)
+            continue
+        kept.append(position)
+    stacked = np.stack(arrays) if arrays else np.zeros((0, channels, height, width), dtype=np.uint8)
+    return stacked, kept, skipped

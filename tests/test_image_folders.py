@@ -1,0 +1,162 @@
+"""--dataset DIR for the image scripts: class folders with or without split folders, any format, mode
+and size; the decode cache; predict and export on such models; every bad folder in one line."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import export
+import predict
+import train_cnn
+import train_dnn
+from conftest import exit_code
+from data.bundle import stratified_split
+from data.images import find_image_folder, fit_image, image_array
+from utils.storage.checkpoint import load_checkpoint
+
+COLOURS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
+FORMATS = ("png", "jpg", "gif", "bmp", "webp", "tiff")
+
+
+def write_image_folder(root, per_class: int = 24, splits: tuple[str, ...] = ("train",), gray: bool = False,
+                       sizes: tuple[tuple[int, int], ...] = ((20, 16), (26, 24), (32, 16))) -> str:
+    """Class folders of small images in every format, of several sizes and modes: a colour (or a gray
+    level) per class, so that a model can learn them."""
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for number, (name, rgb) in enumerate(COLOURS.items()):
+            folder = os.path.join(root, split, name) if splits != ("",) else os.path.join(root, name)
+            os.makedirs(folder, exist_ok=True)
+            for i in range(per_class):
+                width, height = sizes[i % len(sizes)]
+                shade = rng.uniform(0.7, 1.0, (height, width, 1))
+                pixels = (np.array(rgb)[None, None] * shade).astype(np.uint8)
+                image = Image.fromarray(pixels, "RGB")
+                if gray:
+                    image = Image.fromarray((60 + 80 * number * shade[..., 0]).astype(np.uint8), "L")
+                elif i % 7 == 3:
+                    image = image.convert("RGBA")
+                fmt = FORMATS[i % len(FORMATS)] if not gray else ("png", "jpg", "gif", "bmp", "tiff")[i % 5]
+                if fmt == "gif":
+                    image = image.convert("P" if not gray else "L")
+                if fmt in ("jpg", "bmp") and image.mode == "RGBA":
+                    image = image.convert("RGB")
+                image.save(os.path.join(folder, f"{i}.{fmt}"))
+    return str(root)
+
+
+def args(dataset: str, out: str, *extra: str) -> list[str]:
+    return ["--dataset", dataset, "--out-dir", out, "--epochs", "2", "--batch-size", "16", "--no-progress",
+            "--no-tensorboard", *extra]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    return {"split": write_image_folder(root / "split", splits=("train", "test")),
+            "flat": write_image_folder(root / "flat", splits=("",)),
+            "gray": write_image_folder(root / "gray", splits=("",), gray=True, sizes=((12, 12),))}
+
+
+def test_a_folder_with_split_folders_trains_predicts_and_exports(folders, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IMAGE_CACHE_DIR", str(tmp_path / "cache"))
+    out = str(tmp_path / "run")
+    summary = train_cnn.main(args(folders["split"], out, "--epochs", "4", "--lr", "3e-3"))
+    said = capsys.readouterr().out
+    assert "3 classes, 66 training / 6 validation / 72 test images of 3x32x32" in said  # mixed sizes: 32
+    assert summary["test_acc"] > 0.9
+    best = load_checkpoint(os.path.join(out, "best.pt"))
+    assert best["task"] == "image" and best["class_names"] == sorted(COLOURS)
+    assert best["meta"]["channels"] == 3 and len(best["meta"]["mean"]) == 3
+    assert best["model_kwargs"]["in_channels"] == 3 and os.path.isfile(os.path.join(out, "mistakes.png"))
+
+    red = os.path.join(folders["split"], "test", "red")
+    assert predict.main([os.path.join(out, "best.pt"), "--json", red]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 24 and sum('"label": "red"' in row for row in rows) >= 20
+    assert export.main([os.path.join(out, "best.pt"), "--out", str(tmp_path / "model.onnx")]) == 0
+    assert "checked on 256 generated images" in capsys.readouterr().out
+    assert predict.main([str(tmp_path / "model.onnx"), os.path.join(red, "0.png")]) == 0
+    assert capsys.readouterr().out.split(": ")[1].startswith("red")
+
+
+def test_gray_images_of_one_size_keep_it_and_a_second_run_reads_the_cache(folders, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IMAGE_CACHE_DIR", str(tmp_path / "cache"))
+    first = train_dnn.main(args(folders["gray"], str(tmp_path / "a"), "--hidden1-size", "16", "--hidden2-size", "8"))
+    assert "of 1x12x12" in capsys.readouterr().out and len(os.listdir(tmp_path / "cache")) == 1
+    model_kwargs = load_checkpoint(str(tmp_path / "a" / "best.pt"))["model_kwargs"]
+    assert model_kwargs["in_channels"] == 1 and model_kwargs["image_size"] == 12
+    monkeypatch.setattr("data.images.open_image", lambda path: pytest.fail("the cache was not read"))
+    second = train_dnn.main(args(folders["gray"], str(tmp_path / "b"), "--hidden1-size", "16", "--hidden2-size", "8"))
+    assert second["test_acc"] == first["test_acc"]  # same images, same split, same numbers
+
+
+def test_flags_choose_channels_and_size_and_a_flat_folder_holds_out_val_and_test(folders, tmp_path, capsys):
+    summary = train_cnn.main(args(folders["flat"], str(tmp_path / "run"), "--channels", "1", "--image-size", "16",
+                                  "--test-fraction", "0.25", "--val-fraction", "0.2"))
+    said = capsys.readouterr().out
+    assert "18 of the training images held out for the test" in said and "of 1x16x16" in said
+    assert summary["test_acc"] >= 0
+
+
+def test_images_of_any_mode_become_the_asked_channels_and_fit_whole():
+    for mode in ("L", "LA", "RGB", "RGBA", "P", "CMYK", "I;16", "F", "1"):
+        image = Image.new(mode, (30, 10))
+        for channels in (1, 3):
+            array = fit_image(image_array(image, channels), 16, 16)
+            assert array.shape == (channels, 16, 16) and array.dtype == np.uint8
+    wide = np.full((1, 10, 30), 255, dtype=np.uint8)
+    fitted = fit_image(wide, 12, 12)
+    assert fitted[0, 6].all() and not fitted[0, 0].any()  # the whole image, centred, black above
+
+
+def test_the_stratified_hold_out_takes_a_share_of_every_class():
+    labels = torch.tensor([0] * 50 + [1] * 10 + [2] * 2)
+    keep, held = stratified_split(labels, 0.1, seed=0)
+    assert sorted(labels[held].tolist()) == [0] * 5 + [1] + [2]
+    assert len(keep) + len(held) == 62 and not set(keep.tolist()) & set(held.tolist())
+    assert torch.equal(stratified_split(labels, 0.1, seed=0)[1], held)
+
+
+def bad_folders(root, good: str) -> dict[str, tuple[str, list[str]]]:
+    """(folder, extra flags) of each bad case, by the words its error line must hold."""
+    (root / "empty" / "a").mkdir(parents=True)
+    one = write_image_folder(root / "one", splits=("",))
+    for name in ("green", "blue"):
+        for file in os.listdir(os.path.join(one, name)):
+            os.remove(os.path.join(one, name, file))
+    broken = write_image_folder(root / "broken", splits=("",))
+    with open(os.path.join(broken, "red", "0.png"), "r+b") as file:
+        file.truncate(40)
+    unseen = write_image_folder(root / "unseen", splits=("train", "test"), per_class=6)
+    os.rename(os.path.join(unseen, "test", "blue"), os.path.join(unseen, "test", "purple"))
+    return {"no images in class folders": (str(root / "empty"), []),
+            "only one class ('red')": (one, []),
+            "cannot read image": (broken, []),
+            "the test split has classes the training split lacks: purple": (unseen, []),
+            "no such folder": (str(root / "nowhere"), []),
+            "more than --max-image-memory-gb": (good, ["--max-image-memory-gb", "0.0001"]),
+            "--image-size is for --dataset DIR": ("fashion_mnist", ["--image-size", "16"])}
+
+
+def test_every_bad_folder_is_one_line_and_writes_nothing(folders, tmp_path, capsys):
+    for message, (folder, flags) in bad_folders(tmp_path, folders["flat"]).items():
+        out = tmp_path / "run"
+        assert exit_code(train_cnn.main, args(folder, str(out), *flags)) == 2, message
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (message, err)
+        assert not out.exists()
+
+
+def test_skip_bad_files_leaves_them_out_with_a_note(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "broken", splits=("",))
+    with open(os.path.join(folder, "red", "0.png"), "r+b") as file:
+        file.truncate(40)
+    train_cnn.main(args(folder, str(tmp_path / "run"), "--skip-bad-files", "--epochs", "1"))
+    assert "skipped 1 unreadable image file(s)" in capsys.readouterr().out
+    files, names = find_image_folder(folder)
+    assert names == sorted(COLOURS) and len(files["train"]) == 72

@@ -1,0 +1,165 @@
+"""A user's image folder as a DataBundle: find the files, decide channels and size, decode every image
+once into a uint8 tensor kept in a disk cache (so a second run starts in seconds), split, normalise."""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from data import DataError
+from data.builtin import image_bundle
+from data.bundle import DataBundle, stratified_split
+from data.images import decode_images, find_image_folder, is_gray
+from utils.runtime import Runtime
+from utils.storage.files import atomic_write, remove_stale_temp_files
+
+CACHE_DIR_ENV = "IMAGE_CACHE_DIR"
+CACHE_FORMAT = 1
+DEFAULT_SIZE = 32  # for folders whose images differ in size
+
+
+def image_cache_dir() -> str:
+    """Where decoded image folders are kept: $IMAGE_CACHE_DIR, else the user's cache folder."""
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+                           "cnn-rnn-dnn-classification", "image-folders")
+    return os.environ.get(CACHE_DIR_ENV) or default
+
+
+def headers(paths: list[str]) -> list[tuple[bool, tuple[int, int]]]:
+    """(whether it is gray, (width, height)) of each file, from its header (and palette) only;
+    unreadable files are left to decoding."""
+    found = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                palette = image.getpalette() if image.mode == "P" else None
+                gray = is_gray(image.mode) or bool(palette) and palette[0::3] == palette[1::3] == palette[2::3]
+                found.append((gray, image.size))
+        except (OSError, ValueError, SyntaxError):
+            continue
+    return found
+
+
+def choose_shape(paths: list[str], channels: int, image_size: int) -> tuple[int, int, int]:
+    """(channels, height, width): the flags' when given (0: automatic), else 1 channel when every image
+    is grayscale (3 otherwise), and the images' own size when they all share it (else DEFAULT_SIZE)."""
+    found = headers(paths) if not (channels and image_size) else []
+    channels = channels or (1 if all(gray for gray, _ in found) else 3)
+    if image_size:
+        return channels, image_size, image_size
+    sizes = {size for _, size in found}
+    width, height = sizes.pop() if len(sizes) == 1 else (DEFAULT_SIZE, DEFAULT_SIZE)
+    return channels, height, width
+
+
+def cache_key(files: list[tuple[str, int]], shape: tuple[int, int, int]) -> str:
+    """A hash of the files (paths, sizes, modification times, labels) and the target shape."""
+    digest = hashlib.sha256(f"{CACHE_FORMAT}:{shape}".encode())
+    for path, label in files:
+        stat = os.stat(path)
+        digest.update(f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}:{label};".encode())
+    return digest.hexdigest()[:32]
+
+
+def decoded_split(files: list[tuple[str, int]], shape: tuple[int, int, int], skip_bad_files: bool,
+                  progress: bool, say: Callable[[str], None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and labels of one split, read from the cache or decoded (then kept there)."""
+    path = os.path.join(image_cache_dir(), f"{cache_key(files, shape)}.pt")
+    try:
+        kept = torch.load(path, map_location="cpu", weights_only=True)
+        if kept["images"].dtype == torch.uint8 and tuple(kept["images"].shape[1:]) == shape:
+            return kept["images"], kept["labels"]
+    except Exception:  # noqa: BLE001 - missing or damaged: decoded again
+        pass
+    bar = (lambda items: tqdm(items, desc="decoding images", unit="image", dynamic_ncols=True, leave=False)) \
+        if progress else (lambda items: items)
+    try:
+        images, kept_at, skipped = decode_images([file for file, _ in files], *shape, skip_bad_files, bar)
+    except DataError as error:
+        raise DataError(f"{error} (--skip-bad-files leaves such files out)") from error
+    if skipped:
+        say(f"note: skipped {len(skipped)} unreadable image file(s), e.g. {skipped[0]}")
+    labels = torch.tensor([files[i][1] for i in kept_at], dtype=torch.long)
+    images = torch.from_numpy(images)
+    try:
+        remove_stale_temp_files(image_cache_dir())
+        atomic_write(path, lambda tmp: torch.save({"images": images, "labels": labels}, tmp))
+    except Exception as error:  # noqa: BLE001 - the run goes on without the cache
+        say(f"note: the decoded images are not kept for later runs: {error}")
+    return images, labels
+
+
+def channel_statistics(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 (N, C, H, W) images scaled to [0, 1], rounded to 4 digits."""
+    values = images.transpose(0, 1).flatten(1).double() / 255.0  # (C, N * H * W)
+    return ([round(v, 4) for v in values.mean(1).tolist()],
+            [round(max(v, 1e-3), 4) for v in values.std(1).tolist()])
+
+
+def image_folder_bundle(config: Any, runtime: Runtime, meta: dict[str, Any] | None) -> DataBundle:
+    """The image folder `config.dataset` (with `config.test_dataset`) as batches; `meta` (a checkpoint's)
+    fixes channels, size and normalisation. What it found and did is in the bundle's notes."""
+    notes: list[str] = []
+    say = notes.append
+    splits, class_names = find_image_folder(config.dataset)
+    if config.test_dataset:
+        test_splits, test_names = find_image_folder(config.test_dataset)
+        unknown = sorted(set(test_names) - set(class_names))
+        if unknown:
+            raise DataError(f"--test-dataset {config.test_dataset} has classes the training data lacks: "
+                            f"{', '.join(unknown[:5])}")
+        remap = [class_names.index(name) for name in test_names]
+        splits["test"] = [(path, remap[label]) for files in test_splits.values() for path, label in files]
+    every_path = [path for files in splits.values() for path, _ in files]
+    if meta:
+        size = meta["image_size"]
+        shape = (int(meta["channels"]), *((size, size) if isinstance(size, int) else size))
+    else:
+        shape = choose_shape(every_path, config.channels, config.image_size)
+    needed = len(every_path) * int(np.prod(shape))
+    if needed > config.max_image_memory_gb * 2 ** 30:
+        raise DataError(f"--dataset {config.dataset}: {len(every_path):,} images of {shape[0]}x{shape[1]}x{shape[2]} "
+                        f"need {needed / 2 ** 30:.1f} GiB, more than --max-image-memory-gb "
+                        f"{config.max_image_memory_gb:g}: give a smaller --image-size (or --channels 1), or raise it")
+    decoded = {split: decoded_split(files, shape, config.skip_bad_files, config.progress and runtime.is_main, say)
+               for split, files in splits.items()}
+    train_images, train_labels = decoded["train"]
+    if "test" not in decoded:
+        keep, held = stratified_split(train_labels, config.test_fraction, config.seed)
+        decoded["test"] = train_images[held], train_labels[held]
+        train_images, train_labels = train_images[keep], train_labels[keep]
+        say(f"note: {len(held):,} of the training images held out for the test (--test-fraction "
+            f"{config.test_fraction:g}, stratified, seed {config.seed})")
+    if "val" not in decoded:
+        keep, held = stratified_split(train_labels, config.val_fraction, config.split_seed
+                                      if config.split_seed >= 0 else config.seed)
+        decoded["val"] = train_images[held], train_labels[held]
+        train_images, train_labels = train_images[keep], train_labels[keep]
+    if config.limit_train:
+        train_images, train_labels = train_images[:config.limit_train], train_labels[:config.limit_train]
+    missing = sorted(set(range(len(class_names))) - set(train_labels.tolist()))
+    if missing or not len(decoded["val"][1]) or not len(decoded["test"][1]):
+        raise DataError(f"--dataset {config.dataset}: too few images to train, validate and test on every class "
+                        f"({len(train_labels)} for training; classes without any: "
+                        f"{', '.join(class_names[i] for i in missing) or 'none'})")
+    mean, std = (meta["mean"], meta["std"]) if meta else channel_statistics(train_images)
+    counts = Counter(train_labels.tolist())
+    say(f"data: {config.dataset}: {len(class_names)} classes, {len(train_labels):,} training / "
+        f"{len(decoded['val'][1]):,} validation / {len(decoded['test'][1]):,} test images of "
+        f"{shape[0]}x{shape[1]}x{shape[2]}; smallest class {min(counts.values())} training images")
+    image_size = shape[1] if shape[1] == shape[2] else [shape[1], shape[2]]
+    bundle = image_bundle(
+        "image", (train_images, train_labels), decoded["val"], decoded["test"], class_names, mean=mean, std=std,
+        batch_size=config.batch_size, eval_batch_size=config.eval_batch_size, seed=config.seed,
+        augment=config.augment, channels_last=config.channels_last, device=runtime.device, rank=runtime.rank,
+        world_size=runtime.world_size, random_erasing=config.random_erasing, crop_padding=config.crop_padding,
+        model_kwargs={"in_channels": shape[0], "image_size": image_size},
+        meta={"channels": shape[0], "image_size": image_size, "dataset": config.dataset})
+    bundle.notes = notes
+    return bundle
