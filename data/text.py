@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
@@ -11,12 +12,18 @@ import torch
 from data.sampling import epoch_generator, shard
 
 PAD, UNK = "<pad>", "<unk>"
+WORD_OR_MARK = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")  # "don't" stays one word; "?" is its own token
 BUCKET_POOL = 50  # batches' worth of examples sorted together: short padding, still random batches
 
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased tokens; TREC questions are already separated by spaces."""
     return text.lower().split()
+
+
+def tokenize_raw(text: str) -> list[str]:
+    """Words and single punctuation marks of text as people write it, case-folded (Unicode-aware)."""
+    return WORD_OR_MARK.findall(text.casefold())
 
 
 @dataclass

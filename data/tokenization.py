@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Protocol, Sequence
 
 from data import DataError
-from data.text import PAD, UNK, Vocabulary, build_vocabulary, tokenize
+from data.text import PAD, UNK, Vocabulary, build_vocabulary, tokenize, tokenize_raw
 
 
 class TextTokenizer(Protocol):
@@ -29,22 +29,26 @@ class TextTokenizer(Protocol):
 class WordTokenizer:
     """Lower-cased words looked up in a vocabulary built from the training questions."""
 
-    def __init__(self, vocabulary: Vocabulary) -> None:
+    def __init__(self, vocabulary: Vocabulary, split: str = "spaces") -> None:
         self.vocabulary = vocabulary
         self.pad_id, self.unknown_id = vocabulary.index[PAD], vocabulary.index[UNK]
         self.vocab_size = len(vocabulary)
+        self.split = split  # "spaces" (TREC's words are separated already) or "punctuation" (raw text)
+        self.tokenize = tokenize if split == "spaces" else tokenize_raw
 
     @classmethod
-    def build(cls, texts: Iterable[str], min_freq: int) -> "WordTokenizer":
+    def build(cls, texts: Iterable[str], min_freq: int, split: str = "spaces") -> "WordTokenizer":
         """A vocabulary of the words seen at least `min_freq` times in `texts`."""
-        return cls(build_vocabulary((tokenize(text) for text in texts), min_freq))
+        splitter = tokenize if split == "spaces" else tokenize_raw
+        return cls(build_vocabulary((splitter(text) for text in texts), min_freq), split)
 
     def encode(self, text: str, max_length: int) -> tuple[list[int], bool]:
-        tokens = tokenize(text)
+        tokens = self.tokenize(text)
         return self.vocabulary.encode(tokens[:max_length]), len(tokens) > max_length
 
     def state(self) -> dict[str, Any]:
-        return {"kind": "words", "vocabulary": self.vocabulary.tokens}
+        return {"kind": "words", "vocabulary": self.vocabulary.tokens,
+                **({"split": self.split} if self.split != "spaces" else {})}
 
 
 class SubwordTokenizer:
@@ -70,7 +74,8 @@ def tokenizer_from_meta(meta: dict[str, Any]) -> WordTokenizer | SubwordTokenize
     state = meta.get("tokenizer") or {"kind": "words", "vocabulary": meta.get("vocabulary")}
     if state.get("kind") == "words" and isinstance(state.get("vocabulary"), list) \
             and state["vocabulary"][:2] == [PAD, UNK]:
-        return WordTokenizer(Vocabulary(state["vocabulary"]))
+        return WordTokenizer(Vocabulary(state["vocabulary"]), "punctuation" if state.get("split") == "punctuation"
+                             else "spaces")
     if state.get("kind") == "subword" and isinstance(state.get("json"), str) and isinstance(state.get("pad_id"), int):
         from tokenizers import Tokenizer
 

@@ -171,7 +171,7 @@ def test_huge_question_is_cut_to_max_length(tmp_path, capsys):
     summary = train_rnn.main(["--data-dir", data, "--out-dir", str(tmp_path / "o"), "--epochs", "1",
                               "--val-size", "40", "--no-progress", "--max-length", "32"])
     assert math.isfinite(summary["test_loss"])
-    assert "cut 1 training question(s) to --max-length 32 tokens" in capsys.readouterr().out
+    assert "cut 1 training text(s) to --max-length 32 tokens" in capsys.readouterr().out
 
 
 def test_a_question_argument_that_is_not_utf8_is_read_as_latin1(runs, capsys):

@@ -140,7 +140,7 @@ def bad_folders(root, good: str) -> dict[str, tuple[str, list[str]]]:
             "the test split has classes the training split lacks: purple": (unseen, []),
             "no such folder": (str(root / "nowhere"), []),
             "more than --max-image-memory-gb": (good, ["--max-image-memory-gb", "0.0001"]),
-            "--image-size is for --dataset DIR": ("fashion_mnist", ["--image-size", "16"])}
+            "--image-size is for your own --dataset, not --dataset fashion_mnist": ("fashion_mnist", ["--image-size", "16"])}
 
 
 def test_every_bad_folder_is_one_line_and_writes_nothing(folders, tmp_path, capsys):

@@ -27,6 +27,7 @@ def one_error_line(capsys) -> str:
 
 def test_sigterm_while_the_teacher_labels_a_new_run_leaves_no_folder(text_teacher, tmp_path, monkeypatch, capsys):
     data_dir, teacher = text_teacher
+    monkeypatch.setenv("TEACHER_CACHE_DIR", str(tmp_path / "cache"))  # so the teacher labels now
     terminate_when_called(monkeypatch, "utils.train.teacher_tables.evaluate")
     out = tmp_path / "run"
     assert exit_code(train_rnn.main, text_args(data_dir, str(out), "--teacher", teacher, "--preset", "none")) == 130

@@ -42,8 +42,10 @@ def default_data_dir() -> str:
 class TrainConfig:
     """Flags shared by every training script; each script subclasses it and changes defaults."""
 
-    task: ClassVar[str] = ""  # the data set its scripts train on, as checkpoints name it
-    # the flags that decide a run's examples (and their order): a resume must keep them
+    task: ClassVar[str] = ""  # the built-in data set its scripts train on, as checkpoints name it
+    # flags only the built-in data set uses, and flags only a user's own --dataset uses
+    builtin_only_flags: ClassVar[tuple[str, ...]] = ("val_size",)
+    own_data_flags: ClassVar[tuple[str, ...]] = ("test_dataset", "val_fraction", "test_fraction")
     # --precision auto trains in bf16 on a CPU with native bf16 from this batch size on (None: never)
     cpu_bf16_min_batch: ClassVar[int | None] = None
     # (field, preset): without --preset, the preset of the first field set on the command line ("": always)
@@ -78,8 +80,15 @@ class TrainConfig:
     # model
     dropout: float = option(0.0, "dropout probability before the classifier layers", minimum=0, below=1)
     # data
+    dataset: str = option("", "the data set: the built-in one, or your own (see each script)")
+    test_dataset: str = option("", "with your own --dataset: a separate one of the same kind to test on")
+    val_fraction: float = option(0.1, "with your own --dataset without a validation split: the stratified share "
+                                 "of training examples held out for validation", above=0, below=1)
+    test_fraction: float = option(0.1, "with your own --dataset without a test split or --test-dataset: the "
+                                  "stratified share of the examples held out for the test", above=0, below=1)
     data_dir: str = option("", f"data folder (default: ${DATA_DIR_ENV} or ./datasets); e.g. ../shared/data")
-    val_size: int = option(5000, "training examples held out for validation (drawn by --split-seed)", minimum=1)
+    val_size: int = option(5000, "of the built-in data set: training examples held out for validation (drawn "
+                           "by --split-seed)", minimum=1)
     limit_train: int = option(0, "use only this many training examples (0 = all), for quick checks", minimum=0)
     split_seed: int = option(-1, "seed of the training/validation split (-1: --seed); e.g. a teacher's, so that a "
                              "student of any --seed validates on examples the teacher never trained on",
@@ -151,6 +160,19 @@ def parse_config(config_class: type, argv: Sequence[str] | None, description: st
     return config
 
 
+def check_dataset_flags(config: TrainConfig) -> None:
+    """Raise ConfigError for a flag changed from its default that the chosen data set does not use."""
+    if config.resume:  # the run's own settings; what a resume may change is utils.train.resume's
+        return
+    builtin = config.dataset == config.task
+    for spec in dataclasses.fields(config):
+        unused = spec.name in (config.own_data_flags if builtin else config.builtin_only_flags)
+        if unused and getattr(config, spec.name) != spec.default:
+            flag = "--" + spec.name.replace("_", "-")
+            raise ConfigError(f"{flag} is for {'your own --dataset' if builtin else f'--dataset {config.task}'}, "
+                              f"not --dataset {config.dataset}")
+
+
 def validate(config: TrainConfig, given: set[str] | frozenset[str] = frozenset()) -> None:
     """Raise ConfigError for values no run can use: each field's range, finiteness, a flag `given`
     on the command line without the flag it `needs`, and the combinations of flags that do not go
@@ -184,6 +206,7 @@ def validate(config: TrainConfig, given: set[str] | frozenset[str] = frozenset()
             given_as = (f"the {overriding.removesuffix('_source')} of {value}" if callable(setting)
                         else f"--{overriding.replace('_', '-')} {value}")
             raise ConfigError(f"--{name.replace('_', '-')} has no effect with {given_as}: leave it out")
+    check_dataset_flags(config)
     if config.eval_only and not config.checkpoint:
         raise ConfigError("--eval-only needs --checkpoint PATH")
     if config.resume and config.out_dir and os.path.abspath(config.resume) != os.path.abspath(config.out_dir):

@@ -1,7 +1,6 @@
 """The settings and data set-up that the scripts of each kind of data share: images and text."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -11,6 +10,7 @@ from data.tokenization import TextTokenizer, tokenizer_from_meta
 from utils.config import TrainConfig, default_data_dir, option, split_seed_of
 from utils.errors import ConfigError
 from utils.image_folders import image_folder_bundle
+from utils.own_texts import own_text_bundle
 from utils.pretrained import load_subword_tokenizer
 from utils.runtime import Runtime
 from utils.storage.checkpoint import load_checkpoint_of_task
@@ -23,7 +23,9 @@ TEACHERS_TOKENIZER = "teacher"  # --tokenizer value: read the texts as the --tea
 class ImageConfig(TrainConfig):
     """Flags of the FashionMNIST scripts, with the recipe both image models share."""
 
-    task: ClassVar[str] = "fashion_mnist"
+    task: ClassVar[str] = FASHION_MNIST
+    own_data_flags: ClassVar[tuple[str, ...]] = (*TrainConfig.own_data_flags, "channels", "image_size",
+                                                 "max_image_memory_gb", "skip_bad_files")
     # measured on 2-core Xeons with AMX (README, "bf16 on a CPU with native bf16"): the seed CNN and
     # ResNet-14 1.6x as fast at the same validation accuracy
     cpu_bf16_min_batch: ClassVar[int | None] = 0
@@ -45,24 +47,14 @@ class ImageConfig(TrainConfig):
                                    "(random erasing; 0 = off)", minimum=0, maximum=1)
     dataset: str = option(FASHION_MNIST, "the images: 'fashion_mnist', or a folder of class folders "
                           "(DIR/<class>/*, or DIR/train/<class>/* with optional val/ and test/)")
-    test_dataset: str = option("", "with --dataset DIR: a separate folder of class folders to test on")
     channels: int = option(0, "with --dataset DIR: 1 (gray) or 3 (RGB); 0: 1 when every image is gray, else 3",
                            minimum=0, maximum=3)
     image_size: int = option(0, "with --dataset DIR: the side every image is fitted into; 0: the images' own size "
                              "when they share it, else 32", minimum=0, maximum=1024)
-    val_fraction: float = option(0.1, "with --dataset DIR without val/: the stratified share of training images "
-                                 "held out for validation", above=0, below=1)
-    test_fraction: float = option(0.1, "with --dataset DIR without test/ or --test-dataset: the stratified share "
-                                  "of the images held out for the test", above=0, below=1)
     max_image_memory_gb: float = option(8.0, "with --dataset DIR: refuse to decode more than this many GiB of "
                                         "images (lower --image-size instead)", above=0)
     skip_bad_files: bool = option(False, "with --dataset DIR: leave out image files that cannot be decoded "
                                   "(counted in a note) instead of stopping")
-
-    def check(self) -> None:
-        """The image-folder flags need an image folder."""
-        super().check()
-        check_folder_flags(self)
 
 
 def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
@@ -77,25 +69,22 @@ def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | Non
         random_erasing=config.random_erasing, crop_padding=config.crop_padding, split_seed=split_seed_of(config))
 
 
-FOLDER_ONLY = ("test_dataset", "channels", "image_size", "val_fraction", "test_fraction", "max_image_memory_gb",
-               "skip_bad_files")  # ImageConfig flags that only an image folder uses
-
-
-def check_folder_flags(config: ImageConfig) -> None:
-    """Raise ConfigError for a flag of image folders changed from its default with the built-in data set."""
-    if config.dataset == FASHION_MNIST:
-        for spec in dataclasses.fields(config):
-            if spec.name in FOLDER_ONLY and getattr(config, spec.name) != spec.default:
-                flag = "--" + spec.name.replace("_", "-")
-                raise ConfigError(f"{flag} is for --dataset DIR (a folder of images), not {FASHION_MNIST}")
-
-
 @dataclass
 class TextConfig(TrainConfig):
     """Flags of the TREC scripts."""
 
-    task: ClassVar[str] = "trec"
+    task: ClassVar[str] = TREC
+    builtin_only_flags: ClassVar[tuple[str, ...]] = (*TrainConfig.builtin_only_flags, "labels", "source")
+    own_data_flags: ClassVar[tuple[str, ...]] = (*TrainConfig.own_data_flags, "text_column", "label_column",
+                                                 "dataset_config")
 
+    dataset: str = option(TREC, "the texts: 'trec'; a .csv/.tsv/.json/.jsonl file; a Hugging Face dataset "
+                          "(a hub id such as fancyzhx/ag_news, or a folder written by save_to_disk)")
+    text_column: str = option("", "with your own --dataset: the column of the texts (default: 'text', or a "
+                              "dataset's only text column)")
+    label_column: str = option("", "with your own --dataset: the column of the labels (default: 'label', or a "
+                               "dataset's class-label column)")
+    dataset_config: str = option("", "with a hub --dataset: its configuration name")
     labels: str = option("coarse", "label set: 6 coarse classes or 50 fine ones", ["coarse", "fine"])
     source: str = option("files", "read the original .label files (downloaded if missing) or the hub",
                          ["files", "hub"])
@@ -130,12 +119,15 @@ def text_tokenizer(config: TextConfig) -> TextTokenizer | None:
 
 
 def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
-    """TREC batches as `config` asks for them; a checkpoint's `meta` supplies its tokenizer."""
+    """The texts of --dataset (TREC, a file or a Hugging Face dataset) as batches `config` asks for; a
+    checkpoint's `meta` supplies its tokenizer."""
+    tokenizer = tokenizer_from_meta(meta) if meta else text_tokenizer(config)
+    if config.dataset != TREC:
+        return own_text_bundle(config, runtime, tokenizer, (meta or {}).get("max_length", config.max_length))
     return trec_bundle(
         config.data_dir or default_data_dir(), source=config.source, labels=config.labels,
         batch_size=config.batch_size, eval_batch_size=config.eval_batch_size, val_size=config.val_size,
         seed=config.seed, min_freq=config.min_freq, bucket=config.bucket, device=runtime.device,
         rank=runtime.rank, world_size=runtime.world_size, limit_train=config.limit_train,
         max_length=(meta or {}).get("max_length", config.max_length),
-        tokenizer=tokenizer_from_meta(meta) if meta else text_tokenizer(config),
-        perturbed_copies=config.perturbed_copies, split_seed=split_seed_of(config))
+        tokenizer=tokenizer, perturbed_copies=config.perturbed_copies, split_seed=split_seed_of(config))

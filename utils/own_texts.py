@@ -1,0 +1,104 @@
+"""A user's texts as a DataBundle: a CSV/TSV/JSON/JSONL file or a Hugging Face dataset, its splits (its
+own, or stratified hold-outs), class names, and batches of token ids."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import torch
+
+from data import DataError
+from data.builtin import text_bundle
+from data.bundle import DataBundle, stratified_split
+from data.hf_datasets import find_columns, load_splits
+from data.text_files import class_names_of, is_text_file, read_text_file
+from data.tokenization import TextTokenizer
+from utils.runtime import Runtime
+
+Split = tuple[list[str], list[str]]  # (texts, labels as written)
+
+
+def file_split(path: str, config: Any, notes: list[str]) -> Split:
+    """The texts and labels of one file; skipped rows are noted (an error when none is left)."""
+    examples, skipped = read_text_file(path, config.text_column or "text", config.label_column or "label")
+    if skipped:
+        lines = ", ".join(str(line) for line in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        notes.append(f"note: skipped {len(skipped)} row(s) of {path} with an empty text or label (line {lines})")
+    if not examples:
+        raise DataError(f"--dataset {path}: no row with both a text and a label")
+    return [example.text for example in examples], [example.label for example in examples]
+
+
+def hub_splits(spec: str, config: Any, notes: list[str]) -> tuple[dict[str, Split], list[str] | None]:
+    """The splits of a Hugging Face dataset, and its class names when its labels are a ClassLabel."""
+    splits = load_splits(spec, config.dataset_config)
+    text_column, label_column, names = find_columns(splits["train"], spec, "text", config.text_column,
+                                                    config.label_column)
+    found = {}
+    for split, part in splits.items():
+        texts, labels = part[text_column], part[label_column]
+        kept = [i for i, (text, label) in enumerate(zip(texts, labels))
+                if isinstance(text, str) and text.strip() and label is not None and (names is None or label >= 0)]
+        if len(kept) < len(texts):
+            notes.append(f"note: skipped {len(texts) - len(kept)} {split} example(s) with an empty text or label")
+        found[split] = ([texts[i] for i in kept], [names[labels[i]] if names else str(labels[i]) for i in kept])
+    return found, names
+
+
+def hold_out(split: Split, fraction: float, seed: int, class_names: list[str]) -> tuple[Split, Split]:
+    """A seeded, stratified part of `split` held out: (the rest, the part)."""
+    labels = torch.tensor([class_names.index(label) for label in split[1]])
+    keep, held = stratified_split(labels, fraction, seed)
+    return subset(split, keep.tolist()), subset(split, held.tolist())
+
+
+def subset(split: Split, indices: list[int]) -> Split:
+    """The examples of `split` at `indices`."""
+    return [split[0][i] for i in indices], [split[1][i] for i in indices]
+
+
+def own_text_bundle(config: Any, runtime: Runtime, tokenizer: TextTokenizer | None, max_length: int) -> DataBundle:
+    """The texts of --dataset (and --test-dataset) as batches, read as `config` says."""
+    notes: list[str] = []
+    if is_text_file(config.dataset):
+        splits, names = {"train": file_split(config.dataset, config, notes)}, None
+    else:
+        splits, names = hub_splits(config.dataset, config, notes)
+    if config.test_dataset:
+        splits["test"] = (file_split(config.test_dataset, config, notes) if is_text_file(config.test_dataset)
+                          else hub_splits(config.test_dataset, config, notes)[0]["train"])
+    class_names = names or class_names_of(splits["train"][1])
+    if len(set(splits["train"][1])) < 2:
+        raise DataError(f"--dataset {config.dataset}: its training texts have only one label; a classifier "
+                        "needs two or more")
+    for split, (_, labels) in splits.items():
+        unknown = sorted(set(labels) - set(class_names))
+        if unknown:
+            raise DataError(f"--dataset {config.dataset}: the {split} split has labels the training split lacks: "
+                            f"{', '.join(unknown[:5])}")
+    train = splits["train"]
+    if "test" not in splits:
+        train, splits["test"] = hold_out(train, config.test_fraction, config.seed, class_names)
+        notes.append(f"note: {len(splits['test'][0]):,} of the training texts held out for the test "
+                     f"(--test-fraction {config.test_fraction:g}, stratified, seed {config.seed})")
+    if "val" not in splits:
+        train, splits["val"] = hold_out(train, config.val_fraction,
+                                        config.split_seed if config.split_seed >= 0 else config.seed, class_names)
+    if config.limit_train:
+        train = (train[0][:config.limit_train], train[1][:config.limit_train])
+    ids = {name: i for i, name in enumerate(class_names)}
+
+    def as_ids(split: Split) -> tuple[list[str], list[int]]:
+        return list(split[0]), [ids[label] for label in split[1]]
+    counts = Counter(train[1])
+    notes.append(f"data: {config.dataset}: {len(class_names)} classes, {len(train[0]):,} training / "
+                 f"{len(splits['val'][0]):,} validation / {len(splits['test'][0]):,} test texts; smallest class "
+                 f"{min(counts.get(name, 0) for name in class_names)} training texts")
+    bundle = text_bundle(
+        "text", as_ids(train), as_ids(splits["val"]), as_ids(splits["test"]), class_names,
+        batch_size=config.batch_size, eval_batch_size=config.eval_batch_size, seed=config.seed,
+        min_freq=config.min_freq, bucket=config.bucket, device=runtime.device, rank=runtime.rank,
+        world_size=runtime.world_size, max_length=max_length, tokenizer=tokenizer,
+        perturbed_copies=config.perturbed_copies, split_words="punctuation", meta={"dataset": config.dataset})
+    bundle.notes = notes + bundle.notes
+    return bundle
