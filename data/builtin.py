@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from data import DataError
-from data.bundle import DataBundle, split_train_val
+from data.bundle import DataBundle, data_fingerprint, split_train_val
 from data.fashion_mnist import CLASS_NAMES, MEAN, STD, load_fashion_mnist
 from data.image_batches import ImageBatches
 from data.text import TextBatches, delete_words
@@ -26,6 +26,9 @@ def image_bundle(task: str, train: Labelled, val: Labelled, test: Labelled, clas
                  meta: dict[str, Any] | None = None) -> DataBundle:
     """Image splits as whole-split tensors: train (augmented, shuffled), validation and test batches."""
     common = dict(mean=mean, std=std, device=device, rank=rank, world_size=world_size, channels_last=channels_last)
+    every = [part for part in (train, val, test)]
+    fingerprint = data_fingerprint((image.numpy().tobytes() for images, _ in every for image in images),
+                                   (label for _, labels in every for label in labels.tolist()), list(class_names))
     return DataBundle(
         task=task,
         train=ImageBatches(*train, batch_size, shuffle=True, augment=augment, crop_padding=crop_padding,
@@ -34,7 +37,7 @@ def image_bundle(task: str, train: Labelled, val: Labelled, test: Labelled, clas
         test=ImageBatches(*test, eval_batch_size, **common),
         class_names=list(class_names),
         model_kwargs={"num_classes": len(class_names), **(model_kwargs or {})},
-        meta={"mean": mean, "std": std, **(meta or {})},
+        meta={"mean": mean, "std": std, **(meta or {}), "data_sha256": fingerprint},
         test_examples=test[0],
     )
 
@@ -66,6 +69,8 @@ def text_bundle(task: str, train: LabelledTexts, val: LabelledTexts, test: Label
     training text with words dropped at random (`delete_words`; the same copies for the same seed,
     whatever the tokenizer), for a teacher to label.
     """
+    fingerprint = data_fingerprint((text.encode() for part in (train, val, test) for text in part[0]),
+                                   (label for part in (train, val, test) for label in part[1]), list(class_names))
     tokenizer = tokenizer or WordTokenizer.build(train[0], min_freq, split_words)
     rng = random.Random(seed)
     train_texts = train[0] + [delete_words(text, rng) for _ in range(perturbed_copies) for text in train[0]]
@@ -87,7 +92,7 @@ def text_bundle(task: str, train: LabelledTexts, val: LabelledTexts, test: Label
         class_names=list(class_names),
         model_kwargs={"num_classes": len(class_names), "vocab_size": tokenizer.vocab_size,
                       "padding_idx": tokenizer.pad_id},
-        meta={"tokenizer": tokenizer.state(), "max_length": max_length, **(meta or {})},
+        meta={"tokenizer": tokenizer.state(), "max_length": max_length, **(meta or {}), "data_sha256": fingerprint},
         test_examples=list(test[0]),
         notes=notes,
     )

@@ -1,8 +1,9 @@
 """What a training run needs from a data set, independent of which data set it is."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
@@ -30,6 +31,17 @@ TASK_KINDS = {"fashion_mnist": "image", "trec": "text", "image": "image", "text"
 def kind_of(task: str) -> str:
     """The kind of data ("image" or "text") of a task as checkpoints name it."""
     return TASK_KINDS.get(task, task)
+
+
+def data_fingerprint(examples: Iterable[bytes], labels: Iterable[int], class_names: list[str]) -> str:
+    """A hash of a data set as a set of labelled examples (whatever their order or split) and its class
+    names: two runs with the same fingerprint saw the same data."""
+    rows = sorted(hashlib.sha256(bytes(example) + f"|{label}".encode()).digest()
+                  for example, label in zip(examples, labels))
+    digest = hashlib.sha256("\n".join(class_names).encode())
+    for row in rows:
+        digest.update(row)
+    return digest.hexdigest()
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -126,3 +126,18 @@ def test_other_formats_train_end_to_end(name, tmp_path):
         write_jsonl(tmp_path / name, rows)
     summary = train_rnn.main(args(path, str(tmp_path / "run"), "--epochs", "1"))
     assert summary["epochs_run"] == 1 and os.path.isfile(tmp_path / "run" / "report.json")
+
+
+def test_a_resume_or_a_teacher_on_other_data_is_refused_by_the_fingerprint(tmp_path, capsys):
+    rows = examples(60, 0)
+    dataset = write_csv(tmp_path / "train.csv", rows)
+    run = str(tmp_path / "run")
+    train_rnn.main(args(dataset, run, "--epochs", "1"))
+    write_csv(tmp_path / "train.csv", rows[:-1])  # the file changed under the same name
+    assert exit_code(train_rnn.main, ["--resume", run, "--epochs", "2", "--no-progress"]) == 2
+    assert "was trained on other data than this run reads" in capsys.readouterr().err
+    other = write_csv(tmp_path / "other.csv", examples(60, 5))
+    teacher = os.path.join(run, "best.pt")
+    assert exit_code(train_rnn.main, args(other, str(tmp_path / "student"), "--teacher", teacher,
+                                          "--preset", "none")) == 2
+    assert f"--teacher {teacher} was trained on other data" in capsys.readouterr().err

@@ -32,6 +32,7 @@ from data.bundle import DataBundle
 from models import count_parameters
 from utils.config import TrainConfig, validation_split
 from utils.errors import ConfigError
+from utils.train.resume import same_data_or_error
 from utils.runtime import Runtime, autocast
 from utils.storage.checkpoint import load_checkpoint_of_task, model_from_checkpoint
 from utils.train.engine import evaluate
@@ -128,8 +129,10 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
     if recorded and recorded.get("weights_sha256") != digest:
         raise ConfigError(f"--teacher {config.teacher} holds other weights than the teacher this run began with "
                           f"({recorded.get('path')}): resume with that teacher, or start a new run")
+    same_data_or_error(checkpoint.get("meta", {}), data.meta, f"--teacher {config.teacher} was trained")
     live = data.train.changes_every_epoch
-    if live and checkpoint.get("meta", {}) != data.meta:
+    reading = ("mean", "std", "channels", "image_size")
+    if live and any(checkpoint.get("meta", {}).get(key) != data.meta.get(key) for key in reading):
         raise ConfigError(f"--teacher {config.teacher} reads its inputs otherwise than this student "
                           "(another normalisation), so it cannot see the augmented batches")
     if recorded:  # a resumed run goes on as it began

@@ -57,3 +57,12 @@ def same_model_or_error(saved: dict[str, Any], model_kwargs: dict[str, Any], run
     changed = [f"{key} {plain(saved.get(key))!r} -> {plain(model_kwargs.get(key))!r}"
                for key in sorted(set(saved) | set(model_kwargs)) if plain(saved.get(key)) != plain(model_kwargs.get(key))]
     refuse_changes("another model", changed, run_dir)
+
+
+def same_data_or_error(recorded_meta: dict[str, Any], meta: dict[str, Any], who: str) -> None:
+    """Raise ConfigError when the data set's fingerprint (data.bundle.data_fingerprint) differs from the
+    one recorded (`who` says whose record: a run being resumed, a teacher); records without one pass."""
+    recorded, now = recorded_meta.get("data_sha256"), meta.get("data_sha256")
+    if recorded and now and recorded != now:
+        raise ConfigError(f"{who} on other data than this run reads (another data set, or its files changed: "
+                          f"fingerprint {recorded[:12]} against {now[:12]}); give the same data, or start a new run")

@@ -34,7 +34,7 @@ from utils.train.distill import attach_teacher
 from utils.train.engine import Trainer, evaluate, fit
 from utils.train.logger import ConsoleLine, History, RunLog
 from utils.train.optim import build_optimizer, lr_schedule
-from utils.train.resume import WORLD_SIZE, same_model_or_error, same_settings_or_error
+from utils.train.resume import WORLD_SIZE, same_data_or_error, same_model_or_error, same_settings_or_error
 from utils.train.tensorboard import TensorBoardLog
 
 MakeData = Callable[[TrainConfig, Runtime, "dict | None"], DataBundle]
@@ -111,6 +111,8 @@ def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: Ma
     if resumed:
         same_settings_or_error(saved_config, config, runtime.world_size, folder.path)
     data = make_data(config, runtime, resumed["meta"] if resumed else None)
+    if resumed:
+        same_data_or_error(resumed["meta"], data.meta, f"{folder.path} was trained")
     for note in data.notes:
         say(note)
     model_kwargs, pretrained_weights = model_arguments(config, data, resumed)
