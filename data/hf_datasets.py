@@ -14,6 +14,8 @@ def load_splits(spec: str, config_name: str = "") -> dict[str, Any]:
     """The splits ("train", "val", "test" where present) of a dataset folder or hub id."""
     import datasets
 
+    if not os.path.exists(spec) and spec.startswith(("/", ".", "~")):
+        raise DataError(f"--dataset {spec}: no such file or folder")
     datasets.disable_progress_bars()
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         datasets.config.HF_HUB_OFFLINE = True  # also when it was set after the library was imported

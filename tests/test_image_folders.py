@@ -160,3 +160,17 @@ def test_skip_bad_files_leaves_them_out_with_a_note(tmp_path, capsys):
     assert "skipped 1 unreadable image file(s)" in capsys.readouterr().out
     files, names = find_image_folder(folder)
     assert names == sorted(COLOURS) and len(files["train"]) == 72
+
+
+def test_a_saved_hugging_face_dataset_of_images_trains(tmp_path, capsys):
+    import datasets
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray((rng.uniform(0, 90, (20, 18)) + 150 * (i % 2)).astype(np.uint8), "L") for i in range(80)]
+    features = datasets.Features({"picture": datasets.Image(), "label": datasets.ClassLabel(names=["dark", "light"])})
+    saved = datasets.Dataset.from_dict({"picture": images, "label": [i % 2 for i in range(80)]}, features=features)
+    saved.train_test_split(0.25, seed=0).save_to_disk(str(tmp_path / "saved"))
+    summary = train_cnn.main(args(str(tmp_path / "saved"), str(tmp_path / "run"), "--epochs", "3"))
+    assert "2 classes, 54 training / 6 validation / 20 test images of 1x20x18" in capsys.readouterr().out
+    assert load_checkpoint(str(tmp_path / "run" / "best.pt"))["class_names"] == ["dark", "light"]
+    assert summary["test_acc"] > 0.9

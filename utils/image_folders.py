@@ -1,5 +1,6 @@
-"""A user's image folder as a DataBundle: find the files, decide channels and size, decode every image
-once into a uint8 tensor kept in a disk cache (so a second run starts in seconds), split, normalise."""
+"""A user's images as a DataBundle: a folder of class folders (the files found, channels and size decided,
+every image decoded once into a uint8 tensor kept in a disk cache, so a second run starts in seconds)
+or a Hugging Face dataset with an image column; then split and normalised."""
 from __future__ import annotations
 
 import hashlib
@@ -15,7 +16,9 @@ from tqdm import tqdm
 from data import DataError
 from data.builtin import image_bundle
 from data.bundle import DataBundle, stratified_split
-from data.images import decode_images, find_image_folder, is_gray
+from data.hf_datasets import find_columns, load_splits
+from data.images import decode_images, find_image_folder, fit_image, image_array, is_gray
+from data.text_files import class_names_of
 from utils.runtime import Runtime
 from utils.storage.files import atomic_write, remove_stale_temp_files
 
@@ -103,32 +106,99 @@ def channel_statistics(images: torch.Tensor) -> tuple[list[float], list[float]]:
 
 
 def image_folder_bundle(config: Any, runtime: Runtime, meta: dict[str, Any] | None) -> DataBundle:
-    """The image folder `config.dataset` (with `config.test_dataset`) as batches; `meta` (a checkpoint's)
-    fixes channels, size and normalisation. What it found and did is in the bundle's notes."""
+    """The images of `config.dataset` (a folder of class folders, or a Hugging Face dataset with an image
+    column) and `config.test_dataset` as batches; `meta` (a checkpoint's) fixes channels, size and
+    normalisation. What it found and did is in the bundle's notes."""
     notes: list[str] = []
-    say = notes.append
-    splits, class_names = find_image_folder(config.dataset)
+    read = read_hub_images if is_hub_dataset(config.dataset) else read_folder_images
+    decoded, class_names, shape = read(config, config.dataset, meta, runtime, notes.append)
     if config.test_dataset:
-        test_splits, test_names = find_image_folder(config.test_dataset)
+        read = read_hub_images if is_hub_dataset(config.test_dataset) else read_folder_images
+        test, test_names, _ = read(config, config.test_dataset, {**(meta or {}), **shape_meta(shape)}, runtime,
+                                   notes.append)
         unknown = sorted(set(test_names) - set(class_names))
         if unknown:
             raise DataError(f"--test-dataset {config.test_dataset} has classes the training data lacks: "
                             f"{', '.join(unknown[:5])}")
-        remap = [class_names.index(name) for name in test_names]
-        splits["test"] = [(path, remap[label]) for files in test_splits.values() for path, label in files]
-    every_path = [path for files in splits.values() for path, _ in files]
-    if meta:
+        remap = torch.tensor([class_names.index(name) for name in test_names], dtype=torch.long)
+        decoded["test"] = (torch.cat([images for images, _ in test.values()]),
+                           remap[torch.cat([labels for _, labels in test.values()])])
+    return bundle_of(config, runtime, decoded, class_names, shape, meta, notes)
+
+
+def shape_meta(shape: tuple[int, int, int]) -> dict[str, Any]:
+    """The channels and image size a checkpoint records for images of (C, H, W) `shape`."""
+    return {"channels": shape[0], "image_size": shape[1] if shape[1] == shape[2] else [shape[1], shape[2]]}
+
+
+def shape_of(meta: dict[str, Any] | None, config: Any, paths: list[str]) -> tuple[int, int, int]:
+    """(C, H, W): a checkpoint's, else chosen from the flags and the files (choose_shape)."""
+    if meta and "channels" in meta:
         size = meta["image_size"]
-        shape = (int(meta["channels"]), *((size, size) if isinstance(size, int) else size))
-    else:
-        shape = choose_shape(every_path, config.channels, config.image_size)
-    needed = len(every_path) * int(np.prod(shape))
+        return int(meta["channels"]), *((size, size) if isinstance(size, int) else size)
+    return choose_shape(paths, config.channels, config.image_size)
+
+
+def check_memory(config: Any, spec: str, count: int, shape: tuple[int, int, int]) -> None:
+    """Raise DataError when `count` images of `shape` exceed --max-image-memory-gb."""
+    needed = count * int(np.prod(shape))
     if needed > config.max_image_memory_gb * 2 ** 30:
-        raise DataError(f"--dataset {config.dataset}: {len(every_path):,} images of {shape[0]}x{shape[1]}x{shape[2]} "
-                        f"need {needed / 2 ** 30:.1f} GiB, more than --max-image-memory-gb "
-                        f"{config.max_image_memory_gb:g}: give a smaller --image-size (or --channels 1), or raise it")
-    decoded = {split: decoded_split(files, shape, config.skip_bad_files, config.progress and runtime.is_main, say)
-               for split, files in splits.items()}
+        raise DataError(f"--dataset {spec}: {count:,} images of {shape[0]}x{shape[1]}x{shape[2]} need "
+                        f"{needed / 2 ** 30:.1f} GiB, more than --max-image-memory-gb {config.max_image_memory_gb:g}: "
+                        "give a smaller --image-size (or --channels 1), or raise it")
+
+
+def read_folder_images(config: Any, spec: str, meta: dict[str, Any] | None, runtime: Runtime,
+                       say: Callable[[str], None]) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
+    """The decoded splits of a folder of class folders, its class names and the images' shape."""
+    splits, class_names = find_image_folder(spec)
+    shape = shape_of(meta, config, [path for files in splits.values() for path, _ in files])
+    check_memory(config, spec, sum(len(files) for files in splits.values()), shape)
+    return ({split: decoded_split(files, shape, config.skip_bad_files, config.progress and runtime.is_main, say)
+             for split, files in splits.items()}, class_names, shape)
+
+
+def is_hub_dataset(spec: str) -> bool:
+    """Whether --dataset names a Hugging Face dataset: a save_to_disk folder, or anything not a folder."""
+    saved = ("dataset_dict.json", "dataset_info.json", "state.json")
+    if not os.path.isdir(spec):
+        return not spec.startswith(("/", ".", "~"))  # a hub id reads 'owner/name'; a path that is not there is none
+    return any(os.path.isfile(os.path.join(spec, name)) for name in saved)
+
+
+def read_hub_images(config: Any, spec: str, meta: dict[str, Any] | None, runtime: Runtime,
+                    say: Callable[[str], None]) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
+    """The decoded splits of a Hugging Face dataset with an image column, its class names and the shape."""
+    splits = load_splits(spec, "")
+    image_column, label_column, names = find_columns(splits["train"], spec, "image", "", "")
+    labels = {split: part[label_column] for split, part in splits.items()}
+    class_names = names or class_names_of([str(label) for label in labels["train"]])
+    check_memory(config, spec, sum(len(part) for part in splits.values()),
+                 (config.channels or 3, config.image_size or DEFAULT_SIZE, config.image_size or DEFAULT_SIZE))
+    if meta and "channels" in meta:
+        shape = shape_of(meta, config, [])
+    else:
+        sample = splits["train"].select(range(min(1000, len(splits["train"]))))[image_column]
+        gray = all(is_gray(image.mode) for image in sample)
+        sizes = {image.size for image in sample}
+        width, height = sizes.pop() if len(sizes) == 1 else (DEFAULT_SIZE, DEFAULT_SIZE)
+        shape = (config.channels or (1 if gray else 3), config.image_size or height, config.image_size or width)
+    decoded = {}
+    for split, part in splits.items():
+        kept = [i for i, label in enumerate(labels[split]) if label is not None and not (names and label < 0)]
+        if len(kept) < len(part):
+            say(f"note: skipped {len(part) - len(kept)} unlabelled {split} image(s) of {spec}")
+        images = part.select(kept)[image_column]
+        arrays = [fit_image(image_array(image, shape[0]), shape[1], shape[2]) for image in images]
+        ids = [labels[split][i] if names else class_names.index(str(labels[split][i])) for i in kept]
+        decoded[split] = torch.from_numpy(np.stack(arrays)), torch.tensor(ids, dtype=torch.long)
+    return decoded, class_names, shape
+
+
+def bundle_of(config: Any, runtime: Runtime, decoded: dict[str, Any], class_names: list[str],
+              shape: tuple[int, int, int], meta: dict[str, Any] | None, notes: list[str]) -> DataBundle:
+    """Batches of decoded splits: the test and validation splits held out (stratified) where missing."""
+    say = notes.append
     train_images, train_labels = decoded["train"]
     if "test" not in decoded:
         keep, held = stratified_split(train_labels, config.test_fraction, config.seed)
@@ -153,13 +223,12 @@ def image_folder_bundle(config: Any, runtime: Runtime, meta: dict[str, Any] | No
     say(f"data: {config.dataset}: {len(class_names)} classes, {len(train_labels):,} training / "
         f"{len(decoded['val'][1]):,} validation / {len(decoded['test'][1]):,} test images of "
         f"{shape[0]}x{shape[1]}x{shape[2]}; smallest class {min(counts.values())} training images")
-    image_size = shape[1] if shape[1] == shape[2] else [shape[1], shape[2]]
     bundle = image_bundle(
         "image", (train_images, train_labels), decoded["val"], decoded["test"], class_names, mean=mean, std=std,
         batch_size=config.batch_size, eval_batch_size=config.eval_batch_size, seed=config.seed,
         augment=config.augment, channels_last=config.channels_last, device=runtime.device, rank=runtime.rank,
         world_size=runtime.world_size, random_erasing=config.random_erasing, crop_padding=config.crop_padding,
-        model_kwargs={"in_channels": shape[0], "image_size": image_size},
-        meta={"channels": shape[0], "image_size": image_size, "dataset": config.dataset})
+        model_kwargs={"in_channels": shape[0], "image_size": shape_meta(shape)["image_size"]},
+        meta={**shape_meta(shape), "dataset": config.dataset})
     bundle.notes = notes
     return bundle
