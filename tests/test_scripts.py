@@ -16,7 +16,8 @@ from utils.storage.files import read_jsonl
 
 RUN_FILES = {"config.json", "metrics.jsonl", "last.pt", "best.pt", "summary.json", "predictions.json",
              "report.json", "curves.png", "confusion_matrix.png"}
-METRIC_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s"}
+METRIC_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "lr", "seconds",
+               "samples_per_s"}
 
 
 def image_args(data_dir: str, out_dir: str, *extra: str) -> list[str]:

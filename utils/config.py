@@ -66,6 +66,10 @@ class TrainConfig:
                                   minimum=0)
     step_epochs: int = option(10, "step schedule: multiply the lr by 0.1 every this many epochs", minimum=1)
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy target", minimum=0, maximum=1)
+    class_weights: str = option("none", "balanced: weight each training example's cross-entropy by the inverse "
+                                "frequency of its class (for imbalanced data)", ["none", "balanced"])
+    select_by: str = option("acc", "the validation metric that picks the best epoch (macro_f1: the mean F1 "
+                            "over classes, for imbalanced data)", ["acc", "macro_f1"])
     grad_clip: float = option(0.0, "clip the gradient norm to this value (0 = off)", minimum=0)
     ema: float = option(0.0, "validate, test and save an exponential moving average of the weights with this "
                         "decay per step, e.g. 0.999 (0 = off: the weights themselves)", minimum=0, below=1)

@@ -43,6 +43,7 @@ class Trainer:
     after_step: Callable[[], None] | None = None  # runs after each optimizer step (e.g. a weight average)
     distill_weight: float = 0.0  # weight of the teacher's term, for batches that carry teacher logits
     temperature: float = 1.0
+    class_weights: torch.Tensor | None = None  # of each class in the cross-entropy (None: equal)
 
 
 def to_device(inputs: Any, device: torch.device) -> Any:
@@ -65,7 +66,7 @@ def train_step(trainer: Trainer, inputs: Any, targets: torch.Tensor,
     with autocast(trainer.runtime):
         logits = trainer.model(inputs)
         loss = distillation_loss(logits.float(), targets, teacher_logits, trainer.distill_weight,
-                                 trainer.temperature, trainer.label_smoothing)
+                                 trainer.temperature, trainer.label_smoothing, trainer.class_weights)
     trainer.optimizer.zero_grad(set_to_none=True)
     trainer.scaler.scale(loss).backward()
     if trainer.grad_clip > 0:
@@ -136,6 +137,7 @@ def evaluate(model: nn.Module, batches: Iterable, runtime: Runtime, collect: boo
     device = runtime.device
     loss_sum, correct, seen = 0.0, 0, 0
     predictions, targets_seen, logits_seen = [], [], []
+    hits = guesses = truths = None  # per class: right predictions, predictions, true labels
     for inputs, targets in batches:
         inputs, targets = to_device(inputs, device), targets.to(device, non_blocking=True)
         with autocast(runtime):
@@ -144,12 +146,19 @@ def evaluate(model: nn.Module, batches: Iterable, runtime: Runtime, collect: boo
         predicted = logits.argmax(dim=1)
         correct += (predicted == targets).sum().item()
         seen += batch_size_of(targets)
+        classes = logits.size(1)
+        counts = [torch.bincount(values, minlength=classes).cpu()
+                  for values in (targets[predicted == targets], predicted, targets)]
+        hits, guesses, truths = counts if hits is None else (hits + counts[0], guesses + counts[1],
+                                                             truths + counts[2])
         if collect:
             predictions.append(predicted.cpu())
             targets_seen.append(targets.cpu())
             logits_seen.append(logits.cpu())
-    loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], runtime)
-    result: dict[str, Any] = {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "count": int(seen)}
+    tallies = [] if hits is None else [*hits.tolist(), *guesses.tolist(), *truths.tolist()]
+    loss_sum, correct, seen, *tallies = all_reduce_sum([loss_sum, correct, seen, *tallies], runtime)
+    result: dict[str, Any] = {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "count": int(seen),
+                              "macro_f1": macro_f1(tallies)}
     if collect:
         served = (batches.example_order(), torch.cat(predictions), torch.cat(targets_seen), torch.cat(logits_seen))
         order, predicted, targets, all_logits = gather_from_processes(served, runtime)
@@ -157,6 +166,15 @@ def evaluate(model: nn.Module, batches: Iterable, runtime: Runtime, collect: boo
         result.update(predictions=predicted[inverse], targets=targets[inverse], logits=all_logits[inverse],
                       probabilities=torch.softmax(all_logits[inverse], dim=1))
     return result
+
+
+def macro_f1(tallies: list[float]) -> float:
+    """The mean F1 over classes that occur as a label or a prediction, from per-class counts laid out as
+    [right predictions..., predictions..., labels...]."""
+    classes = len(tallies) // 3
+    hits, guesses, truths = tallies[:classes], tallies[classes:2 * classes], tallies[2 * classes:]
+    scores = [2 * hit / (guess + truth) for hit, guess, truth in zip(hits, guesses, truths) if guess + truth]
+    return sum(scores) / len(scores) if scores else 0.0
 
 
 def gather_from_processes(tensors: tuple[torch.Tensor, ...], runtime: Runtime) -> tuple[torch.Tensor, ...]:
@@ -170,7 +188,7 @@ def gather_from_processes(tensors: tuple[torch.Tensor, ...], runtime: Runtime) -
 
 def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model: nn.Module, *,
         epochs: int, seed: int = 0, start_epoch: int = 1, best_val_acc: float = -math.inf, best_epoch: int = 0,
-        patience: int = 0, stopped_early: bool = False, log: RunLog | None = None,
+        patience: int = 0, stopped_early: bool = False, select_by: str = "acc", log: RunLog | None = None,
         on_epoch_end: Callable[[dict[str, float], dict[str, Any]], None] = lambda metrics, outcome: None,
         say: Callable[[str], None] = print) -> dict[str, Any]:
     """Train epochs `start_epoch..epochs`, validating after each; returns the best epoch and accuracy.
@@ -182,7 +200,8 @@ def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model:
     checkpoint; `outcome` holds `is_best`, `best_epoch`, `best_val_acc` and `stopped_early`, so the
     early-stop decision is committed with the epoch that made it. An epoch whose validation loss is not finite is never the best. With
     `patience` > 0, stops when validation accuracy has not improved for that many epochs; a run
-    resumed with `stopped_early` trains no further. `say` prints the early stop.
+    resumed with `stopped_early` trains no further. `say` prints the early stop. The best epoch is
+    the one with the highest validation `select_by` ("acc" or "macro_f1"); `best_val_acc` holds that value.
     """
     log = log or RunLog()
     outcome = {"is_best": False, "best_epoch": best_epoch, "best_val_acc": best_val_acc,
@@ -194,10 +213,11 @@ def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model:
         seed_everything(epoch_seed(seed, epoch, trainer.runtime.rank))
         train_metrics = train_one_epoch(trainer, train_batches, epoch, log)
         val = evaluate(eval_model, val_batches, trainer.runtime)
-        metrics = {"epoch": epoch, **train_metrics, "val_loss": val["loss"], "val_acc": val["acc"]}
-        is_best = math.isfinite(val["loss"]) and val["acc"] > outcome["best_val_acc"]
+        metrics = {"epoch": epoch, **train_metrics, "val_loss": val["loss"], "val_acc": val["acc"],
+                   "val_macro_f1": val["macro_f1"]}
+        is_best = math.isfinite(val["loss"]) and val[select_by] > outcome["best_val_acc"]
         if is_best:
-            outcome.update(best_val_acc=val["acc"], best_epoch=epoch)
+            outcome.update(best_val_acc=val[select_by], best_epoch=epoch)
         outcome.update(is_best=is_best, stopped_early=bool(patience) and epoch - outcome["best_epoch"] >= patience)
         log.epoch(metrics, is_best, trainer.step)
         on_epoch_end(metrics, dict(outcome))

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 EPOCH_SCALARS = {"train_loss": "loss/train", "val_loss": "loss/validation", "train_acc": "accuracy/train",
-                 "val_acc": "accuracy/validation", "lr": "lr", "samples_per_s": "samples_per_s", "epoch": "epoch"}
+                 "val_acc": "accuracy/validation", "val_macro_f1": "macro_f1/validation", "lr": "lr",
+                 "samples_per_s": "samples_per_s", "epoch": "epoch"}
 FIGURES = {"curves.png": "figures/learning_curves", "confusion_matrix.png": "figures/confusion_matrix"}
 
 

@@ -33,6 +33,7 @@ from utils.storage.run_folder import SUMMARY, RunFolder
 from utils.train.distill import attach_teacher
 from utils.train.engine import Trainer, evaluate, fit
 from utils.train.logger import ConsoleLine, History, RunLog
+from utils.train.losses import balanced_class_weights
 from utils.train.optim import build_optimizer, lr_schedule
 from utils.train.resume import WORLD_SIZE, same_data_or_error, same_model_or_error, same_settings_or_error
 from utils.train.tensorboard import TensorBoardLog
@@ -138,6 +139,13 @@ def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: Ma
     return TrainingRun(config, runtime, folder, data, identity, state, say), schedule
 
 
+def class_weights_of(run: TrainingRun) -> torch.Tensor | None:
+    """With --class-weights balanced, the inverse class frequencies of the training split (all processes')."""
+    if run.config.class_weights != "balanced":
+        return None
+    return balanced_class_weights(run.data.train.labels, len(run.data.class_names)).to(run.runtime.device)
+
+
 def wrap_for_training(model: nn.Module, runtime: Runtime, compile_model: bool) -> nn.Module:
     """The module to train through: DDP across processes, compiled on request. Checkpoints
     and evaluation use the plain `model` underneath."""
@@ -174,13 +182,14 @@ def train_epochs(run: TrainingRun, schedule: Callable[[int], float], log: RunLog
                           config.grad_clip, step=progress["step"], should_stop=should_stop,
                           after_step=(lambda: state.ema.update_parameters(state.model)) if state.ema else None,
                           distill_weight=config.distill_weight if run.identity.teacher else 0.0,
-                          temperature=config.temperature)
+                          temperature=config.temperature, class_weights=class_weights_of(run))
         start = time.perf_counter()
         try:
             outcome = fit(trainer, run.data.train, run.data.val, run.eval_model, epochs=config.epochs,
                           seed=config.seed, start_epoch=progress["epoch"] + 1, best_val_acc=progress["best_val_acc"],
                           best_epoch=progress["best_epoch"], patience=config.patience,
-                          stopped_early=progress["stopped_early"], log=log, say=run.say,
+                          stopped_early=progress["stopped_early"], select_by=config.select_by, log=log,
+                          say=run.say,
                           on_epoch_end=lambda metrics, outcome: run.commit_epoch(metrics, outcome, trainer.step))
         except (Interrupted, NonFiniteLoss) as stop:
             log.close()
@@ -194,8 +203,11 @@ def test_and_report(run: TrainingRun, outcome: dict[str, Any], wall_seconds: flo
     if run.state.best_weights is not None:
         model.load_state_dict(run.state.best_weights)
     test = evaluate(model, run.data.test, runtime, collect=True)
-    summary = {"best_epoch": outcome["best_epoch"], "best_val_acc": outcome["best_val_acc"],
-               "test_loss": test["loss"], "test_acc": test["acc"], "num_params": count_parameters(model),
+    best = next((row for row in progress["history"] if row["epoch"] == outcome["best_epoch"]), {})
+    summary = {"best_epoch": outcome["best_epoch"], "best_val_acc": best.get("val_acc", outcome["best_val_acc"]),
+               "best_val_macro_f1": best.get("val_macro_f1"),
+               "test_loss": test["loss"], "test_acc": test["acc"], "test_macro_f1": test["macro_f1"],
+               "select_by": run.config.select_by, "num_params": count_parameters(model),
                "train_seconds": sum(m["seconds"] for m in progress["history"]), "wall_seconds": wall_seconds,
                "epochs_run": progress["epoch"], "stopped_early": outcome["stopped_early"],
                "device": str(runtime.device), "precision": runtime.precision, "world_size": runtime.world_size,
