@@ -26,6 +26,19 @@ def machine() -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
+def commit() -> str:
+    """The checked-out commit, with '+changes' when the working tree differs from it."""
+    import subprocess
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -47,7 +60,8 @@ def save_results(name: str, payload: dict, peak_mib: float | None = None) -> str
     from utils.storage.files import save_json
     path = os.path.join(RESULTS_DIR, f"{name}.json")
     peak = peak_rss_mib() if peak_mib is None else peak_mib
-    save_json(path, {"machine": machine(), "peak_rss_mib": round(peak, 1), **payload})
+    save_json(path, {"machine": machine(), "command": " ".join(["python", *sys.argv]), "commit": commit(),
+                     "peak_rss_mib": round(peak, 1), **payload})
     print(f"saved {os.path.relpath(path, ROOT)}")
     return path
 
