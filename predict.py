@@ -29,8 +29,8 @@ from utils.serve.predictor import class_probabilities, load_for_inference
 def parse_args(argv: Sequence[str] | None):
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a best.pt or last.pt from a training run, or a .onnx file from export.py")
-    parser.add_argument("inputs", nargs="*", help="questions (TREC) or image files (FashionMNIST); "
-                        "questions are read one per line from stdin when none are given")
+    parser.add_argument("inputs", nargs="*", help="texts (for a text model) or image files and folders of them "
+                        "(for an image model); texts are read one per line from stdin when none are given")
     parser.add_argument("--test-index", type=int, nargs="+", default=[], help="FashionMNIST test images by index")
     parser.add_argument("--data-dir", default="", help="data folder for --test-index")
     parser.add_argument("--top", type=int, default=3, help="how many classes to print per input (at least 1)")
