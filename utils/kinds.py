@@ -21,7 +21,7 @@ TEACHERS_TOKENIZER = "teacher"  # --tokenizer value: read the texts as the --tea
 
 @dataclass
 class ImageConfig(TrainConfig):
-    """Flags of the FashionMNIST scripts, with the recipe both image models share."""
+    """Flags of the image scripts, with the recipe both image models share."""
 
     task: ClassVar[str] = FASHION_MNIST
     own_data_flags: ClassVar[tuple[str, ...]] = (*TrainConfig.own_data_flags, "channels", "image_size",
@@ -71,7 +71,7 @@ def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | Non
 
 @dataclass
 class TextConfig(TrainConfig):
-    """Flags of the TREC scripts."""
+    """Flags of the text scripts."""
 
     task: ClassVar[str] = TREC
     builtin_only_flags: ClassVar[tuple[str, ...]] = (*TrainConfig.builtin_only_flags, "labels", "source")
