@@ -12,7 +12,9 @@ import torch
 from data.sampling import epoch_generator, shard
 
 PAD, UNK = "<pad>", "<unk>"
-WORD_OR_MARK = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")  # "don't" stays one word; "?" is its own token
+# a word with its inner hyphens, apostrophes, dots and ampersands ("state-of-the-art", "don't", "u.s"),
+# a clitic ("'s"), or a run of punctuation ("?!")
+WORD_OR_MARK = re.compile(r"\w+(?:[-'’.&]\w+)*|['’]\w+|[^\w\s]+")
 BUCKET_POOL = 50  # batches' worth of examples sorted together: short padding, still random batches
 
 
@@ -22,7 +24,7 @@ def tokenize(text: str) -> list[str]:
 
 
 def tokenize_raw(text: str) -> list[str]:
-    """Words and single punctuation marks of text as people write it, case-folded (Unicode-aware)."""
+    """Words and punctuation of text as people write it (WORD_OR_MARK), case-folded (Unicode-aware)."""
     return WORD_OR_MARK.findall(text.casefold())
 
 

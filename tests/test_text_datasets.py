@@ -69,7 +69,9 @@ def test_jsonl_json_and_integer_labels_are_read(tmp_path):
 
 
 def test_raw_text_words_split_punctuation_and_fold_case():
-    assert tokenize_raw("Don't STOP: Straße, ÉCOLE?!") == ["don't", "stop", ":", "strasse", ",", "école", "?", "!"]
+    assert tokenize_raw("Don't STOP: Straße, ÉCOLE?! state-of-the-art U.S. Smith's cats.") == [
+        "don't", "stop", ":", "strasse", ",", "école", "?!", "state-of-the-art", "u.s", ".", "smith's", "cats", "."]
+    assert tokenize_raw("What 's `` this ''?") == ["what", "'s", "``", "this", "''?"]
 
 
 def test_a_saved_hugging_face_dataset_finds_its_columns_and_class_names(tmp_path, tiny_pretrained, capsys):
