@@ -71,8 +71,9 @@ def cache_key(files: list[tuple[str, int]], shape: tuple[int, int, int]) -> str:
 
 
 def decoded_split(files: list[tuple[str, int]], shape: tuple[int, int, int], skip_bad_files: bool,
-                  progress: bool, say: Callable[[str], None]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images and labels of one split, read from the cache or decoded (then kept there)."""
+                  progress: bool, say: Callable[[str], None], keep: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and labels of one split, read from the cache or decoded (then kept there when `keep`:
+    by the main process of several)."""
     path = os.path.join(image_cache_dir(), f"{cache_key(files, shape)}.pt")
     try:
         kept = torch.load(path, map_location="cpu", weights_only=True)
@@ -90,6 +91,8 @@ def decoded_split(files: list[tuple[str, int]], shape: tuple[int, int, int], ski
         say(f"note: skipped {len(skipped)} unreadable image file(s), e.g. {skipped[0]}")
     labels = torch.tensor([files[i][1] for i in kept_at], dtype=torch.long)
     images = torch.from_numpy(images)
+    if not keep:
+        return images, labels
     try:
         remove_stale_temp_files(image_cache_dir())
         atomic_write(path, lambda tmp: torch.save({"images": images, "labels": labels}, tmp))
@@ -154,8 +157,8 @@ def read_folder_images(config: Any, spec: str, meta: dict[str, Any] | None, runt
     splits, class_names = find_image_folder(spec)
     shape = shape_of(meta, config, [path for files in splits.values() for path, _ in files])
     check_memory(config, spec, sum(len(files) for files in splits.values()), shape)
-    return ({split: decoded_split(files, shape, config.skip_bad_files, config.progress and runtime.is_main, say)
-             for split, files in splits.items()}, class_names, shape)
+    return ({split: decoded_split(files, shape, config.skip_bad_files, config.progress and runtime.is_main, say,
+                                  keep=runtime.is_main) for split, files in splits.items()}, class_names, shape)
 
 
 def is_hub_dataset(spec: str) -> bool:
