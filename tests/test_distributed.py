@@ -46,11 +46,13 @@ def test_loaders_shard_by_rank():
 def test_two_processes_match_one_process_with_double_batch(tmp_path):
     two, one = tmp_path / "two", tmp_path / "one"
     two.mkdir(), one.mkdir()
+    alone = subprocess.Popen([sys.executable, os.path.join("tests", "ddp_worker.py"), str(one), "16"], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})  # meanwhile
     result = torchrun([os.path.join("tests", "ddp_worker.py"), str(two), "8"])
     assert result.returncode == 0, result.stderr[-2000:]
-    alone = subprocess.run([sys.executable, os.path.join("tests", "ddp_worker.py"), str(one), "16"], cwd=ROOT,
-                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
-    assert alone.returncode == 0, alone.stderr[-2000:]  # one process with the double batch
+    _, alone_err = alone.communicate(timeout=120)
+    assert alone.returncode == 0, alone_err[-2000:]  # one process with the double batch
     rank0, rank1 = (torch.load(two / f"rank{r}.pt", weights_only=True) for r in range(2))
     single = torch.load(one / "rank0.pt", weights_only=True)
     assert not set(rank0["examples"]) & set(rank1["examples"])  # disjoint shards
