@@ -1,7 +1,7 @@
 """An image folder against the built-in loader, in one run: FashionMNIST written as a PNG class-folder
 tree (bench/user_formats.py), read with --dataset DIR. Measures the first decode (images per second,
 into an empty cache), the cached start (seconds until the bundle is ready), and a short training run
-from each source with the same seed: samples per second and test accuracy.
+from each source with the same seed (train_dnn.py, --preset fast unless told): training time and accuracy.
 
     python bench/user_formats.py --data-dir ../shared/data --out /tmp/user-data
     python bench/data_loading.py --folder /tmp/user-data/fashion_mnist --data-dir ../shared/data
@@ -31,7 +31,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", default="/tmp/user-data/fashion_mnist")
     parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("--epochs", type=int, default=15, help="of train_dnn.py --preset fast from each source")
+    parser.add_argument("--preset", default="fast", help="train_dnn.py's recipe for the runs ('none': its defaults)")
+    parser.add_argument("--epochs", type=int, default=0, help="epochs of those runs (0: the recipe's)")
     args = parser.parse_args()
 
     import torch
@@ -51,8 +52,8 @@ def main() -> None:
               "cached_start_seconds": round(cached, 2), "builtin_start_seconds": round(builtin, 2), "runs": {}}
     print(f"{files:,} files: first decode {first:.1f} s ({files / first:,.0f} images/s), cached start "
           f"{cached:.2f} s, built-in loader {builtin:.2f} s")
-    common_flags = ["--preset", "fast", "--epochs", str(args.epochs), "--no-progress", "--no-tensorboard",
-                    "--precision", "fp32"]
+    common_flags = ["--preset", args.preset, *(["--epochs", str(args.epochs)] if args.epochs else []),
+                    "--no-progress", "--no-tensorboard", "--precision", "fp32"]
     # the folder holds out a stratified twelfth of its training images: the 5,000 the built-in loader holds out
     for name, flags in (("builtin", ["--data-dir", args.data_dir]),
                         ("folder", ["--dataset", args.folder, "--val-fraction", str(5000 / 60000)])):
@@ -66,7 +67,7 @@ def main() -> None:
     shutil.rmtree(cache, ignore_errors=True)
     common.print_table([{"source": name, **row} for name, row in result["runs"].items()],
                        ["source", "test_acc", "best_val_acc", "train_seconds"])
-    common.save_results("data-loading-fashion-mnist-folder", result)
+    common.save_results(f"data-loading-fashion-mnist-folder-{args.preset}", result)
 
 
 if __name__ == "__main__":
