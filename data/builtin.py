@@ -26,7 +26,7 @@ def image_bundle(task: str, train: Labelled, val: Labelled, test: Labelled, clas
                  meta: dict[str, Any] | None = None) -> DataBundle:
     """Image splits as whole-split tensors: train (augmented, shuffled), validation and test batches."""
     common = dict(mean=mean, std=std, device=device, rank=rank, world_size=world_size, channels_last=channels_last)
-    every = [part for part in (train, val, test)]
+    every = (train, val, test)
     fingerprint = data_fingerprint((image.numpy().tobytes() for images, _ in every for image in images),
                                    (label for _, labels in every for label in labels.tolist()), list(class_names))
     return DataBundle(
