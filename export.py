@@ -21,13 +21,14 @@ import torch
 
 from data import DataError
 from data.bundle import kind_of
+from data.images import image_shape
 from data.tokenization import tokenizer_from_meta
 from data.fashion_mnist import load_fashion_mnist
 from data.trec import load_trec_files
 from utils.config import default_data_dir
 from utils.errors import ConfigError, InputError, run_tool
 from utils.flags import ArgumentParser
-from utils.serve.inputs import image_inputs, image_shape, question_inputs
+from utils.serve.inputs import image_inputs, question_inputs
 from utils.serve.onnx_export import export, verify
 from utils.serve.predictor import load_for_inference
 from utils.storage.files import atomic_write

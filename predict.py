@@ -16,7 +16,7 @@ from typing import Sequence
 
 from data.bundle import kind_of
 from data.fashion_mnist import load_fashion_mnist
-from data.images import IMAGE_SUFFIXES
+from data.images import IMAGE_SUFFIXES, image_files
 from utils.storage.files import dumps
 from utils.errors import run_tool
 from utils.config import default_data_dir
@@ -52,8 +52,7 @@ def image_paths(inputs: Sequence[str]) -> list[str]:
     paths = []
     for path in inputs:
         if os.path.isdir(path):
-            found = sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names
-                           if name.lower().endswith(IMAGE_SUFFIXES))
+            found = image_files(path)
             if not found:
                 raise InputError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
             paths += found

@@ -33,6 +33,13 @@ def kind_of(task: str) -> str:
     return TASK_KINDS.get(task, task)
 
 
+def class_names_of(labels: list[str]) -> list[str]:
+    """The distinct labels in order: numerically when every label is a whole number, else alphabetically."""
+    distinct = set(labels)
+    numeric = all(label.lstrip("-").isdigit() for label in distinct)
+    return sorted(distinct, key=int) if numeric else sorted(distinct)
+
+
 def data_fingerprint(examples: Iterable[bytes], labels: Iterable[int], class_names: list[str]) -> str:
     """A hash of a data set as a set of labelled examples (whatever their order or split) and its class
     names: two runs with the same fingerprint saw the same data."""

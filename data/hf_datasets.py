@@ -7,6 +7,14 @@ from typing import Any
 
 from data import DataError
 
+OFFLINE_VALUES = ("1", "true", "yes", "on")
+
+
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE asks that nothing be fetched from the Hugging Face hub."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in OFFLINE_VALUES
+
+
 SPLIT_NAMES = {"train": "train", "validation": "val", "valid": "val", "val": "val", "dev": "val", "test": "test"}
 
 
@@ -17,7 +25,7 @@ def load_splits(spec: str, config_name: str = "") -> dict[str, Any]:
     if not os.path.exists(spec) and spec.startswith(("/", ".", "~")):
         raise DataError(f"--dataset {spec}: no such file or folder")
     datasets.disable_progress_bars()
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+    if hub_offline():
         datasets.config.HF_HUB_OFFLINE = True  # also when it was set after the library was imported
     try:
         if os.path.isdir(spec):
@@ -26,7 +34,7 @@ def load_splits(spec: str, config_name: str = "") -> dict[str, Any]:
             loaded = datasets.load_dataset(spec, config_name or None)
     except Exception as error:  # noqa: BLE001 - the library raises many kinds; all mean "not available"
         where = ("not a folder written by save_to_disk" if os.path.isdir(spec) else
-                 "not in the local cache (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else
+                 "not in the local cache (HF_HUB_OFFLINE is set)" if hub_offline() else
                  "not on the hub, or the hub cannot be reached")
         first = " ".join(str(error).split())[:160]
         raise DataError(f"--dataset {spec}: cannot load it: {where} ({type(error).__name__}: {first})") from error

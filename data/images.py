@@ -52,6 +52,25 @@ def image_array(image: Image.Image, channels: int) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
 
 
+def image_shape(meta: dict) -> tuple[int, int]:
+    """(height, width) of the images a checkpoint's or data set's `meta` describes (image_size: a side,
+    or [height, width]; 28 when absent)."""
+    size = meta.get("image_size", 28)
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def is_gray_image(image: Image.Image) -> bool:
+    """Whether an image has one channel of content: a gray mode, or a palette of grays only."""
+    palette = image.getpalette() if image.mode == "P" else None
+    return is_gray(image.mode) or bool(palette) and palette[0::3] == palette[1::3] == palette[2::3]
+
+
+def image_files(folder: str) -> list[str]:
+    """The image files in `folder` and its subfolders (by IMAGE_SUFFIXES), sorted."""
+    return sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names
+                  if name.lower().endswith(IMAGE_SUFFIXES))
+
+
 def fit_image(array: np.ndarray, height: int, width: int) -> np.ndarray:
     """A (C, H, W) uint8 array resized to fit `height` x `width` whole (its aspect kept), centred on black."""
     channels, old_height, old_width = array.shape
@@ -97,8 +116,7 @@ def class_files(folder: str) -> dict[str, list[str]]:
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
         if os.path.isdir(path):
-            classes[name] = sorted(os.path.join(root, file) for root, _, files in os.walk(path) for file in files
-                                   if file.lower().endswith(IMAGE_SUFFIXES))
+            classes[name] = image_files(path)
     return classes
 
 

@@ -66,10 +66,3 @@ def read_text_file(path: str, text_column: str, label_column: str) -> tuple[list
             continue
         examples.append(LabelledText(text, str(label).strip(), where))
     return examples, skipped
-
-
-def class_names_of(labels: list[str]) -> list[str]:
-    """The distinct labels in order: numerically when every label is a whole number, else alphabetically."""
-    distinct = set(labels)
-    numeric = all(label.lstrip("-").isdigit() for label in distinct)
-    return sorted(distinct, key=int) if numeric else sorted(distinct)

@@ -14,7 +14,8 @@ import train_rnn
 import train_transformer
 from conftest import exit_code, trec_lines
 from data.text import tokenize_raw
-from data.text_files import class_names_of, read_text_file
+from data.bundle import class_names_of
+from data.text_files import read_text_file
 from utils.storage.checkpoint import load_checkpoint
 
 

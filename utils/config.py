@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Sequence
 
 from utils.errors import ConfigError
-from utils.flags import build_parser, describe_range, field_metadata, flags_given, option, refuse_removed_flags, within
+from utils.flags import (build_parser, describe_range, field_metadata, flag_name, flags_given, option,
+                         refuse_removed_flags, within)
 
 DATA_DIR_ENV = "CLASSIFY_DATA_DIR"
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
@@ -172,8 +173,7 @@ def check_dataset_flags(config: TrainConfig) -> None:
     for spec in dataclasses.fields(config):
         unused = spec.name in (config.own_data_flags if builtin else config.builtin_only_flags)
         if unused and getattr(config, spec.name) != spec.default:
-            flag = "--" + spec.name.replace("_", "-")
-            raise ConfigError(f"{flag} is for {'your own --dataset' if builtin else f'--dataset {config.task}'}, "
+            raise ConfigError(f"{flag_name(spec.name)} is for {'your own --dataset' if builtin else f'--dataset {config.task}'}, "
                               f"not --dataset {config.dataset}")
 
 
@@ -182,7 +182,7 @@ def validate(config: TrainConfig, given: set[str] | frozenset[str] = frozenset()
     on the command line without the flag it `needs`, and the combinations of flags that do not go
     together."""
     for spec in dataclasses.fields(config):
-        value, flag = getattr(config, spec.name), "--" + spec.name.replace("_", "-")
+        value, flag = getattr(config, spec.name), flag_name(spec.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{flag} must be a finite number, got {value}")
         metadata = field_metadata(type(config), spec.name)
@@ -197,19 +197,19 @@ def validate(config: TrainConfig, given: set[str] | frozenset[str] = frozenset()
         if isinstance(needed, tuple):
             key, value = needed
             if getattr(config, key) != value:
-                flag, other = (f"--{part.replace('_', '-')}" for part in (name, key))
+                flag, other = flag_name(name), flag_name(key)
                 raise ConfigError(f"{flag} has no effect with {other} {getattr(config, key)}: it is for "
                                   f"{other} {value}")
         elif needed and not getattr(config, needed):
-            flag, other = (f"--{key.replace('_', '-')}" for key in (name, needed))
+            flag, other = flag_name(name), flag_name(needed)
             raise ConfigError(f"{flag} {getattr(config, name)} has no effect without {other}: add {other}")
         overriding = field_metadata(type(config), name).get("ignored_with")
         setting = getattr(config, overriding) if overriding else None
         value = setting() if callable(setting) else setting
         if value:
             given_as = (f"the {overriding.removesuffix('_source')} of {value}" if callable(setting)
-                        else f"--{overriding.replace('_', '-')} {value}")
-            raise ConfigError(f"--{name.replace('_', '-')} has no effect with {given_as}: leave it out")
+                        else f"{flag_name(overriding)} {value}")
+            raise ConfigError(f"{flag_name(name)} has no effect with {given_as}: leave it out")
     check_dataset_flags(config)
     if config.eval_only and not config.checkpoint:
         raise ConfigError("--eval-only needs --checkpoint PATH")

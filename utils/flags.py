@@ -39,6 +39,11 @@ def option(default: Any, help: str, choices: Sequence[str] | None = None, *, min
                                             "bounds": {k: v for k, v in bounds.items() if v is not None}})
 
 
+def flag_name(field_name: str) -> str:
+    """The command-line flag of a config field, e.g. '--val-size' for val_size."""
+    return "--" + field_name.replace("_", "-")
+
+
 def field_metadata(config_class: type, name: str) -> dict[str, Any]:
     """A field's metadata, where a subclass that only changes the default inherits the range and
     choices declared by its base class."""
@@ -84,7 +89,7 @@ def build_parser(config_class: type, description: str, defaults: dict[str, Any] 
     """An argparse parser with one flag per field of `config_class`, defaults overridable."""
     parser = ArgumentParser(description=description, formatter_class=HelpFormatter)
     for spec in dataclasses.fields(config_class):
-        flag = "--" + spec.name.replace("_", "-")
+        flag = flag_name(spec.name)
         default = (defaults or {}).get(spec.name, spec.default)
         metadata = field_metadata(config_class, spec.name)
         help_text = metadata.get("help", "")
@@ -104,7 +109,7 @@ def build_parser(config_class: type, description: str, defaults: dict[str, Any] 
 
 def refuse_removed_flags(config_class: type, argv: Sequence[str]) -> None:
     """Raise ConfigError naming a flag of REMOVED_FLAGS given in `argv` that `config_class` lacks."""
-    own = {"--" + spec.name.replace("_", "-") for spec in dataclasses.fields(config_class)}
+    own = {flag_name(spec.name) for spec in dataclasses.fields(config_class)}
     for argument in argv:
         flag = argument.split("=", 1)[0]
         if flag in REMOVED_FLAGS and flag not in own:

@@ -15,12 +15,11 @@ from tqdm import tqdm
 
 from data import DataError
 from data.builtin import image_bundle
-from data.bundle import DataBundle, stratified_split
+from data.bundle import DataBundle, class_names_of, stratified_split
 from data.hf_datasets import find_columns, load_splits
-from data.images import decode_images, find_image_folder, fit_image, image_array, is_gray
-from data.text_files import class_names_of
+from data.images import decode_images, find_image_folder, fit_image, image_array, image_shape, is_gray_image
 from utils.runtime import Runtime
-from utils.storage.files import atomic_write, remove_stale_temp_files
+from utils.storage.files import atomic_write, cache_dir, remove_stale_temp_files
 
 CACHE_DIR_ENV = "IMAGE_CACHE_DIR"
 CACHE_FORMAT = 1
@@ -29,9 +28,7 @@ DEFAULT_SIZE = 32  # for folders whose images differ in size
 
 def image_cache_dir() -> str:
     """Where decoded image folders are kept: $IMAGE_CACHE_DIR, else the user's cache folder."""
-    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-                           "cnn-rnn-dnn-classification", "image-folders")
-    return os.environ.get(CACHE_DIR_ENV) or default
+    return cache_dir(CACHE_DIR_ENV, "image-folders")
 
 
 def headers(paths: list[str]) -> list[tuple[bool, tuple[int, int]]]:
@@ -41,9 +38,7 @@ def headers(paths: list[str]) -> list[tuple[bool, tuple[int, int]]]:
     for path in paths:
         try:
             with Image.open(path) as image:
-                palette = image.getpalette() if image.mode == "P" else None
-                gray = is_gray(image.mode) or bool(palette) and palette[0::3] == palette[1::3] == palette[2::3]
-                found.append((gray, image.size))
+                found.append((is_gray_image(image), image.size))
         except (OSError, ValueError, SyntaxError):
             continue
     return found
@@ -137,8 +132,7 @@ def shape_meta(shape: tuple[int, int, int]) -> dict[str, Any]:
 def shape_of(meta: dict[str, Any] | None, config: Any, paths: list[str]) -> tuple[int, int, int]:
     """(C, H, W): a checkpoint's, else chosen from the flags and the files (choose_shape)."""
     if meta and "channels" in meta:
-        size = meta["image_size"]
-        return int(meta["channels"]), *((size, size) if isinstance(size, int) else size)
+        return int(meta["channels"]), *image_shape(meta)
     return choose_shape(paths, config.channels, config.image_size)
 
 
@@ -182,7 +176,7 @@ def read_hub_images(config: Any, spec: str, meta: dict[str, Any] | None, runtime
         shape = shape_of(meta, config, [])
     else:
         sample = splits["train"].select(range(min(1000, len(splits["train"]))))[image_column]
-        gray = all(is_gray(image.mode) for image in sample)
+        gray = all(is_gray_image(image) for image in sample)
         sizes = {image.size for image in sample}
         width, height = sizes.pop() if len(sizes) == 1 else (DEFAULT_SIZE, DEFAULT_SIZE)
         shape = (config.channels or (1 if gray else 3), config.image_size or height, config.image_size or width)

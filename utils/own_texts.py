@@ -9,9 +9,9 @@ import torch
 
 from data import DataError
 from data.builtin import text_bundle
-from data.bundle import DataBundle, stratified_split
+from data.bundle import DataBundle, class_names_of, stratified_split
 from data.hf_datasets import find_columns, load_splits
-from data.text_files import class_names_of, is_text_file, read_text_file
+from data.text_files import is_text_file, read_text_file
 from data.tokenization import TextTokenizer
 from utils.runtime import Runtime
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
+from data.hf_datasets import hub_offline
 from data.tokenization import SubwordTokenizer
 from utils.errors import PretrainedError
 
-OFFLINE_VALUES = ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class PretrainedEncoder:
 
 def local_only(name_or_path: str) -> bool:
     """True when nothing may be fetched: `name_or_path` is a local folder, or HF_HUB_OFFLINE is set."""
-    return os.path.isdir(name_or_path) or os.environ.get("HF_HUB_OFFLINE", "").lower() in OFFLINE_VALUES
+    return os.path.isdir(name_or_path) or hub_offline()
 
 
 SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",

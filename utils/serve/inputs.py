@@ -12,7 +12,7 @@ from PIL import Image
 from data import DataError
 from data.bundle import kind_of
 from data.image_batches import normalise, per_channel
-from data.images import fit_image, grayscale_0_255, image_array, open_image
+from data.images import fit_image, grayscale_0_255, image_array, image_shape, open_image
 from data.text import pad_sequences
 from data.tokenization import tokenizer_from_meta
 from utils.errors import InputError
@@ -28,14 +28,7 @@ def image_to_fashion_mnist(image: Image.Image, size: int = 28) -> np.ndarray:
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]).mean()
     if border > gray.mean():
         gray = 255.0 - gray
-    height, width = gray.shape
-    scale = size / max(height, width)
-    fitted = Image.fromarray(gray.astype(np.uint8)).resize(
-        (max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS)
-    canvas = np.zeros((size, size), dtype=np.uint8)
-    top, left = (size - fitted.height) // 2, (size - fitted.width) // 2
-    canvas[top:top + fitted.height, left:left + fitted.width] = np.asarray(fitted)
-    return canvas
+    return fit_image(gray.astype(np.uint8)[None], size, size)[0]
 
 
 def read_image(path: str, meta: dict[str, Any] | None = None, task: str = "fashion_mnist") -> np.ndarray:
@@ -54,12 +47,6 @@ def read_image(path: str, meta: dict[str, Any] | None = None, task: str = "fashi
             return fit_image(image_array(image, int(meta["channels"])), height, width)
     except DataError as error:
         raise InputError(str(error)) from error
-
-
-def image_shape(meta: dict[str, Any]) -> tuple[int, int]:
-    """(height, width) of a checkpoint's images."""
-    size = meta.get("image_size", 28)
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 def image_inputs(arrays: Sequence[np.ndarray], meta: dict[str, Any]) -> torch.Tensor:

@@ -43,6 +43,13 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         raise
 
 
+def cache_dir(env_var: str, name: str) -> str:
+    """A cache folder of this project: $`env_var` if set, else `name` in the user's cache folder
+    ($XDG_CACHE_HOME or ~/.cache, then cnn-rnn-dnn-classification)."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.environ.get(env_var) or os.path.join(root, "cnn-rnn-dnn-classification", name)
+
+
 def process_is_alive(pid: int) -> bool:
     """Whether a process with id `pid` runs on this machine."""
     try:

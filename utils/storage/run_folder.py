@@ -36,17 +36,25 @@ except ImportError:  # Windows: no advisory locks; the folder is then not protec
 LAST, BEST, METRICS, CONFIG, SUMMARY, LOCK = "last.pt", "best.pt", "metrics.jsonl", "config.json", "summary.json", ".lock"
 
 
+def folder_contents(path: str) -> list[str]:
+    """The names in the folder `path` that someone put there, sorted: all but the lock and temporary
+    files of unfinished writes ([] when there is no such folder)."""
+    if not os.path.isdir(path):
+        return []
+    return sorted(name for name in os.listdir(path) if name != LOCK and not TEMP_FILE.search(name))
+
+
 def refuse_foreign_folder(path: str) -> None:
     """Raise RunFolderError when `path` is a folder that is neither empty nor a run's (its config.json
     names the script that made it), before anything is written into it."""
-    if not os.path.isdir(path):
+    names = folder_contents(path)
+    if not names:
         return
-    names = sorted(name for name in os.listdir(path) if name != LOCK and not TEMP_FILE.search(name))
     try:
         marked = "script" in read_json(os.path.join(path, CONFIG))
     except (CheckpointError, TypeError):
         marked = False
-    if names and not marked:
+    if not marked:
         raise RunFolderError(f"{path} is not a run folder of this repository (it holds {names[0]!r} and no run's "
                              "config.json): choose a new or empty --out-dir")
 

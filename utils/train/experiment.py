@@ -17,8 +17,8 @@ from utils.errors import (CheckpointError, ConfigError, Interrupted, PeerFailed,
 from utils.report.runs import write_test_report
 from utils.runtime import Runtime, init_runtime, peer_failed, seed_everything, shutdown
 from utils.storage.checkpoint import check_predictor_checkpoint, load_checkpoint, model_from_checkpoint
-from utils.storage.files import TEMP_FILE, save_json
-from utils.storage.run_folder import CONFIG, LOCK, RunFolder, load_saved_config
+from utils.storage.files import save_json
+from utils.storage.run_folder import CONFIG, RunFolder, folder_contents, load_saved_config
 from utils.train.engine import evaluate
 from utils.train.training_run import MakeData, run_log, set_up, test_and_report, train_epochs
 
@@ -85,9 +85,7 @@ def default_eval_dir(checkpoint: str) -> str:
 def refuse_unless_eval_folder(path: str) -> None:
     """Raise RunFolderError unless `path` is missing, empty or a folder --eval-only wrote (eval.json):
     a training run's reports, or anyone's files, are never written over."""
-    if not os.path.isdir(path):
-        return
-    names = sorted(name for name in os.listdir(path) if name != LOCK and not TEMP_FILE.search(name))
+    names = folder_contents(path)
     if names and EVAL not in names:
         whose = "a training run's folder" if CONFIG in names else f"not an evaluation folder (it holds {names[0]!r})"
         raise RunFolderError(f"--eval-only does not write into {path}: it is {whose}; choose a new or empty "

@@ -12,6 +12,7 @@ from typing import Any
 
 from utils.config import TrainConfig
 from utils.errors import ConfigError
+from utils.flags import flag_name
 
 RESUMABLE_CHANGES = frozenset({
     "data_dir", "device", "precision", "compile", "eval_batch_size", "progress", "tensorboard",  # where and how
@@ -29,16 +30,11 @@ def refuse_changes(what: str, changed: list[str], run_dir: str) -> None:
                           "began; drop the flags that change it, or start a new run")
 
 
-def flag(name: str) -> str:
-    """The command-line flag of the config field `name`."""
-    return "--" + name.replace("_", "-")
-
-
 def same_settings_or_error(saved_config: dict[str, Any], config: TrainConfig, world_size: int, run_dir: str) -> None:
     """Raise ConfigError when a resume would train otherwise than the run recorded in `saved_config`:
     another value of any flag outside RESUMABLE_CHANGES, another number of processes, or --teacher
     given or dropped."""
-    changed = [f"{flag(name)} {saved_config[name]!r} -> {value!r}" for name, value in vars(config).items()
+    changed = [f"{flag_name(name)} {saved_config[name]!r} -> {value!r}" for name, value in vars(config).items()
                if name not in RESUMABLE_CHANGES and name in saved_config and saved_config[name] != value]
     if saved_config.get(WORLD_SIZE, world_size) != world_size:
         changed.append(f"{saved_config[WORLD_SIZE]} -> {world_size} processes (each process's batches and the "

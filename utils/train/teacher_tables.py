@@ -21,7 +21,7 @@ from tqdm import tqdm
 from data.image_batches import ImageBatches, mirror_view
 from utils.errors import WriteError
 from utils.runtime import Runtime, all_reduce_sum, autocast
-from utils.storage.files import atomic_write, remove_stale_temp_files
+from utils.storage.files import atomic_write, cache_dir, remove_stale_temp_files
 from utils.train.engine import evaluate
 
 CACHE_DIR_ENV = "TEACHER_CACHE_DIR"
@@ -94,9 +94,7 @@ def columns_of_every_process(columns: dict[int, torch.Tensor], runtime: Runtime)
 
 def teacher_cache_dir() -> str:
     """Where the teacher's tables are kept: $TEACHER_CACHE_DIR, else the user's cache folder."""
-    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-                           "cnn-rnn-dnn-classification", "teacher-views")
-    return os.environ.get(CACHE_DIR_ENV) or default
+    return cache_dir(CACHE_DIR_ENV, "teacher-views")
 
 
 def view_table_key(teacher_digest: str, batches: ImageBatches, runtime: Runtime, flip_average: bool) -> str:
