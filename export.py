@@ -71,7 +71,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def output_path(checkpoint_path: str, out: str) -> str:
-    """Where the export goes: `out`, else beside the checkpoint; never the checkpoint itself or another non-.onnx file."""
+    """Where the export goes: `out`, else beside the checkpoint; never the checkpoint itself or another
+    non-.onnx file."""
     out = out or os.path.splitext(checkpoint_path)[0] + ".onnx"
     if not out.endswith(".onnx") or os.path.realpath(out) == os.path.realpath(checkpoint_path):
         raise ConfigError(f"--out {out}: give a new .onnx file, not the checkpoint or another kind of file")

@@ -43,7 +43,8 @@ class TransformerConfig(TextConfig):
                             maximum=64, ignored_with="pretrained")
     embed_dim: int = option(128, "size of token embeddings and hidden states (from scratch)", minimum=1,
                             maximum=4096, ignored_with="pretrained")
-    ff_dim: int = option(256, "units of each layer's feed-forward block (from scratch)", minimum=1, maximum=16384, ignored_with="pretrained")
+    ff_dim: int = option(256, "units of each layer's feed-forward block (from scratch)", minimum=1, maximum=16384,
+                         ignored_with="pretrained")
     pooling: str = option("mean", "how token outputs become one vector", ["cls", "mean", "max", "attention"])
 
     def model_kwargs(self) -> dict[str, Any]:

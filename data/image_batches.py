@@ -19,7 +19,8 @@ class ImageBatches:
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
-                 mean: float | Sequence[float], std: float | Sequence[float], shuffle: bool = False, augment: bool = False,
+                 mean: float | Sequence[float], std: float | Sequence[float], shuffle: bool = False,
+                 augment: bool = False,
                  crop_padding: int = 2, random_erasing: float = 0.0, seed: int = 0,
                  device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1,
                  channels_last: bool = False) -> None:

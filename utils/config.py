@@ -173,8 +173,8 @@ def check_dataset_flags(config: TrainConfig) -> None:
     for spec in dataclasses.fields(config):
         unused = spec.name in (config.own_data_flags if builtin else config.builtin_only_flags)
         if unused and getattr(config, spec.name) != spec.default:
-            raise ConfigError(f"{flag_name(spec.name)} is for {'your own --dataset' if builtin else f'--dataset {config.task}'}, "
-                              f"not --dataset {config.dataset}")
+            meant_for = "your own --dataset" if builtin else f"--dataset {config.task}"
+            raise ConfigError(f"{flag_name(spec.name)} is for {meant_for}, not --dataset {config.dataset}")
 
 
 def validate(config: TrainConfig, given: set[str] | frozenset[str] = frozenset()) -> None:

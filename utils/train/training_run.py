@@ -134,8 +134,8 @@ def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: Ma
     if resumed:
         restore_training_state(state, resumed, folder.file("last.pt"))
         say(f"resuming {folder.path} after epoch {state.progress['epoch']} (step {state.progress['step']})")
-    identity = RunIdentity({**vars(config), WORLD_SIZE: runtime.world_size}, script_name, model_name, model_kwargs, data.task, data.class_names,
-                           data.meta, teacher)
+    identity = RunIdentity({**vars(config), WORLD_SIZE: runtime.world_size}, script_name, model_name, model_kwargs,
+                           data.task, data.class_names, data.meta, teacher)
     return TrainingRun(config, runtime, folder, data, identity, state, say), schedule
 
 
