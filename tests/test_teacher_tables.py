@@ -16,7 +16,7 @@ from models import build_model
 from utils.runtime import Runtime
 from utils.storage.checkpoint import load_checkpoint
 from utils.train.distill import cached_teacher, views_pay_off
-from utils.train.teacher_tables import load_or_make_table, teacher_sha256, teacher_view_table
+from utils.train.teacher_tables import load_or_make_table, teacher_sha256, teacher_view_table, weights_sha256
 
 CPU = Runtime(torch.device("cpu"), "fp32")
 
@@ -173,5 +173,6 @@ def test_the_key_covers_the_teachers_architecture_and_preprocessing_not_only_its
                   "model_kwargs": {"pooling": "mean"}, "meta": {"max_length": 8}}
     other_pooling = {**checkpoint, "model_kwargs": {"pooling": "cls"}}
     other_reading = {**checkpoint, "meta": {"max_length": 6}}
-    digests = {teacher_sha256(c) for c in (checkpoint, other_pooling, other_reading)}
-    assert len(digests) == 3 and teacher_sha256(dict(checkpoint)) in digests
+    weights = weights_sha256(checkpoint["model"])  # the same for all three
+    digests = {teacher_sha256(c, weights) for c in (checkpoint, other_pooling, other_reading)}
+    assert len(digests) == 3 and teacher_sha256(dict(checkpoint), weights) in digests

@@ -44,10 +44,10 @@ def headers(paths: list[str]) -> list[tuple[bool, tuple[int, int]]]:
     return found
 
 
-def choose_shape(paths: list[str], channels: int, image_size: int) -> tuple[int, int, int]:
-    """(channels, height, width): the flags' when given (0: automatic), else 1 channel when every image
-    is grayscale (3 otherwise), and the images' own size when they all share it (else DEFAULT_SIZE)."""
-    found = headers(paths) if not (channels and image_size) else []
+def choose_shape(found: list[tuple[bool, tuple[int, int]]], channels: int, image_size: int) -> tuple[int, int, int]:
+    """(channels, height, width) of images `found` as (gray, (width, height)): the flags' when given (0:
+    automatic), else 1 channel when every image is gray (3 otherwise), and the images' own size when
+    they all share it (else DEFAULT_SIZE)."""
     channels = channels or (1 if all(gray for gray, _ in found) else 3)
     if image_size:
         return channels, image_size, image_size
@@ -96,11 +96,23 @@ def decoded_split(files: list[tuple[str, int]], shape: tuple[int, int, int], ski
     return images, labels
 
 
+STATISTICS_CHUNK = 4096  # images summed at a time: no float copy of the whole split
+
+
 def channel_statistics(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 (N, C, H, W) images scaled to [0, 1], rounded to 4 digits."""
-    values = images.transpose(0, 1).flatten(1).double() / 255.0  # (C, N * H * W)
-    return ([round(v, 4) for v in values.mean(1).tolist()],
-            [round(max(v, 1e-3), 4) for v in values.std(1).tolist()])
+    """Per-channel mean and (unbiased) std of uint8 (N, C, H, W) images scaled to [0, 1], rounded to 4
+    digits; exact sums in float64, a chunk of images at a time."""
+    sums = torch.zeros(images.size(1), dtype=torch.float64)
+    squares = torch.zeros_like(sums)
+    for start in range(0, len(images), STATISTICS_CHUNK):
+        chunk = images[start:start + STATISTICS_CHUNK].double()
+        sums += chunk.sum((0, 2, 3))
+        squares += chunk.square().sum((0, 2, 3))
+    count = images.numel() // images.size(1)
+    mean = sums / count
+    variance = (squares - count * mean.square()) / max(count - 1, 1)
+    return ([round(v / 255.0, 4) for v in mean.tolist()],
+            [round(max(v ** 0.5 / 255.0, 1e-3), 4) for v in variance.clamp(min=0).tolist()])
 
 
 def image_folder_bundle(config: Any, runtime: Runtime, meta: dict[str, Any] | None) -> DataBundle:
@@ -133,7 +145,8 @@ def shape_of(meta: dict[str, Any] | None, config: Any, paths: list[str]) -> tupl
     """(C, H, W): a checkpoint's, else chosen from the flags and the files (choose_shape)."""
     if meta and "channels" in meta:
         return int(meta["channels"]), *image_shape(meta)
-    return choose_shape(paths, config.channels, config.image_size)
+    found = headers(paths) if not (config.channels and config.image_size) else []
+    return choose_shape(found, config.channels, config.image_size)
 
 
 def check_memory(config: Any, spec: str, count: int, shape: tuple[int, int, int]) -> None:
@@ -170,16 +183,13 @@ def read_hub_images(config: Any, spec: str, meta: dict[str, Any] | None, runtime
     image_column, label_column, names = find_columns(splits["train"], spec, "image", "", "")
     labels = {split: part[label_column] for split, part in splits.items()}
     class_names = names or class_names_of([str(label) for label in labels["train"]])
-    check_memory(config, spec, sum(len(part) for part in splits.values()),
-                 (config.channels or 3, config.image_size or DEFAULT_SIZE, config.image_size or DEFAULT_SIZE))
     if meta and "channels" in meta:
         shape = shape_of(meta, config, [])
-    else:
+    else:  # decided on the first thousand training images
         sample = splits["train"].select(range(min(1000, len(splits["train"]))))[image_column]
-        gray = all(is_gray_image(image) for image in sample)
-        sizes = {image.size for image in sample}
-        width, height = sizes.pop() if len(sizes) == 1 else (DEFAULT_SIZE, DEFAULT_SIZE)
-        shape = (config.channels or (1 if gray else 3), config.image_size or height, config.image_size or width)
+        shape = choose_shape([(is_gray_image(image), image.size) for image in sample], config.channels,
+                             config.image_size)
+    check_memory(config, spec, sum(len(part) for part in splits.values()), shape)
     decoded = {}
     for split, part in splits.items():
         kept = [i for i, label in enumerate(labels[split]) if label is not None and not (names and label < 0)]

@@ -32,10 +32,10 @@ from data.bundle import DataBundle
 from models import count_parameters
 from utils.config import TrainConfig, validation_split
 from utils.errors import ConfigError
-from utils.train.resume import same_data_or_error
 from utils.runtime import Runtime, autocast
 from utils.storage.checkpoint import load_checkpoint_of_task, model_from_checkpoint
 from utils.train.engine import evaluate
+from utils.train.resume import same_data_or_error
 from utils.train.teacher_tables import (averages_flips, load_or_make_example_table, load_or_make_view_table,
                                         teacher_sha256, weights_sha256)
 
@@ -126,6 +126,7 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
     checkpoint = load_teacher_checkpoint(config.teacher, config, data.class_names)
     teacher = model_from_checkpoint(checkpoint, runtime.device, config.teacher)
     digest = weights_sha256(checkpoint["model"])
+    teacher_digest = teacher_sha256(checkpoint, digest)  # names its tables in the cache
     if recorded and recorded.get("weights_sha256") != digest:
         raise ConfigError(f"--teacher {config.teacher} holds other weights than the teacher this run began with "
                           f"({recorded.get('path')}): resume with that teacher, or start a new run")
@@ -145,13 +146,13 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
         seen_by_teacher = make_data(dataclasses.replace(config, batch_size=config.eval_batch_size), alone,
                                     checkpoint["meta"])
     if by_view:
-        table = load_or_make_view_table(teacher, data.train, runtime, config.eval_batch_size,
-                                        teacher_sha256(checkpoint), len(data.class_names), say, config.progress)
+        table = load_or_make_view_table(teacher, data.train, runtime, config.eval_batch_size, teacher_digest,
+                                        len(data.class_names), say, config.progress)
         data.train = TeacherBatches(data.train, cached_teacher(table.to(runtime.device)), by_view=True)
     elif live:
         data.train = TeacherBatches(data.train, live_teacher(teacher, runtime))
     else:
-        table = load_or_make_example_table(teacher, seen_by_teacher.train, runtime, teacher_sha256(checkpoint),
+        table = load_or_make_example_table(teacher, seen_by_teacher.train, runtime, teacher_digest,
                                            len(data.class_names), say)
         data.train = TeacherBatches(data.train, cached_teacher(table.to(runtime.device)))
     if recorded:

@@ -137,7 +137,7 @@ def evaluate(model: nn.Module, batches: Iterable, runtime: Runtime, collect: boo
     device = runtime.device
     loss_sum, correct, seen = 0.0, 0, 0
     predictions, targets_seen, logits_seen = [], [], []
-    hits = guesses = truths = None  # per class: right predictions, predictions, true labels
+    tally = None  # (3, classes) on the device: each class's right predictions, predictions and labels
     for inputs, targets in batches:
         inputs, targets = to_device(inputs, device), targets.to(device, non_blocking=True)
         with autocast(runtime):
@@ -146,16 +146,14 @@ def evaluate(model: nn.Module, batches: Iterable, runtime: Runtime, collect: boo
         predicted = logits.argmax(dim=1)
         correct += (predicted == targets).sum().item()
         seen += batch_size_of(targets)
-        classes = logits.size(1)
-        counts = [torch.bincount(values, minlength=classes).cpu()
-                  for values in (targets[predicted == targets], predicted, targets)]
-        hits, guesses, truths = counts if hits is None else (hits + counts[0], guesses + counts[1],
-                                                             truths + counts[2])
+        counts = torch.stack([torch.bincount(values, minlength=logits.size(1))
+                              for values in (targets[predicted == targets], predicted, targets)])
+        tally = counts if tally is None else tally + counts
         if collect:
             predictions.append(predicted.cpu())
             targets_seen.append(targets.cpu())
             logits_seen.append(logits.cpu())
-    tallies = [] if hits is None else [*hits.tolist(), *guesses.tolist(), *truths.tolist()]
+    tallies = [] if tally is None else tally.flatten().tolist()
     loss_sum, correct, seen, *tallies = all_reduce_sum([loss_sum, correct, seen, *tallies], runtime)
     result: dict[str, Any] = {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "count": int(seen),
                               "macro_f1": macro_f1(tallies)}
@@ -198,8 +196,8 @@ def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model:
     `eval_model` is the unwrapped module (evaluation needs no gradient sync). Each epoch's metrics
     (with `is_best`) go to `log` once; then `on_epoch_end(metrics, outcome)` runs, e.g. to commit a
     checkpoint; `outcome` holds `is_best`, `best_epoch`, `best_val_acc` and `stopped_early`, so the
-    early-stop decision is committed with the epoch that made it. An epoch whose validation loss is not finite is never the best. With
-    `patience` > 0, stops when validation accuracy has not improved for that many epochs; a run
+    early-stop decision is committed with the epoch that made it. An epoch whose validation loss is
+    not finite is never the best. With `patience` > 0, stops when validation accuracy has not improved for that many epochs; a run
     resumed with `stopped_early` trains no further. `say` prints the early stop. The best epoch is
     the one with the highest validation `select_by` ("acc" or "macro_f1"); `best_val_acc` holds that value.
     """

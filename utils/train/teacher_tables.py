@@ -42,12 +42,13 @@ def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def teacher_sha256(checkpoint: dict[str, Any]) -> str:
-    """A hash of all in a teacher checkpoint that decides its outputs: weights, architecture and its
-    arguments (e.g. pooling), and how it reads its inputs (normalisation, tokenizer, max length)."""
+def teacher_sha256(checkpoint: dict[str, Any], weights_digest: str) -> str:
+    """A hash of all in a teacher checkpoint that decides its outputs: its weights (their
+    `weights_digest`, see weights_sha256), architecture and its arguments (e.g. pooling), and how it
+    reads its inputs (normalisation, tokenizer, max length)."""
     described = json.dumps([checkpoint.get("model_name"), checkpoint.get("model_kwargs"), checkpoint.get("meta")],
                            sort_keys=True, default=str)
-    return hashlib.sha256(f"{weights_sha256(checkpoint['model'])}:{described}".encode()).hexdigest()
+    return hashlib.sha256(f"{weights_digest}:{described}".encode()).hexdigest()
 
 
 def averages_flips(teacher: nn.Module) -> bool:
@@ -177,9 +178,11 @@ def load_or_make_view_table(teacher: nn.Module, batches: ImageBatches, runtime: 
     """The teacher's view table (see teacher_view_table), from the disk cache or computed."""
     images, views = len(batches.labels), batches.view_count
     shared = f", split among {runtime.world_size} processes" if runtime.distributed else ""
+    def classify_views() -> torch.Tensor:
+        return teacher_view_table(teacher, batches, runtime, batch_size, progress)
+
     return load_or_make_table(view_table_key(teacher_digest, batches, runtime, averages_flips(teacher)),
-                              (images, views, num_classes), lambda: teacher_view_table(teacher, batches, runtime, batch_size,
-                                                                          progress), runtime, say,
+                              (images, views, num_classes), classify_views, runtime, say,
                               f"its outputs for the {views} views of each image",
                               f"classifying {views} views of each of {images:,} training images once{shared}")
 
@@ -196,6 +199,5 @@ def load_or_make_example_table(teacher: nn.Module, batches: Any, runtime: Runtim
         return evaluate(teacher, batches, alone, collect=True)["logits"].cpu().clone()
 
     return load_or_make_table(example_table_key(teacher_digest, batches, runtime), (examples, num_classes),
-                              classify_all,
-                              runtime, say, f"its outputs for the {examples:,} training examples",
+                              classify_all, runtime, say, f"its outputs for the {examples:,} training examples",
                               f"classifying each of {examples:,} training examples once")
