@@ -13,7 +13,7 @@ import export
 import predict
 import train_cnn
 import train_dnn
-from conftest import exit_code
+from conftest import assert_one_error_line
 from data.bundle import stratified_split
 from data.images import find_image_folder, fit_image, image_array
 from utils.storage.checkpoint import load_checkpoint
@@ -146,9 +146,7 @@ def bad_folders(root, good: str) -> dict[str, tuple[str, list[str]]]:
 def test_every_bad_folder_is_one_line_and_writes_nothing(folders, tmp_path, capsys):
     for message, (folder, flags) in bad_folders(tmp_path, folders["flat"]).items():
         out = tmp_path / "run"
-        assert exit_code(train_cnn.main, args(folder, str(out), *flags)) == 2, message
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (message, err)
+        assert_one_error_line(train_cnn.main, args(folder, str(out), *flags), capsys, message)
         assert not out.exists()
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 import export
 import predict
-from conftest import write_trec
+from conftest import assert_one_error_line, write_trec
 from tiny_models import tiny_bert_config
 from utils.pretrained import load_subword_tokenizer
 from data.tokenization import WordTokenizer
@@ -179,6 +179,4 @@ def test_onnx_metadata_that_disagree_with_the_graph_are_one_line(tiny_pretrained
     }
     for message, (name, changes) in cases.items():
         path = with_metadata(str(tmp_path / f"{name}.onnx"), str(tmp_path / "changed.onnx"), **changes)
-        assert predict.main([path, "Who wrote Hamlet ?"]) == 2, message
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (message, err)
+        assert_one_error_line(predict.main, [path, "Who wrote Hamlet ?"], capsys, message)

@@ -12,7 +12,7 @@ import pytest
 import predict
 import train_rnn
 import train_transformer
-from conftest import exit_code, trec_lines
+from conftest import assert_one_error_line, exit_code, trec_lines
 from data.text import tokenize_raw
 from data.bundle import class_names_of
 from data.text_files import read_text_file
@@ -116,9 +116,7 @@ def test_every_bad_text_dataset_is_one_line_and_writes_nothing(tmp_path, capsys,
     }
     for message, (dataset, flags) in cases.items():
         out = tmp_path / "run"
-        assert exit_code(train_rnn.main, args(dataset, str(out), *flags)) == 2, message
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (message, err)
+        assert_one_error_line(train_rnn.main, args(dataset, str(out), *flags), capsys, message)
         assert not out.exists()
 
 
