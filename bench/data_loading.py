@@ -38,13 +38,14 @@ def main() -> None:
     import torch
 
     import train_dnn
+    from data.images import image_files
     from utils.runtime import Runtime
 
     cache = tempfile.mkdtemp(prefix="image-cache-")
     os.environ["IMAGE_CACHE_DIR"] = cache
     runtime = Runtime(torch.device("cpu"), "fp32")
     folder_config = train_dnn.DNNConfig(dataset=args.folder, progress=False)
-    files = sum(len(names) for _, _, names in os.walk(args.folder))
+    files = len(image_files(args.folder))
     first = bundle_seconds(folder_config, runtime)
     cached = bundle_seconds(folder_config, runtime)
     builtin = bundle_seconds(train_dnn.DNNConfig(data_dir=args.data_dir), runtime)
@@ -57,12 +58,10 @@ def main() -> None:
     # the folder holds out a stratified twelfth of its training images: the 5,000 the built-in loader holds out
     for name, flags in (("builtin", ["--data-dir", args.data_dir]),
                         ("folder", ["--dataset", args.folder, "--val-fraction", str(5000 / 60000)])):
-        out = tempfile.mkdtemp(prefix=f"bench-{name}-")
-        shutil.rmtree(out)
+        out = tempfile.mkdtemp(prefix=f"bench-{name}-")  # an empty folder: a new run's
         summary = train_dnn.main([*flags, *common_flags, "--out-dir", out])  # one seed: 0
-        history = summary["train_seconds"]
         result["runs"][name] = {"test_acc": summary["test_acc"], "best_val_acc": summary["best_val_acc"],
-                                "train_seconds": round(history, 1)}
+                                "train_seconds": round(summary["train_seconds"], 1)}
         shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
     common.print_table([{"source": name, **row} for name, row in result["runs"].items()],
