@@ -58,6 +58,7 @@ FLAG_CASES = [  # (script, flags, what the one line must say)
     (train_rnn, ["--tokenizer", "m", "--min-freq", "3"], "--min-freq has no effect with the tokenizer of m"),
     (train_rnn, ["--tokenizer", "teacher"], "--tokenizer teacher reads the texts as the --teacher does: add --teacher"),
     (train_cnn, ["--random-erasing", "1.5"], "--random-erasing must be in [0, 1]"),
+    (train_cnn, ["--dataset", "photos", "--channels", "2"], "--channels must be 1 (gray), 3 (RGB) or 0"),
     (train_cnn, ["--ema", "1"], "--ema must be in [0, 1)"),
     (train_rnn, ["--distill-weight", "2"], "--distill-weight must be in [0, 1]"),
     (train_rnn, ["--temperature", "0"], "--temperature must be > 0"),

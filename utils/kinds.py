@@ -56,6 +56,12 @@ class ImageConfig(TrainConfig):
     skip_bad_files: bool = option(False, "with --dataset DIR: leave out image files that cannot be decoded "
                                   "(counted in a note) instead of stopping")
 
+    def check(self) -> None:
+        """Images have 1 or 3 channels."""
+        super().check()
+        if self.channels not in (0, 1, 3):
+            raise ConfigError(f"--channels must be 1 (gray), 3 (RGB) or 0 (automatic), got {self.channels}")
+
 
 def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
     """The images of --dataset (FashionMNIST, or a folder) as batches `config` asks for, sharded for this process."""
