@@ -106,6 +106,8 @@ def test_every_bad_text_dataset_is_one_line_and_writes_nothing(tmp_path, capsys,
         "no column 'question' (its columns: id, text, label); name the right one with --text-column":
             (good, ["--text-column", "question"]),
         "have only one label": (one_label, []),
+        "a class for almost every text": (write_csv(tmp_path / "many.csv", [(f"text {i}", f"c{i}") for i in range(150)]),
+                                          []),
         "no row with both a text and a label": (empty, []),
         "the test split has labels the training split lacks: OTHER": (good, ["--test-dataset", unseen]),
         "not UTF-8 text": (str(latin1), []),

@@ -68,6 +68,11 @@ def own_text_bundle(config: Any, runtime: Runtime, tokenizer: TextTokenizer | No
         splits["test"] = (file_split(config.test_dataset, config, notes) if is_text_file(config.test_dataset)
                           else hub_splits(config.test_dataset, config, notes)[0]["train"])
     class_names = names or class_names_of(splits["train"][1])
+    rows = len(splits["train"][1])
+    if len(class_names) > max(100, rows // 2):  # nearly a class per row: a wrong label column
+        raise DataError(f"--dataset {config.dataset}: its label column has {len(class_names):,} distinct values "
+                        f"among {rows:,} rows, a class for almost every text: name the label column with "
+                        "--label-column")
     if len(set(splits["train"][1])) < 2:
         raise DataError(f"--dataset {config.dataset}: its training texts have only one label; a classifier "
                         "needs two or more")
