@@ -99,6 +99,7 @@ def test_every_bad_text_dataset_is_one_line_and_writes_nothing(tmp_path, capsys,
     good = write_csv(tmp_path / "good.csv", examples(60, 0))
     one_label = write_csv(tmp_path / "one.csv", [(text, "HUM") for text, _ in examples(20, 0)])
     empty = write_csv(tmp_path / "empty.csv", [("", "HUM"), ("  ", "LOC")])
+    many_labels = write_csv(tmp_path / "many.csv", [(f"text {i}", f"c{i}") for i in range(150)])
     unseen = write_csv(tmp_path / "unseen.csv", [("What is it?", "OTHER")] + examples(10, 1))
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("text,label\ncaf\xe9 au lait,DESC\n".encode("latin-1"))
@@ -106,8 +107,7 @@ def test_every_bad_text_dataset_is_one_line_and_writes_nothing(tmp_path, capsys,
         "no column 'question' (its columns: id, text, label); name the right one with --text-column":
             (good, ["--text-column", "question"]),
         "have only one label": (one_label, []),
-        "a class for almost every text": (write_csv(tmp_path / "many.csv", [(f"text {i}", f"c{i}") for i in range(150)]),
-                                          []),
+        "a class for almost every text": (many_labels, []),
         "no row with both a text and a label": (empty, []),
         "the test split has labels the training split lacks: OTHER": (good, ["--test-dataset", unseen]),
         "not UTF-8 text": (str(latin1), []),
