@@ -45,13 +45,17 @@ class TransformerConfig(TextConfig):
                             maximum=4096, ignored_with="pretrained")
     ff_dim: int = option(256, "units of each layer's feed-forward block (from scratch)", minimum=1, maximum=16384,
                          ignored_with="pretrained")
-    pooling: str = option("mean", "how token outputs become one vector", ["cls", "mean", "max", "attention"])
+    pooling: str = option("mean", "how token outputs become one vector (from scratch; a pretrained encoder "
+                          "keeps its architecture's own head)", ["cls", "mean", "max", "attention"],
+                          ignored_with="pretrained")
+    gradient_checkpointing: bool = option(False, "recompute the encoder's activations in the backward pass: "
+                                          "less memory, more time", needs="pretrained")
 
     def model_kwargs(self) -> dict[str, Any]:
         """Arguments of models.transformer's TransformerClassifier or PretrainedClassifier (whose
         encoder_config comes with the pretrained encoder)."""
         if self.pretrained:
-            return {"pooling": self.pooling, "dropout": self.dropout, "freeze_encoder": self.freeze_encoder}
+            return {"dropout": self.dropout, "freeze_encoder": self.freeze_encoder}
         return {"embed_dim": self.embed_dim, "num_layers": self.num_layers, "num_heads": self.num_heads,
                 "ff_dim": self.ff_dim, "max_length": self.max_length, "pooling": self.pooling, "dropout": self.dropout}
 

@@ -71,8 +71,8 @@ def main() -> None:
             trainer = Trainer(model, build_optimizer("adam", model.parameters(), 1e-3), CPU,
                               lr_schedule("none", 1e-3, 1), torch.amp.GradScaler("cpu", enabled=False))
             for _ in range(10):
-                train_step(trainer, inputs, targets)
-            seconds = best_seconds_per_step(lambda: train_step(trainer, inputs, targets), args.steps)
+                train_step(trainer, [(inputs, targets, None)])
+            seconds = best_seconds_per_step(lambda: train_step(trainer, [(inputs, targets, None)]), args.steps)
             rows.append({"batch_size": batch_size, "channels_last": channels_last, "gflop_per_step": flops / 1e9,
                          "step_ms": seconds * 1e3, "gflop_per_s": flops / seconds / 1e9,
                          "fraction_of_matmul": flops / seconds / peak})

@@ -22,7 +22,8 @@ import train_cnn
 from models import build_model
 from utils.errors import one_line_errors
 from utils.config import parse_config
-from utils.train.engine import Trainer, evaluate, train_one_epoch
+from utils.train.engine import Trainer, train_one_epoch
+from utils.train.evaluation import evaluate
 from utils.train.experiment import build_optimization
 from utils.runtime import Runtime, epoch_seed, seed_everything
 from utils.kinds import image_data

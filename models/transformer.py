@@ -1,8 +1,8 @@
 """Transformer text classifiers: one trained from scratch, one fine-tuned from a pretrained encoder.
 
 Both take the batches every text model takes, `(token_ids, lengths)`, build the padding mask from
-the lengths, and pool the encoder's outputs over the real tokens only, so padding never changes
-a prediction. `transformers` stays out of the engine and the batches, which see tensors.
+the lengths, and attend to and pool over the real tokens only, so padding never changes a
+prediction. `transformers` stays out of the engine and the batches, which see tensors.
 """
 from __future__ import annotations
 
@@ -90,42 +90,49 @@ def config_from_dict(encoder_config: dict[str, Any]) -> Any:
 
 
 class PretrainedClassifier(nn.Module):
-    """A `transformers` encoder (BERT, MiniLM, DistilBERT, ...) -> masked pooling -> dropout -> Linear.
+    """A `transformers` encoder with its own sequence-classification head (BERT: [CLS] -> pooler ->
+    dropout -> Linear), i.e. `AutoModelForSequenceClassification` of the encoder's architecture, so
+    that a fine-tuned model is exactly a model the Hugging Face ecosystem loads (export.py --format hf).
 
     Built from the encoder's configuration alone (plain types, kept in the checkpoint), so a
     checkpoint rebuilds it with no network and no model folder; `load_pretrained_weights` fills
-    the encoder with the weights utils.pretrained loads from the hub or a folder before fine-tuning. `vocab_size` and `padding_idx`
-    are the tokenizer's, as every text model receives them: the vocabulary is checked to fit the
-    encoder's embedding; padding is masked by the lengths, so its id does not matter here.
+    the encoder with the weights utils.pretrained loads before fine-tuning. `vocab_size` and
+    `padding_idx` are the tokenizer's, as every text model receives them: the vocabulary is checked
+    to fit the encoder's embedding; padding is masked by the lengths, so its id does not matter here.
     """
 
-    def __init__(self, encoder_config: dict[str, Any], num_classes: int, pooling: str = "mean", dropout: float = 0.1,
+    def __init__(self, encoder_config: dict[str, Any], num_classes: int, dropout: float = 0.1,
                  freeze_encoder: bool = False, vocab_size: int | None = None, padding_idx: int | None = None) -> None:
         super().__init__()
-        from transformers import AutoModel
+        from transformers import AutoModelForSequenceClassification
 
-        config = config_from_dict(encoder_config)
+        config = config_from_dict({**encoder_config, "num_labels": num_classes, "classifier_dropout": dropout})
         if vocab_size is not None and vocab_size > config.vocab_size:
             raise ValueError(f"the tokenizer has {vocab_size} tokens but the encoder only {config.vocab_size}")
-        self.encoder = AutoModel.from_config(config)
-        if getattr(self.encoder, "pooler", None) is not None:
-            self.encoder.pooler = None  # BERT's next-sentence pooler: unused here, so never trained
+        self.model = AutoModelForSequenceClassification.from_config(config)
         self.encoder.requires_grad_(not freeze_encoder)
-        self.pool = MaskedPooling(pooling, config.hidden_size)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, num_classes)
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The pretrained part (embeddings and layers, BERT's pooler too): all but the new head."""
+        return self.model.base_model
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Keep only each layer's input in the forward pass and recompute the rest in the backward
+        pass (the model's own gradient_checkpointing_enable): less memory for more time."""
+        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         token_ids, lengths = inputs  # (batch, time), (batch,)
         mask = length_mask(lengths, token_ids.size(1), token_ids.device)  # (batch, time)
-        hidden = self.encoder(input_ids=token_ids, attention_mask=mask.long()).last_hidden_state  # (batch, time, hidden)
-        return self.classifier(self.dropout(self.pool(hidden, mask)))  # (batch, num_classes)
+        return self.model(input_ids=token_ids, attention_mask=mask.long()).logits  # (batch, num_classes)
 
 
 def load_pretrained_weights(model: PretrainedClassifier, weights: dict[str, torch.Tensor]) -> None:
-    """Copy pretrained encoder weights into `model.encoder` (the pooler, which it lacks, is skipped)."""
+    """Copy pretrained encoder weights into `model.encoder`; a pooler the weights lack keeps its
+    fresh initialisation, as transformers' from_pretrained leaves it."""
     own = model.encoder.state_dict()
-    missing = sorted(set(own) - set(weights))
+    missing = sorted(name for name in set(own) - set(weights) if not name.startswith("pooler."))
     if missing:
         raise ValueError(f"the pretrained weights lack {len(missing)} of the encoder's tensors, e.g. {missing[0]}")
-    model.encoder.load_state_dict({key: weights[key] for key in own})
+    model.encoder.load_state_dict({key: weights[key] for key in own if key in weights}, strict=False)

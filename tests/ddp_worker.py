@@ -1,6 +1,6 @@
 """Run under torchrun by tests/test_distributed.py (and in-process for one process): one engine epoch with DistributedDataParallel.
 
-    torchrun --nproc_per_node=2 tests/ddp_worker.py OUT_DIR BATCH_SIZE
+    torchrun --nproc_per_node=2 tests/ddp_worker.py OUT_DIR BATCH_SIZE [ACCUMULATE]
 
 Each rank saves its weights after training to OUT_DIR/rank<R>.pt.
 """
@@ -19,8 +19,8 @@ from utils.runtime import init_runtime, seed_everything, shutdown  # noqa: E402
 
 
 def main(argv: list[str]) -> None:
-    """Train one epoch as OUT_DIR BATCH_SIZE say, in this process's place among the torchrun processes."""
-    out_dir, batch_size = argv[0], int(argv[1])
+    """Train one epoch as OUT_DIR BATCH_SIZE [ACCUMULATE] say, in this process's place among the torchrun processes."""
+    out_dir, batch_size, accumulate = argv[0], int(argv[1]), int(argv[2]) if len(argv) > 2 else 1
     runtime = init_runtime("cpu", "fp32")
     seed_everything(0)
     torch.set_num_threads(1)
@@ -33,7 +33,7 @@ def main(argv: list[str]) -> None:
     wrapped = DistributedDataParallel(model) if runtime.distributed else model
     optimizer = build_optimizer("sgd", model.parameters(), lr=0.1)
     trainer = Trainer(wrapped, optimizer, runtime, lr_schedule("none", 0.1, 10),
-                      torch.amp.GradScaler("cpu", enabled=False))
+                      torch.amp.GradScaler("cpu", enabled=False), accumulate=accumulate)
     train_one_epoch(trainer, batches, 1)
     torch.save({"model": model.state_dict(), "steps": trainer.step,
                 "examples": batches.example_order().tolist()},

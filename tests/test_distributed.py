@@ -43,20 +43,20 @@ def test_loaders_shard_by_rank():
 
 
 @pytest.mark.xdist_group("torchrun")  # one torchrun at a time: each takes a free port
-def test_two_processes_match_one_process_with_double_batch(tmp_path):
+def test_two_processes_accumulating_two_batches_match_one_process_with_a_fourfold_batch(tmp_path):
     two, one = tmp_path / "two", tmp_path / "one"
     two.mkdir(), one.mkdir()
-    alone = subprocess.Popen([sys.executable, os.path.join("tests", "ddp_worker.py"), str(one), "16"], cwd=ROOT,
+    alone = subprocess.Popen([sys.executable, os.path.join("tests", "ddp_worker.py"), str(one), "32"], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})  # meanwhile
-    result = torchrun([os.path.join("tests", "ddp_worker.py"), str(two), "8"])
+    result = torchrun([os.path.join("tests", "ddp_worker.py"), str(two), "8", "2"])  # steps of 2 x 8 per process
     assert result.returncode == 0, result.stderr[-2000:]
     _, alone_err = alone.communicate(timeout=120)
-    assert alone.returncode == 0, alone_err[-2000:]  # one process with the double batch
+    assert alone.returncode == 0, alone_err[-2000:]  # one process with the fourfold batch
     rank0, rank1 = (torch.load(two / f"rank{r}.pt", weights_only=True) for r in range(2))
     single = torch.load(one / "rank0.pt", weights_only=True)
     assert not set(rank0["examples"]) & set(rank1["examples"])  # disjoint shards
-    assert rank0["steps"] == single["steps"] == 6
+    assert rank0["steps"] == single["steps"] == 3
     for name in single["model"]:
         assert torch.equal(rank0["model"][name], rank1["model"][name]), name  # ranks agree exactly
         assert torch.allclose(rank0["model"][name], single["model"][name], atol=1e-6), name

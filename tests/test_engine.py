@@ -1,6 +1,7 @@
 """The training engine, schedules, checkpoints and atomic writes."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -17,7 +18,8 @@ from models import build_model
 from utils.errors import CheckpointError
 from utils.storage.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import NonFiniteLoss
-from utils.train.engine import Trainer, evaluate, fit, train_one_epoch
+from utils.train.engine import Trainer, fit, steps_per_epoch, train_one_epoch, train_step
+from utils.train.evaluation import evaluate
 from utils.train.optim import build_optimizer, lr_schedule
 from utils.runtime import Runtime
 
@@ -176,3 +178,53 @@ def test_a_resumed_early_stop_trains_nothing_more():
     result = fit(trainer, separable_batches(), separable_batches(shuffle=False), model, epochs=5, start_epoch=3,
                  best_epoch=1, best_val_acc=0.5, stopped_early=True, say=lambda message: None)
     assert trainer.step == 0 and result == {"best_epoch": 1, "best_val_acc": 0.5, "stopped_early": True}
+
+
+class CountsNoSync(nn.Module):
+    """A model that, like DDP, offers no_sync; counts the backward passes run inside it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.unsynced = model, 0
+
+    def forward(self, inputs):
+        return self.model(inputs)
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        self.unsynced += 1
+        yield
+
+
+@pytest.mark.parametrize("sizes", [(4, 4, 4), (5, 4, 3)])
+def test_k_micro_batches_make_the_step_of_one_batch_of_all_their_examples(sizes):
+    images, labels = separable_images(sum(sizes), seed=1)
+    images = (torch.from_numpy(images).float() / 255)[:, None]
+    labels = torch.from_numpy(labels).long()
+    torch.manual_seed(0)
+    whole, parts = build_model("dnn", hidden_sizes=(16, 16)), build_model("dnn", hidden_sizes=(16, 16))
+    parts.load_state_dict(whole.state_dict())
+    spy = CountsNoSync(parts)
+    for model in (whole, spy):
+        optimizer = build_optimizer("sgd", model.parameters(), 0.5)
+        trainer = Trainer(model, optimizer, CPU, lr_schedule("none", 0.5, 10), torch.amp.GradScaler("cpu", enabled=False),
+                          grad_clip=1.0)
+        cuts = torch.tensor((0, *sizes)).cumsum(0).tolist() if model is spy else [0, sum(sizes)]
+        losses = train_step(trainer, [(images[a:b], labels[a:b], None) for a, b in zip(cuts, cuts[1:])])
+        assert trainer.step == 1 and len(losses) == len(cuts) - 1
+    assert spy.unsynced == len(sizes) - 1  # gradients all-reduced once, with the last micro-batch
+    moved = [not torch.equal(a, b) for a, b in zip(whole.parameters(), build_model("dnn", hidden_sizes=(16, 16)).parameters())]
+    assert all(moved)
+    for name, tensor in whole.state_dict().items():
+        assert torch.allclose(tensor, parts.state_dict()[name], atol=1e-6), name
+
+
+def test_an_epoch_of_accumulated_steps_ends_on_a_step_and_the_schedule_counts_steps():
+    model = build_model("dnn", hidden_sizes=(8, 8))
+    rates = []
+    trainer = Trainer(model, build_optimizer("sgd", model.parameters(), 0.1), CPU, lambda step: rates.append(step) or 0.1,
+                      torch.amp.GradScaler("cpu", enabled=False), accumulate=3)
+    batches = separable_batches(count=100, batch_size=16)  # 7 batches: steps of 3, 3 and 1
+    train_one_epoch(trainer, batches, 1)
+    assert trainer.step == steps_per_epoch(len(batches), 3) == 3
+    assert rates[:3] == [0, 1, 2]

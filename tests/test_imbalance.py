@@ -11,7 +11,7 @@ import torch
 import train_dnn
 from conftest import image_args
 from utils.report.metrics import classification_report, confusion_matrix
-from utils.train.engine import macro_f1
+from utils.train.evaluation import macro_f1
 from utils.train.losses import balanced_class_weights, distillation_loss
 
 

@@ -37,7 +37,7 @@ VARIANTS += [("rnn", {"cell": cell, "pooling": pooling, "bidirectional": bidirec
              for cell in ("rnn", "gru", "lstm") for pooling in ("last", "mean", "max", "attention")
              for bidirectional, layers in ((False, 1), (True, 2))]
 VARIANTS += [("transformer", {"pooling": pooling}) for pooling in ("cls", "mean", "max", "attention")]
-VARIANTS += [("pretrained", {"pooling": pooling}) for pooling in ("cls", "mean", "attention")]
+VARIANTS += [("pretrained", {}), ("pretrained", {"dropout": 0.0})]
 
 
 def test_registry_covers_every_variant():
@@ -68,7 +68,7 @@ def test_seed_cnn_has_the_seed_architecture():
 PADDING_CASES = [("rnn", {"cell": cell, "pooling": pooling, "bidirectional": True})
                  for cell in ("rnn", "gru", "lstm") for pooling in ("last", "mean", "max", "attention")]
 PADDING_CASES += [("transformer", {"pooling": pooling}) for pooling in ("cls", "mean", "max", "attention")]
-PADDING_CASES += [("pretrained", {"pooling": pooling}) for pooling in ("cls", "mean", "max", "attention")]
+PADDING_CASES += [("pretrained", {})]
 
 
 @pytest.mark.parametrize("name,kwargs", PADDING_CASES, ids=lambda v: str(v))

@@ -83,7 +83,7 @@ def test_same_seed_same_numbers(fashion_dir, tmp_path):
 
 def test_interrupted_then_resumed_equals_uninterrupted(fashion_dir, tmp_path, monkeypatch, capsys):
     straight, stopped = str(tmp_path / "straight"), str(tmp_path / "stopped")
-    extra = ("--epochs", "3", "--dropout", "0.3", "--augment")
+    extra = ("--epochs", "3", "--dropout", "0.3", "--augment", "--grad-accum-steps", "3")  # steps of 3 batches
     train_dnn.main(image_args(fashion_dir, straight, *extra))
 
     interrupt_after_commit(monkeypatch, epoch=2)

@@ -54,8 +54,10 @@ class TrainConfig:
 
     # optimisation
     epochs: int = option(10, "number of training epochs (total, also when resuming)", minimum=1, maximum=100_000)
-    batch_size: int = option(64, "examples per optimizer step, per process (global = this x processes)",
-                             minimum=1, maximum=1 << 20)
+    batch_size: int = option(64, "examples per forward pass, per process (an optimizer step takes this x "
+                             "--grad-accum-steps x processes)", minimum=1, maximum=1 << 20)
+    grad_accum_steps: int = option(1, "batches whose gradients add up to one optimizer step: a larger effective "
+                                   "batch in the same memory", minimum=1, maximum=4096)
     lr: float = option(1e-3, "peak learning rate", above=0)
     optimizer: str = option("adam", "optimizer", ["sgd", "adam", "adamw"])
     momentum: float = option(0.9, "momentum (sgd) or beta1 (adam, adamw)", minimum=0, below=1)

@@ -34,7 +34,7 @@ from utils.config import TrainConfig, validation_split
 from utils.errors import ConfigError
 from utils.runtime import Runtime, autocast
 from utils.storage.checkpoint import load_checkpoint_of_task, model_from_checkpoint
-from utils.train.engine import evaluate
+from utils.train.evaluation import evaluate
 from utils.train.resume import same_data_or_error
 from utils.train.teacher_tables import (averages_flips, load_or_make_example_table, load_or_make_view_table,
                                         teacher_sha256, weights_sha256)

@@ -1,12 +1,14 @@
 """The one training engine: a single step path for every model, device and precision.
 
-`train_one_epoch` and `evaluate` take plain values; `fit` loops over epochs and calls back after
-each one so the caller can save checkpoints. Batches are `(inputs, targets)`, where inputs is a
-tensor or a tuple of tensors (token ids and lengths). Metrics go to one sink (utils.train.logger.
+`train_one_epoch` and `evaluate` (utils.train.evaluation) take plain values; `fit` loops over epochs
+and calls back after each one so the caller can save checkpoints. Batches are `(inputs, targets)`,
+where inputs is a tensor or a tuple of tensors (token ids and lengths); an optimizer step adds up the
+gradients of `Trainer.accumulate` of them, and every epoch ends on a step. Metrics go to one sink (utils.train.logger.
 RunLog), reported once per LOG_EVERY steps and once per epoch.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -14,11 +16,11 @@ from typing import Any, Callable, Iterable
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from utils.errors import Interrupted, NonFiniteLoss
 from utils.runtime import Runtime, all_reduce_sum, autocast, epoch_seed, seed_everything
+from utils.train.evaluation import batch_size_of, evaluate, to_device
 from utils.train.logger import RunLog
 from utils.train.losses import distillation_loss
 from utils.train.optim import set_lr
@@ -44,31 +46,35 @@ class Trainer:
     distill_weight: float = 0.0  # weight of the teacher's term, for batches that carry teacher logits
     temperature: float = 1.0
     class_weights: torch.Tensor | None = None  # of each class in the cross-entropy (None: equal)
+    accumulate: int = 1  # micro-batches whose gradients add up to one optimizer step
 
 
-def to_device(inputs: Any, device: torch.device) -> Any:
-    """Move a tensor, or each tensor of a tuple, to `device` (non-blocking)."""
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(to_device(item, device) for item in inputs)
-    return inputs.to(device, non_blocking=True)
+def gradient_sync(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+    """A context in which a backward pass all-reduces the gradients across processes (`sync`), or only
+    adds them up locally (DDP's no_sync; a model that is not DDP always just adds them up)."""
+    no_sync = getattr(model, "no_sync", None)
+    return contextlib.nullcontext() if sync or no_sync is None else no_sync()
 
 
-def batch_size_of(targets: torch.Tensor) -> int:
-    """Number of examples in a batch."""
-    return int(targets.shape[0])
-
-
-def train_step(trainer: Trainer, inputs: Any, targets: torch.Tensor,
-               teacher_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step; returns the (detached) mean loss and the logits. With `teacher_logits`
-    the loss is the distillation loss with the trainer's weight and temperature."""
+def train_step(trainer: Trainer, micro_batches: list[tuple[Any, torch.Tensor, torch.Tensor | None]]
+               ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One optimizer step on the gradients of `micro_batches` `(inputs, targets, teacher_logits or None)`;
+    returns each one's (detached) mean loss and logits. Each micro-batch's mean loss is weighted by its
+    share of the step's examples, so K micro-batches of B make the same step as one batch of K*B;
+    gradients are all-reduced across processes once, on the last. With teacher logits the loss is the
+    distillation loss with the trainer's weight and temperature."""
     set_lr(trainer.optimizer, trainer.lr_at_step(trainer.step))
-    with autocast(trainer.runtime):
-        logits = trainer.model(inputs)
-        loss = distillation_loss(logits.float(), targets, teacher_logits, trainer.distill_weight,
-                                 trainer.temperature, trainer.label_smoothing, trainer.class_weights)
     trainer.optimizer.zero_grad(set_to_none=True)
-    trainer.scaler.scale(loss).backward()
+    examples = sum(batch_size_of(targets) for _, targets, _ in micro_batches)
+    results = []
+    for index, (inputs, targets, teacher_logits) in enumerate(micro_batches):
+        with gradient_sync(trainer.model, sync=index == len(micro_batches) - 1):
+            with autocast(trainer.runtime):
+                logits = trainer.model(inputs)
+                loss = distillation_loss(logits.float(), targets, teacher_logits, trainer.distill_weight,
+                                         trainer.temperature, trainer.label_smoothing, trainer.class_weights)
+            trainer.scaler.scale(loss * (batch_size_of(targets) / examples)).backward()
+        results.append((loss.detach(), logits.detach()))
     if trainer.grad_clip > 0:
         trainer.scaler.unscale_(trainer.optimizer)
         nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.grad_clip)
@@ -77,7 +83,26 @@ def train_step(trainer: Trainer, inputs: Any, targets: torch.Tensor,
     trainer.step += 1
     if trainer.after_step is not None:
         trainer.after_step()
-    return loss.detach(), logits.detach()
+    return results
+
+
+def optimizer_steps(batches: Iterable, accumulate: int) -> Iterable[list[tuple[Any, torch.Tensor, Any]]]:
+    """The batches `(inputs, targets[, teacher_logits])` in groups of `accumulate`, each batch as
+    `(inputs, targets, teacher_logits or None)`; the last group of an epoch may be smaller, so that
+    every epoch ends on an optimizer step."""
+    group: list = []
+    for inputs, targets, *teacher_logits in batches:  # utils.train.distill.TeacherBatches add teacher logits
+        group.append((inputs, targets, teacher_logits[0] if teacher_logits else None))
+        if len(group) == accumulate:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def steps_per_epoch(batches: int, accumulate: int) -> int:
+    """Optimizer steps in an epoch of `batches` micro-batches taken `accumulate` at a time."""
+    return math.ceil(batches / accumulate)
 
 
 def stop_requested(trainer: Trainer) -> bool:
@@ -103,17 +128,18 @@ def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, log: RunLog
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     start = time.perf_counter()
-    log.epoch_begins(epoch, len(batches), trainer.step)
-    for inputs, targets, *teacher_logits in batches:  # utils.train.distill.TeacherBatches add teacher logits
-        inputs, targets = to_device(inputs, device), targets.to(device, non_blocking=True)
-        loss, logits = train_step(trainer, inputs, targets, *teacher_logits)
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch}, step {trainer.step} "
-                                "(try a lower --lr or --grad-clip)")
-        count = batch_size_of(targets)
-        loss_sum += loss * count
-        correct += (logits.argmax(dim=1) == targets).sum()
-        seen += count
+    log.epoch_begins(epoch, steps_per_epoch(len(batches), trainer.accumulate), trainer.step)
+    for group in optimizer_steps(batches, trainer.accumulate):
+        group = [(to_device(inputs, device), targets.to(device, non_blocking=True), teacher_logits)
+                 for inputs, targets, teacher_logits in group]
+        for (loss, logits), (_, targets, _) in zip(train_step(trainer, group), group):
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch}, step {trainer.step} "
+                                    "(try a lower --lr or --grad-clip)")
+            count = batch_size_of(targets)
+            loss_sum += loss * count
+            correct += (logits.argmax(dim=1) == targets).sum()
+            seen += count
         if trainer.step % LOG_EVERY == 0:
             log.step(trainer.step, {"train_loss": loss_sum.item() / seen, "step_loss": loss.item(),
                                     "samples_per_s": seen / (time.perf_counter() - start)})
@@ -124,64 +150,6 @@ def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, log: RunLog
     return {"train_loss": loss_total / max(seen_total, 1), "train_acc": correct_total / max(seen_total, 1),
             "lr": trainer.lr_at_step(max(trainer.step - 1, 0)), "seconds": seconds,
             "samples_per_s": seen_total / seconds if seconds > 0 else 0.0}
-
-
-@torch.inference_mode()
-def evaluate(model: nn.Module, batches: Iterable, runtime: Runtime, collect: bool = False) -> dict[str, Any]:
-    """Mean loss and accuracy over all batches, summed across processes (exact for the whole split).
-
-    With `collect`, also returns `predictions`, `targets`, `probabilities` and `logits` of the
-    whole split, in the split's own order (gathered from every process).
-    """
-    model.eval()
-    device = runtime.device
-    loss_sum, correct, seen = 0.0, 0, 0
-    predictions, targets_seen, logits_seen = [], [], []
-    tally = None  # (3, classes) on the device: each class's right predictions, predictions and labels
-    for inputs, targets in batches:
-        inputs, targets = to_device(inputs, device), targets.to(device, non_blocking=True)
-        with autocast(runtime):
-            logits = model(inputs).float()
-        loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
-        predicted = logits.argmax(dim=1)
-        correct += (predicted == targets).sum().item()
-        seen += batch_size_of(targets)
-        counts = torch.stack([torch.bincount(values, minlength=logits.size(1))
-                              for values in (targets[predicted == targets], predicted, targets)])
-        tally = counts if tally is None else tally + counts
-        if collect:
-            predictions.append(predicted.cpu())
-            targets_seen.append(targets.cpu())
-            logits_seen.append(logits.cpu())
-    tallies = [] if tally is None else tally.flatten().tolist()
-    loss_sum, correct, seen, *tallies = all_reduce_sum([loss_sum, correct, seen, *tallies], runtime)
-    result: dict[str, Any] = {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "count": int(seen),
-                              "macro_f1": macro_f1(tallies)}
-    if collect:
-        served = (batches.example_order(), torch.cat(predictions), torch.cat(targets_seen), torch.cat(logits_seen))
-        order, predicted, targets, all_logits = gather_from_processes(served, runtime)
-        inverse = order.argsort()
-        result.update(predictions=predicted[inverse], targets=targets[inverse], logits=all_logits[inverse],
-                      probabilities=torch.softmax(all_logits[inverse], dim=1))
-    return result
-
-
-def macro_f1(tallies: list[float]) -> float:
-    """The mean F1 over classes that occur as a label or a prediction, from per-class counts laid out as
-    [right predictions..., predictions..., labels...]."""
-    classes = len(tallies) // 3
-    hits, guesses, truths = tallies[:classes], tallies[classes:2 * classes], tallies[2 * classes:]
-    scores = [2 * hit / (guess + truth) for hit, guess, truth in zip(hits, guesses, truths) if guess + truth]
-    return sum(scores) / len(scores) if scores else 0.0
-
-
-def gather_from_processes(tensors: tuple[torch.Tensor, ...], runtime: Runtime) -> tuple[torch.Tensor, ...]:
-    """Concatenate each of `tensors` over all processes (CPU tensors; unchanged when alone)."""
-    if not runtime.distributed:
-        return tensors
-    gathered: list = [None] * runtime.world_size
-    dist.all_gather_object(gathered, tensors)
-    return tuple(torch.cat([part[i] for part in gathered]) for i in range(len(tensors)))
 
 
 def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model: nn.Module, *,

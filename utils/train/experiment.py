@@ -19,7 +19,7 @@ from utils.runtime import Runtime, init_runtime, peer_failed, seed_everything, s
 from utils.storage.checkpoint import check_predictor_checkpoint, load_checkpoint, model_from_checkpoint
 from utils.storage.files import save_json
 from utils.storage.run_folder import CONFIG, RunFolder, folder_contents, load_saved_config
-from utils.train.engine import evaluate
+from utils.train.evaluation import evaluate
 from utils.train.training_run import MakeData, run_log, set_up, test_and_report, train_epochs
 
 # flags that say where to look and how to compute, not what a checkpoint was trained on

@@ -55,7 +55,7 @@ class ConsoleLine:
     def epoch_begins(self, epoch: int, batches: int, step: int) -> None:
         self.began, self.first_step = time.perf_counter(), step
         if self.progress:
-            self.bar = tqdm(total=batches, desc=f"epoch {epoch}", leave=False, unit="batch", dynamic_ncols=True)
+            self.bar = tqdm(total=batches, desc=f"epoch {epoch}", leave=False, unit="step", dynamic_ncols=True)
 
     def step(self, step: int, metrics: dict[str, float]) -> None:
         if self.bar is not None:

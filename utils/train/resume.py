@@ -18,6 +18,7 @@ RESUMABLE_CHANGES = frozenset({
     "data_dir", "device", "precision", "compile", "eval_batch_size", "progress", "tensorboard",  # where and how
     "out_dir", "resume", "eval_only", "checkpoint",  # which folder
     "epochs", "patience",  # how long: a finished run may be trained further
+    "gradient_checkpointing",  # memory against time: the same numbers
     "teacher",  # its path may move: its weights are compared (utils.train.distill)
 })
 WORLD_SIZE = "world_size"  # recorded beside the flags: the number of processes that train

@@ -22,7 +22,7 @@ from data.image_batches import ImageBatches, mirror_view
 from utils.errors import WriteError
 from utils.runtime import Runtime, all_reduce_sum, autocast
 from utils.storage.files import atomic_write, cache_dir, remove_stale_temp_files
-from utils.train.engine import evaluate
+from utils.train.evaluation import evaluate
 
 CACHE_DIR_ENV = "TEACHER_CACHE_DIR"
 

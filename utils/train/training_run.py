@@ -31,7 +31,8 @@ from utils.storage.checkpoint import (RunIdentity, TrainingState, commit_record,
 from utils.storage.files import save_json
 from utils.storage.run_folder import SUMMARY, RunFolder
 from utils.train.distill import attach_teacher
-from utils.train.engine import Trainer, evaluate, fit
+from utils.train.engine import Trainer, fit, steps_per_epoch
+from utils.train.evaluation import evaluate
 from utils.train.logger import ConsoleLine, History, RunLog
 from utils.train.losses import balanced_class_weights
 from utils.train.optim import build_optimizer, lr_schedule
@@ -125,12 +126,15 @@ def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: Ma
             load_pretrained_weights(model, pretrained_weights)
         except ValueError as error:  # a folder whose weights are not of the architecture its config names
             raise PretrainedError(f"--pretrained {config.pretrained_source()}: {error}") from error
+    if getattr(config, "gradient_checkpointing", False):
+        model.enable_gradient_checkpointing()
     model = model.to(runtime.device)
     if getattr(config, "channels_last", False):
         model = model.to(memory_format=torch.channels_last)
     teacher = attach_teacher(config, data, runtime, make_data, resumed and resumed.get("teacher"), say) \
         if config.teacher else None
-    state, schedule = build_training_state(config, model, len(data.train), runtime)
+    state, schedule = build_training_state(config, model, steps_per_epoch(len(data.train), config.grad_accum_steps),
+                                           runtime)
     if resumed:
         restore_training_state(state, resumed, folder.file("last.pt"))
         say(f"resuming {folder.path} after epoch {state.progress['epoch']} (step {state.progress['step']})")
@@ -182,7 +186,8 @@ def train_epochs(run: TrainingRun, schedule: Callable[[int], float], log: RunLog
                           config.grad_clip, step=progress["step"], should_stop=should_stop,
                           after_step=(lambda: state.ema.update_parameters(state.model)) if state.ema else None,
                           distill_weight=config.distill_weight if run.identity.teacher else 0.0,
-                          temperature=config.temperature, class_weights=class_weights_of(run))
+                          temperature=config.temperature, class_weights=class_weights_of(run),
+                          accumulate=config.grad_accum_steps)
         start = time.perf_counter()
         try:
             outcome = fit(trainer, run.data.train, run.data.val, run.eval_model, epochs=config.epochs,
