@@ -1,13 +1,21 @@
-"""Export a trained checkpoint to ONNX for serving, verified against PyTorch before it is reported done.
+"""Export a trained checkpoint to ONNX for serving, or a fine-tuned encoder as a Hugging Face model
+folder, verified against PyTorch before it is reported done.
 
     python export.py runs/cnn-.../best.pt                       # writes runs/cnn-.../best.onnx
     python export.py runs/rnn-.../best.pt --out lstm.onnx --data-dir ../shared/data
+    python export.py runs/transformer-.../best.pt --format hf --out trec-minilm   # save_pretrained folder
 
 The file has a dynamic batch size (and question length), and carries as metadata the class names,
 the task and what turns raw input into model input (image normalisation, vocabulary or tokenizer).
 onnxruntime then runs it on test examples of the run's data set (generated ones when the data is
 not there) at batch sizes 1, 7 and 64, and the command prints the largest logit difference and the
 share of equal predictions; beyond 1e-4 it fails. `predict.py model.onnx ...` serves the file.
+
+--format hf (fine-tuned encoders, train_transformer.py --pretrained) writes the model as
+AutoModelForSequenceClassification's save_pretrained files (safetensors) with the class names as
+id2label, its tokenizer and a README.md model card; transformers' pipeline("text-classification")
+then reads the folder and must give predict.py's top-1 label on every check text and its
+probabilities to 1e-5. --out must be a new or empty folder, or one this command wrote before.
 """
 from __future__ import annotations
 
@@ -26,12 +34,14 @@ from data.tokenization import tokenizer_from_meta
 from data.fashion_mnist import load_fashion_mnist
 from data.trec import load_trec_files
 from utils.config import default_data_dir
-from utils.errors import ConfigError, InputError, run_tool
-from utils.flags import ArgumentParser
+from utils.errors import CheckpointError, ConfigError, InputError, run_tool
+from utils.flags import ArgumentParser, command_line
+from utils.serve.hf_export import check_exportable, compare_with_pipeline, generated_texts, is_earlier_export, model_card, save_hf_model
 from utils.serve.inputs import image_inputs, question_inputs
 from utils.serve.onnx_export import export, verify
 from utils.serve.predictor import load_for_inference
-from utils.storage.files import atomic_write
+from utils.storage.files import atomic_folder, atomic_write, read_json
+from train_transformer import PRESETS, TransformerConfig
 
 
 def example_inputs(checkpoint: dict[str, Any], data_dir: str, count: int) -> tuple[Any, str]:
@@ -57,10 +67,16 @@ def example_inputs(checkpoint: dict[str, Any], data_dir: str, count: int) -> tup
     return image_inputs(list(images), meta), f"{count} generated images ({where})"
 
 
+LEFT_OUT = ("out_dir", "resume", "eval_only", "checkpoint", "progress", "tensorboard", "device", "precision")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a best.pt or last.pt of a training run")
-    parser.add_argument("--out", default="", help="the .onnx file to write (default: beside the checkpoint)")
+    parser.add_argument("--format", default="onnx", choices=["onnx", "hf"],
+                        help="an .onnx file, or a Hugging Face model folder (fine-tuned encoders)")
+    parser.add_argument("--out", default="", help="the .onnx file or (--format hf) folder to write (default: "
+                        "beside the checkpoint)")
     parser.add_argument("--data-dir", default="", help="data folder for the check (default: $CLASSIFY_DATA_DIR "
                         "or ./datasets; generated inputs when absent)")
     parser.add_argument("--examples", type=int, default=256, help="how many examples to check (at least 64)")
@@ -79,11 +95,75 @@ def output_path(checkpoint_path: str, out: str) -> str:
     return out
 
 
+def hf_output_folder(checkpoint_path: str, out: str) -> str:
+    """Where --format hf writes: `out`, else `hf-model` beside the checkpoint; refused when it is a file
+    or a folder with files that this command did not write."""
+    out = out or os.path.join(os.path.dirname(checkpoint_path), "hf-model")
+    if os.path.exists(out) and not (os.path.isdir(out) and (not os.listdir(out) or is_earlier_export(out))):
+        raise ConfigError(f"--out {out}: give a new or empty folder (it holds files that export.py did not write)")
+    return out
+
+
+def run_hf(args: argparse.Namespace) -> dict[str, Any]:
+    """Write a fine-tuned encoder as a Hugging Face model folder, checked with pipeline() before it
+    appears at --out; returns the comparison."""
+    out = hf_output_folder(args.checkpoint, args.out)
+    model, checkpoint = load_for_inference(args.checkpoint)
+    check_exportable(checkpoint)
+    tokenizer = tokenizer_from_meta(checkpoint["meta"])
+    texts, described = example_texts(checkpoint, args.data_dir or default_data_dir(), args.examples, tokenizer)
+    run_folder = os.path.dirname(os.path.abspath(args.checkpoint))
+    summary = finished_run_summary(os.path.join(run_folder, "summary.json"))
+    command = command_line(TransformerConfig, checkpoint.get("config") or {}, preset_values(checkpoint.get("config") or {}),
+                           "train_transformer.py", left_out=LEFT_OUT)
+    result: dict[str, Any] = {}
+
+    def write_and_compare(folder: str) -> None:
+        save_hf_model(model, checkpoint, folder)
+        with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as file:
+            file.write(model_card(checkpoint, command, summary))
+        result.update(compare_with_pipeline(folder, model, checkpoint, texts))
+        if result["same_top1"] < 1 or not result["max_prob_diff"] <= 1e-5:
+            raise InputError(f"the saved model disagrees with the checkpoint (largest probability difference "
+                             f"{result['max_prob_diff']:.1e}, same label {100 * result['same_top1']:.1f}%); nothing written")
+    atomic_folder(out, write_and_compare)
+    print(f"wrote a Hugging Face model folder {out}; pipeline('text-classification') on {described}: same label "
+          f"{100 * result['same_top1']:.1f}%, largest probability difference {result['max_prob_diff']:.1e}")
+    return result
+
+
+def finished_run_summary(path: str) -> dict[str, Any] | None:
+    """The run's summary.json, or None when it has none (not finished) or it cannot be read."""
+    try:
+        summary = read_json(path)
+    except CheckpointError:
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
+def preset_values(config: dict[str, Any]) -> dict[str, Any]:
+    """The values of the preset a train_transformer.py run used (given, or implied by --pretrained)."""
+    return PRESETS.get(config.get("preset") or ("finetune" if config.get("pretrained") else "scratch"), {})
+
+
+def example_texts(checkpoint: dict[str, Any], data_dir: str, count: int, tokenizer: Any) -> tuple[list[str], str]:
+    """Texts to compare the saved model on: TREC test questions, else texts of the tokenizer's words."""
+    if checkpoint["task"] == "trec":
+        try:
+            questions = [q.text for q in load_trec_files(data_dir, allow_download=False)["test"][:count]]
+            return questions, f"{len(questions)} TREC test questions"
+        except DataError:
+            pass
+    return generated_texts(tokenizer, count), f"{count} texts of random words"
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Export, verify and report one checkpoint; returns the verification result. The file appears at
     --out only once it is verified (a kill or a failure leaves the previous file)."""
     if args.checkpoint.endswith(".onnx"):
         raise InputError(f"{args.checkpoint} is already an ONNX file: export.py takes a checkpoint (best.pt)")
+    if args.format == "hf":
+        return run_hf(args)
     out = output_path(args.checkpoint, args.out)
     model, checkpoint = load_for_inference(args.checkpoint)
     inputs, described = example_inputs(checkpoint, args.data_dir or default_data_dir(), args.examples)

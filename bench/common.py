@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -13,17 +11,9 @@ RESULTS_DIR = os.path.join(ROOT, "bench", "results")
 
 
 def machine() -> dict:
-    """What the numbers were measured on."""
-    import torch  # here, so that processes that only start workers need not import it
-    cpu = platform.processor() or "unknown"
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "date": time.strftime("%Y-%m-%d %H:%M")}
+    """What the numbers were measured on (utils.runtime.machine_description)."""
+    from utils.runtime import machine_description  # here, so that processes that only start workers need not import torch
+    return machine_description()
 
 
 def commit() -> str:

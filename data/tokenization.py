@@ -55,8 +55,9 @@ class SubwordTokenizer:
     """A pretrained model's fast tokenizer (WordPiece, BPE, ...), special tokens included; made from a
     loaded `tokenizers.Tokenizer` (utils.pretrained loads one from the hub or a folder)."""
 
-    def __init__(self, backend: Any, pad_id: int) -> None:
+    def __init__(self, backend: Any, pad_id: int, special_tokens: dict[str, str] | None = None) -> None:
         self.backend = backend  # a tokenizers.Tokenizer
+        self.special_tokens = dict(special_tokens or {})  # e.g. {"cls_token": "[CLS]", ...}: for a saved copy
         self.backend.no_padding()  # batches are padded per batch, to their longest question
         self.pad_id, self.vocab_size = pad_id, backend.get_vocab_size(with_added_tokens=True)
 
@@ -66,7 +67,8 @@ class SubwordTokenizer:
         return list(encoding.ids), bool(encoding.overflowing)
 
     def state(self) -> dict[str, Any]:
-        return {"kind": "subword", "json": self.backend.to_str(), "pad_id": self.pad_id}
+        return {"kind": "subword", "json": self.backend.to_str(), "pad_id": self.pad_id,
+                **({"special_tokens": self.special_tokens} if self.special_tokens else {})}
 
 
 def tokenizer_from_meta(meta: dict[str, Any]) -> WordTokenizer | SubwordTokenizer:
@@ -80,7 +82,9 @@ def tokenizer_from_meta(meta: dict[str, Any]) -> WordTokenizer | SubwordTokenize
         from tokenizers import Tokenizer
 
         try:
-            tokenizer = SubwordTokenizer(Tokenizer.from_str(state["json"]), state["pad_id"])
+            specials = state.get("special_tokens")
+            specials = {str(k): v for k, v in specials.items() if isinstance(v, str)} if isinstance(specials, dict) else {}
+            tokenizer = SubwordTokenizer(Tokenizer.from_str(state["json"]), state["pad_id"], specials)
         except Exception as error:  # tokenizers raises its own exception type for malformed JSON
             raise DataError(f"the saved tokenizer cannot be rebuilt ({type(error).__name__})") from error
         if not 0 <= tokenizer.pad_id < tokenizer.vocab_size:

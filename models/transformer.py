@@ -119,8 +119,13 @@ class PretrainedClassifier(nn.Module):
 
     def enable_gradient_checkpointing(self) -> None:
         """Keep only each layer's input in the forward pass and recompute the rest in the backward
-        pass (the model's own gradient_checkpointing_enable): less memory for more time."""
-        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        pass (the model's own activation_checkpointing_enable, gradient_checkpointing_enable in older
+        transformers): less memory for more time."""
+        options = {"use_reentrant": False}
+        if hasattr(self.model, "activation_checkpointing_enable"):
+            self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+        else:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
 
     def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         token_ids, lengths = inputs  # (batch, time), (batch,)

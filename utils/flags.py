@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import shlex
 from dataclasses import field
 from typing import Any, Sequence
 
@@ -120,3 +121,19 @@ def flags_given(config_class: type, argv: Sequence[str] | None) -> set[str]:
     """Names of the fields whose flags `argv` sets itself (not through a default, preset or resume)."""
     unset = {spec.name: argparse.SUPPRESS for spec in dataclasses.fields(config_class)}
     return set(vars(build_parser(config_class, "", unset).parse_args(argv)))
+
+
+def command_line(config_class: type, saved: dict[str, Any], preset_values: dict[str, Any], script: str,
+                 left_out: Sequence[str] = ()) -> str:
+    """A command that trains with the settings `saved` (a run's config.json): `python script` and the
+    flags whose values differ from the dataclass defaults with `preset_values` (the preset the run
+    used) laid over them; the fields `left_out` (where to write, how to show progress) are not given."""
+    words = ["python", script]
+    for spec in dataclasses.fields(config_class):
+        default = preset_values.get(spec.name, spec.default)
+        value = saved.get(spec.name, default)
+        if spec.name in left_out or spec.name == "preset" or value == default:
+            continue
+        flag = flag_name(spec.name)
+        words += [flag if value else "--no-" + flag[2:]] if isinstance(value, bool) else [flag, str(value)]
+    return shlex.join(words)

@@ -150,4 +150,5 @@ def load_subword_tokenizer(name_or_path: str) -> SubwordTokenizer:
     if embeddings is not None and not embeddings // 2 < size <= embeddings:
         raise PretrainedError(f"the tokenizer of {name_or_path!r} has {size:,} tokens but its model "
                               f"{embeddings:,} token embeddings: it is not that model's tokenizer")
-    return SubwordTokenizer(tokenizer.backend_tokenizer, tokenizer.pad_token_id)
+    specials = {key: value for key, value in tokenizer.special_tokens_map.items() if isinstance(value, str)}
+    return SubwordTokenizer(tokenizer.backend_tokenizer, tokenizer.pad_token_id, specials)

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import random
 import signal
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -13,6 +15,17 @@ import torch
 import torch.distributed as dist
 
 from utils.errors import ConfigError
+
+
+def machine_description() -> dict:
+    """What this process computes on: CPU model and cores, torch threads and version, GPU (or None), date."""
+    cpu = platform.processor() or "unknown"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as file:
+            cpu = next((line.split(":", 1)[1].strip() for line in file if line.startswith("model name")), cpu)
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 from typing import Any, Callable
 
 from utils.errors import CheckpointError, WriteError, one_line
@@ -40,6 +41,25 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         if isinstance(error, (OSError, RuntimeError)):
             # torch.save reports a full disk as a RuntimeError
             raise WriteError(f"cannot write {path}: {one_line(error)}; the previous file is kept") from error
+        raise
+
+
+def atomic_folder(path: str, write: Callable[[str], None]) -> None:
+    """Call `write(tmp_dir)` on a new temporary folder beside `path`, then put the finished folder at
+    `path`: a folder already there is replaced only after the new one is complete. A failure of the
+    writer removes the temporary folder and leaves `path` as it was (WriteError for the file system)."""
+    tmp_dir, old = (f"{path}.{os.getpid()}.{secrets.token_hex(4)}.{end}" for end in ("tmp", "old"))
+    try:
+        os.makedirs(tmp_dir)
+        write(tmp_dir)
+        if os.path.isdir(path):
+            os.replace(path, old)
+        os.replace(tmp_dir, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException as error:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise WriteError(f"cannot write {path}: {one_line(error)}; the previous folder is kept") from error
         raise
 
 

@@ -25,7 +25,7 @@ from utils.config import TrainConfig
 from utils.errors import ConfigError, Interrupted, NonFiniteLoss, PretrainedError
 from utils.pretrained import load_pretrained_encoder
 from utils.report.runs import write_test_report
-from utils.runtime import Runtime, cpu_bf16_native, stop_on_signals
+from utils.runtime import Runtime, cpu_bf16_native, machine_description, stop_on_signals
 from utils.storage.checkpoint import (RunIdentity, TrainingState, commit_record, new_progress,
                                       restore_training_state)
 from utils.storage.files import save_json
@@ -216,7 +216,7 @@ def test_and_report(run: TrainingRun, outcome: dict[str, Any], wall_seconds: flo
                "train_seconds": sum(m["seconds"] for m in progress["history"]), "wall_seconds": wall_seconds,
                "epochs_run": progress["epoch"], "stopped_early": outcome["stopped_early"],
                "device": str(runtime.device), "precision": runtime.precision, "world_size": runtime.world_size,
-               "cpu_bf16_native": cpu_bf16_native(), "run_dir": run.folder.path}
+               "cpu_bf16_native": cpu_bf16_native(), "machine": machine_description(), "run_dir": run.folder.path}
     if run.identity.teacher:
         summary["teacher"] = run.identity.teacher
     if runtime.is_main:

@@ -1,0 +1,92 @@
+"""export.py --format hf: a fine-tuned encoder as a save_pretrained folder that transformers' own
+classes and pipeline() load, agreeing with predict.py; --grad-accum-steps and gradient checkpointing
+on a fine-tuning run."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+import export
+import predict
+import train_transformer
+from conftest import assert_one_error_line, write_trec
+from test_transformer import args
+from utils.storage.checkpoint import load_checkpoint
+from utils.storage.files import read_json
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(tiny_pretrained, tmp_path_factory):
+    """A finished fine-tuning run of the tiny BERT on the tiny TREC files."""
+    root = tmp_path_factory.mktemp("hf")
+    data_dir, out = write_trec(str(root / "data")), str(root / "run")
+    train_transformer.main(args(data_dir, out, "--pretrained", tiny_pretrained, "--epochs", "8",
+                                "--lr", "1e-2", "--encoder-lr-scale", "1", "--warmup-epochs", "0", "--no-tensorboard"))
+    assert read_json(os.path.join(out, "summary.json"))["test_acc"] > 0.25  # it learned (chance: 1/6)
+    return data_dir, out
+
+
+def test_the_exported_folder_is_a_transformers_model_that_agrees_with_predict(fine_tuned, tmp_path, capsys):
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    data_dir, run = fine_tuned
+    folder = str(tmp_path / "model")
+    result = export.run(export.parse_args([os.path.join(run, "best.pt"), "--format", "hf", "--out", folder,
+                                           "--data-dir", data_dir]))
+    assert result["same_top1"] == 1.0 and result["max_prob_diff"] <= 1e-5
+    assert "model.safetensors" in os.listdir(folder) and not any(name.endswith(".bin") for name in os.listdir(folder))
+    checkpoint = load_checkpoint(os.path.join(run, "best.pt"))
+    model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+    assert model.config.id2label == dict(enumerate(checkpoint["class_names"]))
+    capsys.readouterr()
+    questions = ["Who wrote Hamlet ?", "Where is Paris ?", "How far is the moon ?", "What is NASA ?"]
+    predict.main([os.path.join(run, "best.pt"), *questions, "--json", "--top", "6"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    answers = pipeline("text-classification", model=folder, top_k=None)(questions)
+    for row, answer in zip(rows, answers):
+        assert answer[0]["label"] == row["label"]
+        scores = {item["label"]: item["score"] for item in answer}
+        assert all(abs(scores[name] - p) <= 1e-5 for name, p in row["probabilities"].items())
+    card = open(os.path.join(folder, "README.md"), encoding="utf-8").read()
+    assert "python train_transformer.py " in card and "--pretrained" in card and "test accuracy" in card
+    assert all(name in card for name in checkpoint["class_names"])
+    # a second export replaces the folder this command wrote; a folder of other files is refused, untouched
+    export.run(export.parse_args([os.path.join(run, "best.pt"), "--format", "hf", "--out", folder]))
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    assert_one_error_line(export.main, [os.path.join(run, "best.pt"), "--format", "hf", "--out", str(other)],
+                          capsys, "holds files that export.py did not write")
+    assert os.listdir(other) == ["notes.txt"]
+
+
+def test_only_fine_tuned_encoders_export_to_hf(runs, tmp_path, capsys):
+    assert_one_error_line(export.main, [os.path.join(runs["rnn"], "best.pt"), "--format", "hf", "--out",
+                                        str(tmp_path / "m")], capsys, "is for fine-tuned encoders")
+    assert not os.path.exists(tmp_path / "m")
+
+
+def test_gradient_checkpointing_and_accumulation_give_the_plain_run(trec_dir, tiny_pretrained, tmp_path):
+    plain, checkpointed = (str(tmp_path / name) for name in ("plain", "checkpointed"))
+    common = ("--pretrained", tiny_pretrained, "--dropout", "0", "--no-tensorboard", "--grad-accum-steps", "2")
+    train_transformer.main(args(trec_dir, plain, *common))
+    train_transformer.main(args(trec_dir, checkpointed, *common, "--gradient-checkpointing"))
+    a, b = (load_checkpoint(os.path.join(run, "last.pt")) for run in (plain, checkpointed))
+    assert all(torch.allclose(a["model"][k], b["model"][k], atol=1e-6) for k in a["model"])
+
+
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_gradient_checkpointing_recomputes_each_layer_in_the_backward_pass(checkpointed):
+    from tiny_models import tiny_bert_config
+    from models import build_model
+
+    model = build_model("pretrained", encoder_config=tiny_bert_config(), num_classes=3).train()
+    if checkpointed:
+        model.enable_gradient_checkpointing()
+    calls = []
+    model.encoder.encoder.layer[0].register_forward_hook(lambda *_: calls.append(1))
+    model((torch.randint(5, 20, (2, 6)), torch.tensor([6, 4]))).sum().backward()
+    assert len(calls) == (2 if checkpointed else 1)
