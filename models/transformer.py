@@ -122,6 +122,7 @@ class PretrainedClassifier(nn.Module):
         pass (the model's own activation_checkpointing_enable, gradient_checkpointing_enable in older
         transformers): less memory for more time."""
         options = {"use_reentrant": False}
+        self.model.config.use_cache = False  # an encoder keeps no cache; said so, transformers need not warn
         if hasattr(self.model, "activation_checkpointing_enable"):
             self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
         else:

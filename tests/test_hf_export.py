@@ -87,6 +87,6 @@ def test_gradient_checkpointing_recomputes_each_layer_in_the_backward_pass(check
     if checkpointed:
         model.enable_gradient_checkpointing()
     calls = []
-    model.encoder.encoder.layer[0].register_forward_hook(lambda *_: calls.append(1))
+    model.encoder.encoder.layer[0].attention.register_forward_hook(lambda *_: calls.append(1))
     model((torch.randint(5, 20, (2, 6)), torch.tensor([6, 4]))).sum().backward()
     assert len(calls) == (2 if checkpointed else 1)
