@@ -2,6 +2,7 @@
 class-folder layout (`DIR/train/<class>/*`, optional `DIR/val/...` and `DIR/test/...`, or `DIR/<class>/*`)."""
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from typing import Callable, Sequence
@@ -85,29 +86,31 @@ def fit_image(array: np.ndarray, height: int, width: int) -> np.ndarray:
     return canvas
 
 
-def open_image(path: str) -> Image.Image:
-    """The image at `path`, fully decoded; DataError naming the file when it is not a readable image
-    (truncated, another format, larger than MAX_IMAGE_PIXELS, not a regular file)."""
-    if not os.path.isfile(path):
-        raise DataError(f"cannot read image {path!r}: not a regular file")
+def open_image(source: str | bytes, name: str = "") -> Image.Image:
+    """The image in the file `source` (or in the bytes `source`, called `name` in messages), fully
+    decoded; DataError naming it when it is not a readable image (truncated, another format, larger
+    than MAX_IMAGE_PIXELS, not a regular file)."""
+    name = name or (source if isinstance(source, str) else "the upload")
+    if isinstance(source, str) and not os.path.isfile(source):
+        raise DataError(f"cannot read image {name!r}: not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is below
-            image = Image.open(path)
+            image = Image.open(source if isinstance(source, str) else io.BytesIO(source))
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
-                raise DataError(f"image {path!r} is {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS:,} "
+                raise DataError(f"image {name!r} is {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS:,} "
                                 "pixels this project reads: scale it down first")
             image.load()
             return image
     except DataError:
         raise
     except Image.DecompressionBombError as error:
-        raise DataError(f"image {path!r} has more than the {MAX_IMAGE_PIXELS:,} pixels this project reads "
+        raise DataError(f"image {name!r} has more than the {MAX_IMAGE_PIXELS:,} pixels this project reads "
                         "(Pillow refuses it as a possible decompression bomb): scale it down first") from error
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # Pillow's decoders raise all of these
         message = " ".join(str(error).split()) or type(error).__name__
-        raise DataError(f"cannot read image {path!r}: {message[:200]}") from error
+        raise DataError(f"cannot read image {name!r}: {message[:200]}") from error
 
 
 def class_files(folder: str) -> dict[str, list[str]]:

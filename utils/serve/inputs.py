@@ -31,16 +31,17 @@ def image_to_fashion_mnist(image: Image.Image, size: int = 28) -> np.ndarray:
     return fit_image(gray.astype(np.uint8)[None], size, size)[0]
 
 
-def read_image(path: str, meta: dict[str, Any] | None = None, task: str = "fashion_mnist") -> np.ndarray:
-    """An image file (PNG, JPEG, ... any size, mode and bit depth) as the model of a checkpoint sees
-    it: for FashionMNIST a 28x28 array drawn like its images (image_to_fashion_mnist), else a
-    (channels, H, W) array of the checkpoint's channels and size, the whole image fitted in.
+def read_image(source: str | bytes, meta: dict[str, Any] | None = None, task: str = "fashion_mnist",
+               name: str = "") -> np.ndarray:
+    """An image file, or its bytes (PNG, JPEG, ... any size, mode and bit depth), as the model of a
+    checkpoint sees it: for FashionMNIST a 28x28 array drawn like its images (image_to_fashion_mnist),
+    else a (channels, H, W) array of the checkpoint's channels and size, the whole image fitted in.
 
-    Files that cannot be read, are not regular files (a folder, a FIFO that would block), or have
-    more than MAX_IMAGE_PIXELS pixels raise InputError.
+    Images that cannot be read, files that are not regular files (a folder, a FIFO that would block),
+    and images of more than MAX_IMAGE_PIXELS pixels raise InputError.
     """
     try:
-        with open_image(path) as image:
+        with open_image(source, name) as image:
             if task == "fashion_mnist":
                 return image_to_fashion_mnist(image)
             height, width = image_shape(meta or {})

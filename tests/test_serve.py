@@ -1,0 +1,257 @@
+"""serve.py: answers equal predict.py's, concurrent requests share forward passes, every bad request
+is a one-line 4xx and the server answers the next good one, SIGTERM finishes the request in flight,
+and the page works in a real browser (skipped where Chromium or Playwright is absent)."""
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import http.client
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import predict
+from conftest import ROOT
+from data.trec import load_trec_files
+from utils.serve.http_api import Limits, make_app
+from utils.serve.predictor import load_for_inference
+
+
+class RunningServer:
+    """serve.py's application on a free port of 127.0.0.1, in a thread of this process."""
+
+    def __init__(self, model_path: str, limits: Limits) -> None:
+        import uvicorn
+
+        model, checkpoint = load_for_inference(model_path)
+        self.app = make_app(model, checkpoint, model_path, limits)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="error"))
+        self.server.install_signal_handlers = lambda: None  # the thread is not the main one
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.01)
+
+    def request(self, method: str, path: str = "/", body: bytes | str | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, object]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        raw = response.read()
+        connection.close()
+        kind = response.getheader("content-type", "")
+        return response.status, json.loads(raw) if kind.startswith("application/json") else raw.decode()
+
+    def post_json(self, payload) -> tuple[int, object]:
+        return self.request("POST", "/", json.dumps(payload), {"Content-Type": "application/json"})
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def text_server(runs):
+    server = RunningServer(os.path.join(runs["rnn"], "best.pt"), Limits(max_inputs=8, max_text_chars=500,
+                                                                         max_body_bytes=20_000, max_wait_ms=50))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def image_server(runs):
+    server = RunningServer(os.path.join(runs["dnn"], "best.pt"), Limits(max_inputs=4, max_body_bytes=200_000))
+    yield server
+    server.stop()
+
+
+def predicted(capsys, model: str, inputs: list[str]) -> list[dict]:
+    capsys.readouterr()
+    assert predict.main([model, *inputs, "--json", "--top", "10"]) in (0, None)
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def same_answer(served: list[dict], expected: dict) -> bool:
+    scores = {item["label"]: item["score"] for item in served}
+    return served[0]["label"] == expected["label"] and all(abs(scores[name] - p) <= 1e-6
+                                                           for name, p in expected["probabilities"].items())
+
+
+def test_text_answers_equal_predict_and_concurrent_requests_share_forward_passes(text_server, runs, capsys):
+    questions = [q.text for q in load_trec_files(runs["trec"], allow_download=False)["test"]][:24]
+    expected = predicted(capsys, os.path.join(runs["rnn"], "best.pt"), questions)
+    status, answers = text_server.post_json({"inputs": questions[:8], "parameters": {"top_k": 6}})
+    assert status == 200 and all(same_answer(a, e) for a, e in zip(answers, expected[:8]))
+    text_server.app.state.batcher.batch_sizes.clear()
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:  # one question per request, all at once
+        replies = list(pool.map(lambda q: text_server.post_json({"inputs": q, "parameters": {"top_k": 6}}), questions))
+    assert all(status == 200 and same_answer(answer[0], e) for (status, answer), e in zip(replies, expected))
+    assert max(text_server.app.state.batcher.batch_sizes) > 1  # requests were grouped
+    status, answer = text_server.post_json({"inputs": "Who wrote Hamlet ?"})
+    assert status == 200 and len(answer) == 1 and len(answer[0]) == 5  # top 5 by default
+    assert [item["score"] for item in answer[0]] == sorted((item["score"] for item in answer[0]), reverse=True)
+    status, info = text_server.request("GET", "/info")
+    assert info["task"] == "text-classification" and info["class_names"] == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+    assert text_server.request("GET", "/health") == (200, {"status": "ok"})
+
+
+def png_bytes(image: Image.Image, kind: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, kind)
+    return buffer.getvalue()
+
+
+def test_image_answers_equal_predict_for_raw_multipart_and_base64_bodies(image_server, runs, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    paths = []
+    for index, mode in enumerate(("L", "RGB", "RGBA")):
+        pixels = rng.integers(0, 256, (40, 30, len(mode)) if mode != "L" else (40, 30), dtype=np.uint8)
+        paths.append(str(tmp_path / f"{index}.png"))
+        Image.fromarray(pixels, mode).save(paths[-1])
+    expected = predicted(capsys, os.path.join(runs["dnn"], "best.pt"), paths)
+    files = [open(path, "rb").read() for path in paths]
+    for data, truth in zip(files, expected):
+        status, answer = image_server.request("POST", "/?top_k=10", data, {"Content-Type": "image/png"})
+        assert status == 200 and same_answer(answer[0], truth)
+    boundary = "b0undary"
+    multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+                 "Content-Type: image/png\r\n\r\n").encode() + files[1] + f"\r\n--{boundary}--\r\n".encode()
+    status, answer = image_server.request("POST", "/predict?top_k=10", multipart,
+                                          {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 200 and same_answer(answer[0], expected[1])
+    status, answers = image_server.post_json({"inputs": [base64.b64encode(data).decode() for data in files],
+                                              "parameters": {"top_k": 10}})
+    assert status == 200 and all(same_answer(a, e) for a, e in zip(answers, expected))
+
+
+NOISE = png_bytes(Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64), dtype=np.uint8), "L"))
+BOMB = png_bytes(Image.new("1", (9000, 9000)))  # 81 million pixels in a few kilobytes
+
+
+@pytest.mark.parametrize("server_name,body,headers,status", [
+    ("text_server", b"{not json", {"Content-Type": "application/json"}, 400),
+    ("text_server", json.dumps({"text": "Who ?"}), {"Content-Type": "application/json"}, 422),
+    ("text_server", json.dumps(["Who ?"]), {"Content-Type": "application/json"}, 422),
+    ("text_server", json.dumps({"inputs": 42}), {"Content-Type": "application/json"}, 422),
+    ("text_server", json.dumps({"inputs": ["Who ?", None]}), {"Content-Type": "application/json"}, 422),
+    ("text_server", json.dumps({"inputs": "   "}), {"Content-Type": "application/json"}, 422),
+    ("text_server", json.dumps({"inputs": []}), {"Content-Type": "application/json"}, 422),
+    ("text_server", json.dumps({"inputs": "x " * 400}), {"Content-Type": "application/json"}, 413),
+    ("text_server", json.dumps({"inputs": ["Who ?"] * 9}), {"Content-Type": "application/json"}, 413),
+    ("text_server", json.dumps({"inputs": "a" * 30_000}), {"Content-Type": "application/json"}, 413),
+    ("text_server", json.dumps({"inputs": "Who ?", "parameters": {"top_k": 0}}), {"Content-Type": "application/json"}, 422),
+    ("text_server", json.dumps({"inputs": "Who ?", "parameters": {"top_k": "3"}}), {"Content-Type": "application/json"}, 422),
+    ("text_server", json.dumps({"inputs": "Who ?", "parameters": [3]}), {"Content-Type": "application/json"}, 422),
+    ("text_server", b"\xff\xfe\x00", {"Content-Type": "application/json"}, 400),
+    ("image_server", b"this is not an image", {"Content-Type": "image/png"}, 422),
+    ("image_server", png_bytes(Image.new("L", (20, 20))), {"Content-Type": "image/png", "X-Path": "/?top_k=-1"}, 422),
+    ("image_server", NOISE[:len(NOISE) // 2], {"Content-Type": "image/png"}, 422),  # truncated
+    ("image_server", BOMB, {"Content-Type": "image/png"}, 422),
+    ("image_server", b"", {"Content-Type": "image/png"}, 422),
+    ("image_server", os.urandom(300_000), {"Content-Type": "application/octet-stream"}, 413),
+    ("image_server", json.dumps({"inputs": "not base64 !"}), {"Content-Type": "application/json"}, 422),
+    ("image_server", json.dumps({"inputs": ["aGVsbG8="] * 5}), {"Content-Type": "application/json"}, 413),
+    ("image_server", b"--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--x--\r\n",
+     {"Content-Type": "multipart/form-data; boundary=x"}, 422),
+    ("image_server", b"garbage", {"Content-Type": "multipart/form-data"}, 400),
+])
+def test_every_bad_request_is_a_one_line_4xx_and_the_next_good_one_is_answered(server_name, body, headers, status,
+                                                                                request):
+    server = request.getfixturevalue(server_name)
+    got, answer = server.request("POST", headers.get("X-Path", "/"), body, headers)
+    assert got == status, answer
+    assert set(answer) == {"error"} and "\n" not in answer["error"] and "Traceback" not in answer["error"]
+    good = server.post_json({"inputs": "Who wrote Hamlet ?"} if server_name == "text_server" else
+                            {"inputs": base64.b64encode(png_bytes(Image.new("L", (28, 28)))).decode()})
+    assert good[0] == 200
+
+
+def test_unknown_paths_and_methods_are_json_4xx(text_server):
+    assert text_server.request("GET", "/nowhere")[0] == 404
+    status, answer = text_server.request("DELETE", "/")
+    assert status == 405 and "error" in answer
+
+
+def test_the_page_is_self_contained(text_server):
+    status, page = text_server.request("GET", "/")
+    assert status == 200 and "<textarea" in page and "http" not in page.replace("http://", "")  # no CDN
+    assert "src=\"http" not in page and "href=\"http" not in page
+
+
+def test_sigterm_answers_the_request_in_flight_then_exits_0(runs):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "serve.py", os.path.join(runs["rnn"], "best.pt"), "--port", str(port),
+                               "--max-wait-ms", "1500"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        assert "serving" in server.stdout.readline()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("POST", "/", json.dumps({"inputs": "Who wrote Hamlet ?"}), {"Content-Type": "application/json"})
+        time.sleep(0.5)  # the request waits in the batcher for more inputs
+        server.send_signal(signal.SIGTERM)
+        response = connection.getresponse()
+        assert response.status == 200 and json.loads(response.read())[0][0]["label"]
+        assert server.wait(timeout=30) == 0
+    finally:
+        server.kill()
+    assert "Traceback" not in server.stderr.read()
+
+
+def test_a_port_in_use_is_one_line(runs, capsys):
+    import serve
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert serve.main([os.path.join(runs["rnn"], "best.pt"), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot listen on 127.0.0.1")
+
+
+def chromium_or_skip() -> str:
+    pytest.importorskip("playwright.sync_api")
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if not browser:
+        pytest.skip("no Chromium installed (apt-get install chromium)")
+    return browser
+
+
+@pytest.mark.parametrize("kind", ["text", "image"])
+def test_the_page_classifies_in_a_real_browser(kind, text_server, image_server, runs, tmp_path, capsys):
+    from playwright.sync_api import sync_playwright
+
+    browser_path = chromium_or_skip()
+    server = text_server if kind == "text" else image_server
+    if kind == "text":
+        expected = predicted(capsys, os.path.join(runs["rnn"], "best.pt"), ["Who wrote Hamlet ?"])[0]["label"]
+    else:
+        image = str(tmp_path / "shoe.png")
+        Image.fromarray(np.random.default_rng(1).integers(0, 256, (28, 28), dtype=np.uint8), "L").save(image)
+        expected = predicted(capsys, os.path.join(runs["dnn"], "best.pt"), [image])[0]["label"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{server.port}/")
+        if kind == "text":
+            page.fill("#text", "Who wrote Hamlet ?")
+            page.click("#classify")
+        else:
+            page.set_input_files("#file", image)
+        page.wait_for_selector("#results .row")
+        shown = page.inner_text("#results .row .label")
+        browser.close()
+    assert shown == expected
