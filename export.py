@@ -127,6 +127,7 @@ def run_hf(args: argparse.Namespace) -> dict[str, Any]:
             raise InputError(f"the saved model disagrees with the checkpoint (largest probability difference "
                              f"{result['max_prob_diff']:.1e}, same label {100 * result['same_top1']:.1f}%); nothing written")
     atomic_folder(out, write_and_compare)
+    result["described"] = described
     print(f"wrote a Hugging Face model folder {out}; pipeline('text-classification') on {described}: same label "
           f"{100 * result['same_top1']:.1f}%, largest probability difference {result['max_prob_diff']:.1e}")
     return result

@@ -69,6 +69,7 @@ def run_seed(script: str, script_argv: list[str], seed: int) -> dict:
     start = time.perf_counter()
     summary = importlib.import_module(f"train_{script}").main(script_argv)
     return {"seed": seed, "test_acc": summary["test_acc"], "best_val_acc": summary["best_val_acc"],
+            "num_params": summary["num_params"],
             "best_epoch": summary["best_epoch"], "train_seconds": round(summary["train_seconds"], 1),
             "wall_seconds": round(time.perf_counter() - start, 1), "threads": torch.get_num_threads()}
 
