@@ -34,13 +34,13 @@ from data.tokenization import tokenizer_from_meta
 from data.fashion_mnist import load_fashion_mnist
 from data.trec import load_trec_files
 from utils.config import default_data_dir
-from utils.errors import CheckpointError, ConfigError, InputError, run_tool
+from utils.errors import ConfigError, InputError, run_tool
 from utils.flags import ArgumentParser, command_line
 from utils.serve.hf_export import check_exportable, compare_with_pipeline, generated_texts, is_earlier_export, model_card, save_hf_model
 from utils.serve.inputs import image_inputs, question_inputs
 from utils.serve.onnx_export import export, verify
-from utils.serve.predictor import load_for_inference
-from utils.storage.files import atomic_folder, atomic_write, read_json
+from utils.serve.predictor import load_for_inference, run_summary_of
+from utils.storage.files import atomic_folder, atomic_write
 from train_transformer import PRESETS, TransformerConfig
 
 
@@ -112,8 +112,7 @@ def run_hf(args: argparse.Namespace) -> dict[str, Any]:
     check_exportable(checkpoint)
     tokenizer = tokenizer_from_meta(checkpoint["meta"])
     texts, described = example_texts(checkpoint, args.data_dir or default_data_dir(), args.examples, tokenizer)
-    run_folder = os.path.dirname(os.path.abspath(args.checkpoint))
-    summary = finished_run_summary(os.path.join(run_folder, "summary.json"))
+    summary = run_summary_of(args.checkpoint)
     command = command_line(TransformerConfig, checkpoint.get("config") or {}, preset_values(checkpoint.get("config") or {}),
                            "train_transformer.py", left_out=LEFT_OUT)
     result: dict[str, Any] = {}
@@ -131,15 +130,6 @@ def run_hf(args: argparse.Namespace) -> dict[str, Any]:
     print(f"wrote a Hugging Face model folder {out}; pipeline('text-classification') on {described}: same label "
           f"{100 * result['same_top1']:.1f}%, largest probability difference {result['max_prob_diff']:.1e}")
     return result
-
-
-def finished_run_summary(path: str) -> dict[str, Any] | None:
-    """The run's summary.json, or None when it has none (not finished) or it cannot be read."""
-    try:
-        summary = read_json(path)
-    except CheckpointError:
-        return None
-    return summary if isinstance(summary, dict) else None
 
 
 def preset_values(config: dict[str, Any]) -> dict[str, Any]:

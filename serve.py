@@ -19,16 +19,14 @@ input alone). GET /info describes the model, GET /health says the server is up. 
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import sys
 from typing import Sequence
 
-from utils.errors import CheckpointError, ConfigError, run_tool
+from utils.errors import ConfigError, run_tool
 from utils.flags import ArgumentParser
 from utils.serve.http_api import Limits, make_app
-from utils.serve.predictor import load_for_inference
-from utils.storage.files import read_json
+from utils.serve.predictor import load_for_inference, run_summary_of
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -51,15 +49,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def run_summary(model_path: str) -> dict | None:
-    """The summary.json beside the model, when its run finished (for GET /info's test accuracy)."""
-    try:
-        summary = read_json(os.path.join(os.path.dirname(os.path.abspath(model_path)), "summary.json"))
-    except CheckpointError:
-        return None
-    return summary if isinstance(summary, dict) else None
-
-
 def serve(args: argparse.Namespace) -> None:
     """Load the model and serve it until SIGTERM or Ctrl-C."""
     import torch
@@ -70,12 +59,13 @@ def serve(args: argparse.Namespace) -> None:
     model, checkpoint = load_for_inference(args.model)
     limits = Limits(args.max_inputs, args.max_text_chars, int(args.max_body_mb * 2 ** 20), args.max_batch,
                     args.max_wait_ms)
-    app = make_app(model, checkpoint, args.model, limits, run_summary(args.model))
+    app = make_app(model, checkpoint, args.model, limits, run_summary_of(args.model))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30))
     try:
         listening = socket.create_server((args.host, args.port))
     except OSError as error:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from error
+    listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # answers leave at once (no Nagle wait)
     host, port = listening.getsockname()[:2]
     print(f"serving {args.model} ({checkpoint['model_name']}, {len(checkpoint['class_names'])} classes) at "
           f"http://{host}:{port}/  (Ctrl-C to stop)", flush=True)

@@ -22,6 +22,7 @@ class RunningServer:
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="error"))
         self.server.install_signal_handlers = lambda: None  # the thread is not the main one
         self.socket = socket.create_server(("127.0.0.1", 0))
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.port = self.socket.getsockname()[1]
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
         self.thread.start()

@@ -139,6 +139,7 @@ def bad_folders(root, good: str) -> dict[str, tuple[str, list[str]]]:
             "cannot read image": (broken, []),
             "the test split has classes the training split lacks: purple": (unseen, []),
             "no such folder": (str(root / "nowhere"), []),
+            f"--test-dataset {root / 'lost'}: no such folder": (good, ["--test-dataset", str(root / "lost")]),
             "more than --max-image-memory-gb": (good, ["--max-image-memory-gb", "0.0001"]),
             "--image-size is for your own --dataset, not --dataset fashion_mnist": ("fashion_mnist", ["--image-size", "16"])}
 

@@ -101,6 +101,8 @@ def test_every_bad_text_dataset_is_one_line_and_writes_nothing(tmp_path, capsys,
     empty = write_csv(tmp_path / "empty.csv", [("", "HUM"), ("  ", "LOC")])
     many_labels = write_csv(tmp_path / "many.csv", [(f"text {i}", f"c{i}") for i in range(150)])
     unseen = write_csv(tmp_path / "unseen.csv", [("What is it?", "OTHER")] + examples(10, 1))
+    other_columns = tmp_path / "body.csv"
+    other_columns.write_text("body,label\nWho is it?,HUM\n")
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("text,label\ncaf\xe9 au lait,DESC\n".encode("latin-1"))
     cases = {
@@ -110,6 +112,7 @@ def test_every_bad_text_dataset_is_one_line_and_writes_nothing(tmp_path, capsys,
         "a class for almost every text": (many_labels, []),
         "no row with both a text and a label": (empty, []),
         "the test split has labels the training split lacks: OTHER": (good, ["--test-dataset", unseen]),
+        f"--test-dataset {other_columns}, line 2: no column 'text'": (good, ["--test-dataset", str(other_columns)]),
         "not UTF-8 text": (str(latin1), []),
         "no such file": (str(tmp_path / "missing.csv"), []),
         "not in the local cache (HF_HUB_OFFLINE is set)": ("someone/no-such-dataset", []),

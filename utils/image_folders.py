@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from data import DataError
+from data import DataError, as_test_dataset
 from data.builtin import image_bundle
 from data.bundle import DataBundle, class_names_of, stratified_split
 from data.hf_datasets import find_columns, load_splits
@@ -124,8 +124,11 @@ def image_folder_bundle(config: Any, runtime: Runtime, meta: dict[str, Any] | No
     decoded, class_names, shape = read(config, config.dataset, meta, runtime, notes.append)
     if config.test_dataset:
         read = read_hub_images if is_hub_dataset(config.test_dataset) else read_folder_images
-        test, test_names, _ = read(config, config.test_dataset, {**(meta or {}), **shape_meta(shape)}, runtime,
-                                   notes.append)
+        try:
+            test, test_names, _ = read(config, config.test_dataset, {**(meta or {}), **shape_meta(shape)}, runtime,
+                                       notes.append)
+        except DataError as error:
+            raise as_test_dataset(error) from error
         unknown = sorted(set(test_names) - set(class_names))
         if unknown:
             raise DataError(f"--test-dataset {config.test_dataset} has classes the training data lacks: "

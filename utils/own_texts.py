@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from data import DataError
+from data import DataError, as_test_dataset
 from data.builtin import text_bundle
 from data.bundle import DataBundle, class_names_of, stratified_split
 from data.hf_datasets import find_columns, load_splits
@@ -65,8 +65,11 @@ def own_text_bundle(config: Any, runtime: Runtime, tokenizer: TextTokenizer | No
     else:
         splits, names = hub_splits(config.dataset, config, notes)
     if config.test_dataset:
-        splits["test"] = (file_split(config.test_dataset, config, notes) if is_text_file(config.test_dataset)
-                          else hub_splits(config.test_dataset, config, notes)[0]["train"])
+        try:
+            splits["test"] = (file_split(config.test_dataset, config, notes) if is_text_file(config.test_dataset)
+                              else hub_splits(config.test_dataset, config, notes)[0]["train"])
+        except DataError as error:
+            raise as_test_dataset(error) from error
     class_names = names or class_names_of(splits["train"][1])
     rows = len(splits["train"][1])
     if len(class_names) > max(100, rows // 2):  # nearly a class per row: a wrong label column

@@ -71,7 +71,7 @@ def model_card(checkpoint: dict[str, Any], command: str, summary: dict[str, Any]
     metrics = metric_rows(summary) if summary else []
     lines = ["---", "library_name: transformers", "pipeline_tag: text-classification",
              *([f"base_model: {base}"] if not os.path.isdir(base) else []), "---", "",
-             f"# {base} fine-tuned to classify texts into {len(names)} classes", "",
+             f"# {os.path.basename(os.path.normpath(base))} fine-tuned to classify texts into {len(names)} classes", "",
              f"Base model: `{base}`. Data set: `{dataset}`. Classes (id: label): "
              + ", ".join(f"{index}: {name}" for index, name in enumerate(names)) + ".", "",
              "```python", "from transformers import pipeline", "",

@@ -10,6 +10,7 @@ import torch
 from utils.errors import CheckpointError, one_line
 from utils.serve.inputs import probe_inputs
 from utils.storage.checkpoint import check_predictor_checkpoint, load_checkpoint, model_from_checkpoint
+from utils.storage.files import read_json
 
 
 class OnnxClassifier:
@@ -51,6 +52,16 @@ def load_for_inference(path: str) -> tuple[Any, dict[str, Any]]:
         model = model_from_checkpoint(checkpoint, path=path)
     check_fits(model, checkpoint, path)
     return model, checkpoint
+
+
+def run_summary_of(model_path: str) -> dict[str, Any] | None:
+    """The summary.json beside a model file (its run's results), or None when the run did not finish
+    or the file cannot be read."""
+    try:
+        summary = read_json(os.path.join(os.path.dirname(os.path.abspath(model_path)), "summary.json"))
+    except CheckpointError:
+        return None
+    return summary if isinstance(summary, dict) else None
 
 
 def refuse_non_finite_weights(weights: dict[str, torch.Tensor], path: str) -> None:
