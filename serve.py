@@ -12,8 +12,8 @@ The API has the shape of the Hugging Face Inference API for text and image class
 input gets a list of {"label", "score"}, highest first (top_k, default 5). Images may also come as
 base64 strings: {"inputs": ["iVBORw0..."]}. Inputs are prepared exactly as predict.py prepares them,
 so a served answer is predict.py's answer. Concurrent requests are classified together, up to
---max-batch inputs per forward pass, waiting at most --max-wait-ms for more (--max-batch 1: each
-input alone). GET /info describes the model, GET /health says the server is up. Bad requests get a
+--max-batch inputs per forward pass: those that arrived while the previous pass was computed, and
+those that arrive within --max-wait-ms (default 0: no waiting; --max-batch 1: each input alone). GET /info describes the model, GET /health says the server is up. Bad requests get a
 4xx answer {"error": "..."}. SIGTERM or Ctrl-C finishes the requests in flight, then exits 0.
 """
 from __future__ import annotations
@@ -35,7 +35,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
     parser.add_argument("--max-batch", type=int, default=64, help="most inputs per forward pass (1: no batching)")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="longest wait for more inputs to batch")
+    parser.add_argument("--max-wait-ms", type=float, default=0.0, help="longest wait for more inputs to batch (0: "
+                        "batch what arrived while the previous batch was computed)")
     parser.add_argument("--max-inputs", type=int, default=64, help="most inputs per request")
     parser.add_argument("--max-text-chars", type=int, default=10_000, help="longest text, in characters")
     parser.add_argument("--max-body-mb", type=float, default=10.0, help="largest request body, in MiB")

@@ -7,7 +7,7 @@ For each model, serve.py runs in its own process on 127.0.0.1 twice: with batchi
 and without (--max-batch 1). Clients are threads of this process, each sending one input per request
 (a TREC test question, or a FashionMNIST test image as PNG bytes) and waiting for the answer before
 sending the next, for --seconds at each of --clients. Only 127.0.0.1 is ever contacted. Saves
-bench/results/serving.json with the machine and command.
+bench/results/serving[-TAG].json with the machine and command.
 """
 from __future__ import annotations
 
@@ -88,9 +88,10 @@ def load(port: int, bodies: list[bytes], headers: dict[str, str], clients: int, 
             "p99_ms": round(1000 * every[min(len(every) - 1, int(0.99 * len(every)))], 2)}
 
 
-def serve(model: str, port: int, batching: bool) -> subprocess.Popen:
-    """serve.py on `port`, once it answers /health."""
+def serve(model: str, port: int, batching: bool, wait_ms: float | None) -> subprocess.Popen:
+    """serve.py on `port` (batching waiting `wait_ms` for more inputs, else its default), once it says so."""
     command = [sys.executable, os.path.join(common.ROOT, "serve.py"), model, "--port", str(port),
+               *(["--max-wait-ms", str(wait_ms)] if batching and wait_ms is not None else []),
                *([] if batching else ["--max-batch", "1"])]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if "serving" not in server.stdout.readline():
@@ -104,25 +105,29 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each measurement")
+    parser.add_argument("--tag", default="", help="suffix of the results file: bench/results/serving-TAG.json")
+    parser.add_argument("--max-wait-ms", type=float, default=None, help="serve.py's --max-wait-ms when batching "
+                        "(default: its own)")
     args = parser.parse_args()
     rows = []
     for model in args.models:
         bodies, headers = request_bodies(model, args.data_dir)
         for batching in (True, False):
             port = free_port()
-            server = serve(model, port, batching)
+            server = serve(model, port, batching, args.max_wait_ms)
             try:
                 load(port, bodies, headers, 4, 1.0)  # warm-up
                 for clients in args.clients:
                     row = {"model": model, "backend": "onnxruntime" if model.endswith(".onnx") else "pytorch",
-                           "batching": batching, **load(port, bodies, headers, clients, args.seconds)}
+                           "batching": batching, "max_wait_ms": args.max_wait_ms if batching else None,
+                           **load(port, bodies, headers, clients, args.seconds)}
                     rows.append(row)
                     print(row, flush=True)
             finally:
                 server.terminate()
                 server.wait(timeout=60)
     common.print_table(rows, ["model", "backend", "batching", "clients", "requests_per_s", "p50_ms", "p99_ms"])
-    common.save_results("serving", {"seconds": args.seconds, "rows": rows})
+    common.save_results("serving" + (f"-{args.tag}" if args.tag else ""), {"seconds": args.seconds, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ class Limits:
     max_text_chars: int = 10_000
     max_body_bytes: int = 10 * 2 ** 20
     max_batch: int = 64
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0
 
 
 async def read_body(request: Request, limit: int) -> bytes:
