@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -88,6 +90,22 @@ def write_trec(data_dir: str, train_count: int = 240, test_count: int = 60) -> s
     return data_dir
 
 
+def built_once(tmp_path_factory, worker_id: str, name: str, build):
+    """`build(folder)` once for the whole test session: with pytest-xdist the first worker that asks
+    builds it under a lock and records its (JSON) result; the others wait and reuse folder and result."""
+    from filelock import FileLock
+
+    if worker_id == "master":  # one process: nothing to share
+        return build(tmp_path_factory.mktemp(name))
+    root = tmp_path_factory.getbasetemp().parent  # this session's, shared by its workers
+    done = root / f"{name}.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.is_file():
+            (root / name).mkdir()
+            done.write_text(json.dumps(build(root / name)))
+    return json.loads(done.read_text())
+
+
 @pytest.fixture(scope="session", autouse=True)
 def teacher_cache_in_a_temp_folder(tmp_path_factory) -> None:
     """Distillation's view tables (utils.train.distill) go to a temp folder, never the user's cache."""
@@ -115,11 +133,11 @@ def shared_data_or_skip(*parts: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def tiny_pretrained(tmp_path_factory) -> str:
+def tiny_pretrained(tmp_path_factory, worker_id) -> str:
     """A folder holding a tiny pretrained BERT (config, weights, tokenizer)."""
     from tiny_models import write_tiny_pretrained
 
-    return write_tiny_pretrained(str(tmp_path_factory.mktemp("tiny-bert")))
+    return built_once(tmp_path_factory, worker_id, "tiny-bert", lambda folder: write_tiny_pretrained(str(folder)))
 
 
 SHARED_MODELS = os.path.join(ROOT, "..", "shared", "models")
@@ -162,27 +180,29 @@ def text_args(data_dir: str, out_dir: str, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def image_teacher(tmp_path_factory) -> tuple[str, str]:
+def image_teacher(tmp_path_factory, worker_id) -> tuple[str, str]:
     """(data folder, best.pt of a tiny ResNet with flip averaging trained on it)."""
     import train_cnn
 
-    folder = tmp_path_factory.mktemp("image_teacher")
-    data_dir = write_fashion_mnist(str(folder / "data"))
-    train_cnn.main(image_args(data_dir, str(folder / "teacher"), "--model", "resnet", "--width", "4", "--depth", "8",
-                              "--tta", "--epochs", "3", "--lr", "3e-3"))
-    return data_dir, str(folder / "teacher" / "best.pt")
+    def build(folder) -> list[str]:
+        data_dir = write_fashion_mnist(str(folder / "data"))
+        train_cnn.main(image_args(data_dir, str(folder / "teacher"), "--model", "resnet", "--width", "4", "--depth",
+                                  "8", "--tta", "--epochs", "3", "--lr", "3e-3"))
+        return [data_dir, str(folder / "teacher" / "best.pt")]
+    return tuple(built_once(tmp_path_factory, worker_id, "image_teacher", build))
 
 
 @pytest.fixture(scope="session")
-def text_teacher(tmp_path_factory) -> tuple[str, str]:
+def text_teacher(tmp_path_factory, worker_id) -> tuple[str, str]:
     """(data folder, best.pt of a small Transformer trained well on the synthetic questions)."""
     import train_transformer
 
-    folder = tmp_path_factory.mktemp("text_teacher")
-    data_dir = write_trec(str(folder / "data"))
-    train_transformer.main(text_args(data_dir, str(folder / "teacher"), "--epochs", "10", "--embed-dim", "32",
-                                     "--ff-dim", "64", "--lr", "3e-3", "--warmup-epochs", "1"))
-    return data_dir, str(folder / "teacher" / "best.pt")
+    def build(folder) -> list[str]:
+        data_dir = write_trec(str(folder / "data"))
+        train_transformer.main(text_args(data_dir, str(folder / "teacher"), "--epochs", "10", "--embed-dim", "32",
+                                         "--ff-dim", "64", "--lr", "3e-3", "--warmup-epochs", "1"))
+        return [data_dir, str(folder / "teacher" / "best.pt")]
+    return tuple(built_once(tmp_path_factory, worker_id, "text_teacher", build))
 
 
 def same_weights(a: dict, b: dict) -> bool:
@@ -207,16 +227,18 @@ def assert_one_error_line(main, argv, capsys, contains: str, code: int = 2) -> N
 
 
 @pytest.fixture(scope="session")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, worker_id):
     """Data folders and one tiny finished run of each kind (shared: tests may only read them or copy them)."""
     import train_dnn
     import train_rnn
 
-    root = tmp_path_factory.mktemp("bad")
-    fashion, trec = write_fashion_mnist(str(root / "f"), train_count=120, test_count=20), write_trec(str(root / "t"))
-    dnn, rnn = str(root / "dnn"), str(root / "rnn")
-    train_dnn.main(["--data-dir", fashion, "--out-dir", dnn, "--epochs", "1", "--val-size", "20", "--no-progress",
-                    "--hidden1-size", "16", "--hidden2-size", "8"])
-    train_rnn.main(["--data-dir", trec, "--out-dir", rnn, "--epochs", "1", "--val-size", "40", "--no-progress",
-                    "--embed-dim", "8", "--hidden-size", "8"])
-    return {"fashion": fashion, "trec": trec, "dnn": dnn, "rnn": rnn, "root": root}
+    def build(root) -> dict[str, str]:
+        fashion, trec = write_fashion_mnist(str(root / "f"), train_count=120, test_count=20), write_trec(str(root / "t"))
+        dnn, rnn = str(root / "dnn"), str(root / "rnn")
+        train_dnn.main(["--data-dir", fashion, "--out-dir", dnn, "--epochs", "1", "--val-size", "20", "--no-progress",
+                        "--hidden1-size", "16", "--hidden2-size", "8"])
+        train_rnn.main(["--data-dir", trec, "--out-dir", rnn, "--epochs", "1", "--val-size", "40", "--no-progress",
+                        "--embed-dim", "8", "--hidden-size", "8"])
+        return {"fashion": fashion, "trec": trec, "dnn": dnn, "rnn": rnn, "root": str(root)}
+    found = built_once(tmp_path_factory, worker_id, "runs", build)
+    return {**found, "root": pathlib.Path(found["root"])}
