@@ -68,7 +68,9 @@ def own_data() -> list[str]:
         seeds_row("seeds-rnn-builtin-trec", "TREC, built-in files (`train_rnn.py`)"),
         seeds_row("seeds-rnn-csv-trec", "TREC as CSV (`--dataset train.csv --test-dataset test.csv`)"),
         seeds_row("seeds-dnn-builtin-fashion-mnist", "FashionMNIST, built-in files (`train_dnn.py`)"),
-        seeds_row("seeds-dnn-folder-fashion-mnist", "FashionMNIST as 70,000 PNG files (`--dataset DIR`)")])
+        seeds_row("seeds-dnn-folder-fashion-mnist", "FashionMNIST as 70,000 PNG files (`--dataset DIR`)"),
+        seeds_row("seeds-dnn-folder-val-5000-fashion-mnist", "the same, validation as large as the built-in's "
+                  "(`--val-fraction 0.0833334`)")])
     rows = []
     for name in ("data-loading-fashion-mnist-folder-fast", "data-loading-fashion-mnist-folder-none"):
         result = load(name)
@@ -104,15 +106,30 @@ def fine_tuning() -> list[str]:
 
 
 def serving() -> list[str]:
-    """Requests/s and latency of serve.py under load."""
+    """Requests/s of serve.py at each number of clients, with and without batching, and latency at the most."""
     result = load("serving")
     if result is None:
         return ["Not measured yet: `python bench/serving.py MODEL...`.", ""]
-    rows = [[os.path.basename(os.path.dirname(r["model"])) + "/" + os.path.basename(r["model"]), r["backend"],
-             "yes" if r["batching"] else "no", r["clients"], f"{r['requests_per_s']:,.0f}", r["p50_ms"], r["p99_ms"]]
-            for r in result["rows"]]
-    return [f"`{result['command']}` ({machine_of(result)}; clients and server share the machine):", "",
-            *table(["model", "backend", "batching", "clients", "requests/s", "p50 ms", "p99 ms"], rows)]
+    rows: dict[tuple[str, str], dict] = {}
+    for r in result["rows"]:
+        name = os.path.basename(os.path.dirname(r["model"])) + "/" + os.path.basename(r["model"])
+        rows.setdefault((name, r["backend"]), {})[(r["batching"], r["clients"])] = r
+    clients = sorted({r["clients"] for r in result["rows"]})
+    most = clients[-1]
+
+    def rates(found: dict, batching: bool) -> str:
+        return " / ".join(f"{found[(batching, c)]['requests_per_s']:,.0f}" if (batching, c) in found else "-"
+                          for c in clients)
+
+    def latency(found: dict, batching: bool) -> str:
+        r = found.get((batching, most))
+        return f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f}" if r else "-"
+    clients_text = " / ".join(str(c) for c in clients)
+    return [f"`{result['command']}` ({machine_of(result)}; the clients are threads on the same machine):", "",
+            *table(["model", "backend", f"requests/s at {clients_text} clients, batching", "without batching",
+                    f"p50 / p99 ms at {most}, batching", "without batching"],
+                   [[name, backend, rates(found, True), rates(found, False), latency(found, True),
+                     latency(found, False)] for (name, backend), found in rows.items()])]
 
 
 BLOCKS = {"headline": headline, "own-data": own_data, "fine-tuning": fine_tuning, "serving": serving}
