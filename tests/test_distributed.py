@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
+import ddp_worker
+
 import train_dnn
-from conftest import ROOT, image_args, torchrun
+from conftest import image_args, torchrun
 from data.image_batches import ImageBatches
 from data.sampling import shard
 from data.text import TextBatches
@@ -46,13 +46,13 @@ def test_loaders_shard_by_rank():
 def test_two_processes_accumulating_two_batches_match_one_process_with_a_fourfold_batch(tmp_path):
     two, one = tmp_path / "two", tmp_path / "one"
     two.mkdir(), one.mkdir()
-    alone = subprocess.Popen([sys.executable, os.path.join("tests", "ddp_worker.py"), str(one), "32"], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})  # meanwhile
     result = torchrun([os.path.join("tests", "ddp_worker.py"), str(two), "8", "2"])  # steps of 2 x 8 per process
     assert result.returncode == 0, result.stderr[-2000:]
-    _, alone_err = alone.communicate(timeout=120)
-    assert alone.returncode == 0, alone_err[-2000:]  # one process with the fourfold batch
+    threads = torch.get_num_threads()
+    try:  # the reference, in this process: one process with the fourfold batch
+        ddp_worker.main([str(one), "32"])
+    finally:
+        torch.set_num_threads(threads)
     rank0, rank1 = (torch.load(two / f"rank{r}.pt", weights_only=True) for r in range(2))
     single = torch.load(one / "rank0.pt", weights_only=True)
     assert not set(rank0["examples"]) & set(rank1["examples"])  # disjoint shards
