@@ -196,9 +196,9 @@ def chromium_or_skip() -> str:
 
 @pytest.mark.parametrize("kind", ["text", "image"])
 def test_the_page_classifies_in_a_real_browser(kind, text_server, image_server, runs, tmp_path, capsys):
+    browser_path = chromium_or_skip()  # before the import: skips where Playwright is not installed
     from playwright.sync_api import sync_playwright
 
-    browser_path = chromium_or_skip()
     server = text_server if kind == "text" else image_server
     if kind == "text":
         expected = predicted(capsys, os.path.join(runs["rnn"], "best.pt"), ["Who wrote Hamlet ?"])[0]["label"]
