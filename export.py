@@ -33,7 +33,7 @@ from data.images import image_shape
 from data.tokenization import tokenizer_from_meta
 from data.fashion_mnist import load_fashion_mnist
 from data.trec import load_trec_files
-from utils.config import default_data_dir
+from utils.config import default_data_dir, implied_preset
 from utils.errors import ConfigError, InputError, run_tool
 from utils.flags import ArgumentParser, command_line
 from utils.serve.hf_export import check_exportable, compare_with_pipeline, generated_texts, is_earlier_export, model_card, save_hf_model
@@ -44,13 +44,21 @@ from utils.storage.files import atomic_folder, atomic_write
 from train_transformer import PRESETS, TransformerConfig
 
 
+def trec_test_questions(data_dir: str, count: int) -> list[str] | None:
+    """The first `count` TREC test questions of the data folder, or None when it holds no TREC."""
+    try:
+        return [q.text for q in load_trec_files(data_dir, allow_download=False)["test"][:count]]
+    except DataError:
+        return None
+
+
 def example_inputs(checkpoint: dict[str, Any], data_dir: str, count: int) -> tuple[Any, str]:
     """Model inputs to check the export on: test examples of a built-in data set, else generated ones."""
     meta, rng, task = checkpoint["meta"], np.random.default_rng(0), checkpoint["task"]
+    questions = trec_test_questions(data_dir, count) if task == "trec" else None
+    if questions:
+        return question_inputs(questions, meta), f"{len(questions)} TREC test questions"
     try:
-        if task == "trec":
-            questions = [q.text for q in load_trec_files(data_dir, allow_download=False)["test"][:count]]
-            return question_inputs(questions, meta), f"{len(questions)} TREC test questions"
         if task == "fashion_mnist":
             images = load_fashion_mnist(data_dir, allow_download=False)["test"].images[:count].numpy()
             return image_inputs(list(images), meta), f"{len(images)} FashionMNIST test images"
@@ -133,18 +141,15 @@ def run_hf(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def preset_values(config: dict[str, Any]) -> dict[str, Any]:
-    """The values of the preset a train_transformer.py run used (given, or implied by --pretrained)."""
-    return PRESETS.get(config.get("preset") or ("finetune" if config.get("pretrained") else "scratch"), {})
+    """The values of the preset a train_transformer.py run used: given, or the one its flags imply."""
+    return PRESETS.get(config.get("preset") or implied_preset(TransformerConfig, set(config), config), {})
 
 
 def example_texts(checkpoint: dict[str, Any], data_dir: str, count: int, tokenizer: Any) -> tuple[list[str], str]:
     """Texts to compare the saved model on: TREC test questions, else texts of the tokenizer's words."""
-    if checkpoint["task"] == "trec":
-        try:
-            questions = [q.text for q in load_trec_files(data_dir, allow_download=False)["test"][:count]]
-            return questions, f"{len(questions)} TREC test questions"
-        except DataError:
-            pass
+    questions = trec_test_questions(data_dir, count) if checkpoint["task"] == "trec" else None
+    if questions:
+        return questions, f"{len(questions)} TREC test questions"
     return generated_texts(tokenizer, count), f"{count} texts of random words"
 
 

@@ -19,13 +19,12 @@ those that arrive within --max-wait-ms (default 0: no waiting; --max-batch 1: ea
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from typing import Sequence
 
 from utils.errors import ConfigError, run_tool
 from utils.flags import ArgumentParser
-from utils.serve.http_api import Limits, make_app
+from utils.serve.http_api import Limits, listening_socket, make_app
 from utils.serve.predictor import load_for_inference, run_summary_of
 
 
@@ -34,12 +33,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("model", help="a run's best.pt (or last.pt), or a .onnx file from export.py")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
-    parser.add_argument("--max-batch", type=int, default=64, help="most inputs per forward pass (1: no batching)")
-    parser.add_argument("--max-wait-ms", type=float, default=0.0, help="longest wait for more inputs to batch (0: "
-                        "batch what arrived while the previous batch was computed)")
-    parser.add_argument("--max-inputs", type=int, default=64, help="most inputs per request")
-    parser.add_argument("--max-text-chars", type=int, default=10_000, help="longest text, in characters")
-    parser.add_argument("--max-body-mb", type=float, default=10.0, help="largest request body, in MiB")
+    limits = Limits()
+    parser.add_argument("--max-batch", type=int, default=limits.max_batch, help="most inputs per forward pass (1: "
+                        "no batching)")
+    parser.add_argument("--max-wait-ms", type=float, default=limits.max_wait_ms, help="longest wait for more inputs "
+                        "to batch (0: batch what arrived while the previous batch was computed)")
+    parser.add_argument("--max-inputs", type=int, default=limits.max_inputs, help="most inputs per request")
+    parser.add_argument("--max-text-chars", type=int, default=limits.max_text_chars, help="longest text, in characters")
+    parser.add_argument("--max-body-mb", type=float, default=limits.max_body_bytes / 2 ** 20,
+                        help="largest request body, in MiB")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for the model (0: torch's choice)")
     args = parser.parse_intermixed_args(argv)
     for name in ("max_batch", "max_inputs", "max_text_chars"):
@@ -63,10 +65,9 @@ def serve(args: argparse.Namespace) -> None:
     app = make_app(model, checkpoint, args.model, limits, run_summary_of(args.model))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30))
     try:
-        listening = socket.create_server((args.host, args.port))
+        listening = listening_socket(args.host, args.port)
     except OSError as error:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from error
-    listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # answers leave at once (no Nagle wait)
     host, port = listening.getsockname()[:2]
     print(f"serving {args.model} ({checkpoint['model_name']}, {len(checkpoint['class_names'])} classes) at "
           f"http://{host}:{port}/  (Ctrl-C to stop)", flush=True)

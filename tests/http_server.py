@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import threading
 import time
 
-from utils.serve.http_api import Limits, make_app
+from utils.serve.http_api import Limits, listening_socket, make_app
 from utils.serve.predictor import load_for_inference
 
 
@@ -21,8 +20,7 @@ class RunningServer:
         self.app = make_app(model, checkpoint, model_path, limits)
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="error"))
         self.server.install_signal_handlers = lambda: None  # the thread is not the main one
-        self.socket = socket.create_server(("127.0.0.1", 0))
-        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.socket = listening_socket("127.0.0.1", 0)
         self.port = self.socket.getsockname()[1]
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
         self.thread.start()

@@ -4,10 +4,15 @@ tokenizer, and a README.md model card, so transformers, pipeline() and the hub l
 from __future__ import annotations
 
 import os
+import random
 from typing import Any
+
+import torch
 
 from data.tokenization import SubwordTokenizer, tokenizer_from_meta
 from utils.errors import InputError
+from utils.serve.inputs import question_inputs
+from utils.serve.predictor import class_probabilities
 
 
 def hf_tokenizer(tokenizer: SubwordTokenizer, max_length: int) -> Any:
@@ -93,8 +98,6 @@ def model_card(checkpoint: dict[str, Any], command: str, summary: dict[str, Any]
 
 def generated_texts(tokenizer: SubwordTokenizer, count: int, seed: int = 0) -> list[str]:
     """`count` texts of 1 to 20 whole words drawn from the tokenizer's vocabulary."""
-    import random
-
     rng = random.Random(seed)
     words = sorted(token for token in tokenizer.backend.get_vocab() if token.isalpha() and token.isascii())
     return [" ".join(rng.choice(words) for _ in range(rng.randint(1, 20))) for _ in range(count)]
@@ -103,11 +106,7 @@ def generated_texts(tokenizer: SubwordTokenizer, count: int, seed: int = 0) -> l
 def compare_with_pipeline(folder: str, model: Any, checkpoint: dict[str, Any], texts: list[str]) -> dict[str, float]:
     """Classify `texts` with transformers' pipeline() reading `folder` and with `model` as predict.py
     does; returns the largest probability difference and the share of equal top-1 labels."""
-    import torch
     from transformers import pipeline
-
-    from utils.serve.inputs import question_inputs
-    from utils.serve.predictor import class_probabilities
 
     classify = pipeline("text-classification", model=folder, tokenizer=folder, top_k=None, device="cpu")
     names = list(checkpoint["class_names"])

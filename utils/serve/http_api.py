@@ -9,6 +9,7 @@ import binascii
 import contextlib
 import json
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from data.bundle import kind_of
 from data.images import image_shape
 from utils.errors import InputError
 from utils.serve.batching import DynamicBatcher
-from utils.serve.inputs import image_inputs, question_inputs, read_image
+from utils.serve.inputs import decode_text, image_inputs, question_inputs, read_image
 from utils.serve.predictor import class_probabilities
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page.html")
@@ -108,7 +109,7 @@ def as_list(inputs: Any, limits: Limits, what: str) -> list[Any]:
 def text_inputs(body: bytes, content_type: str, limits: Limits, classes: int) -> tuple[list[str], int]:
     """The texts of a request (JSON, or a text/plain body as one text) and its top_k."""
     if content_type.startswith("text/plain"):
-        payload = {"inputs": body.decode("utf-8", "replace")}
+        payload = {"inputs": decode_text(body)}  # as predict.py reads stdin
     else:
         payload = json_body(body)
     texts = as_list(payload["inputs"], limits, "a text")
@@ -165,6 +166,14 @@ def describe(checkpoint: dict[str, Any], model_path: str, summary: dict[str, Any
             "test_acc": (summary or {}).get("test_acc")}
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on host:port (port 0: a free one), sending each answer at once: without
+    TCP_NODELAY a keep-alive client waits ~40 ms per answer (Nagle against its delayed ACK)."""
+    listening = socket.create_server((host, port))
+    listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted connections inherit it
+    return listening
+
+
 def make_app(model: Any, checkpoint: dict[str, Any], model_path: str, limits: Limits,
              summary: dict[str, Any] | None = None) -> Starlette:
     """The Starlette application serving `model` (a checkpoint's or an .onnx file's)."""
@@ -176,6 +185,8 @@ def make_app(model: Any, checkpoint: dict[str, Any], model_path: str, limits: Li
 
     batcher = DynamicBatcher(classify, limits.max_batch, limits.max_wait_ms)
     info = describe(checkpoint, model_path, summary)
+    with open(PAGE, encoding="utf-8") as file:
+        page_html = file.read()
 
     async def predict(request: Request) -> JSONResponse:
         content_type = request.headers.get("content-type", "").lower()
@@ -192,8 +203,7 @@ def make_app(model: Any, checkpoint: dict[str, Any], model_path: str, limits: Li
         return JSONResponse([answer(row, names, top_k) for row in rows])
 
     async def page(request: Request) -> HTMLResponse:
-        with open(PAGE, encoding="utf-8") as file:
-            return HTMLResponse(file.read())
+        return HTMLResponse(page_html)
 
     async def request_error(request: Request, error: RequestError) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=error.status)
