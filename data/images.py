@@ -8,7 +8,7 @@ import warnings
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from data import DataError
 
@@ -108,6 +108,9 @@ def open_image(source: str | bytes, name: str = "") -> Image.Image:
     except Image.DecompressionBombError as error:
         raise DataError(f"image {name!r} has more than the {MAX_IMAGE_PIXELS:,} pixels this project reads "
                         "(Pillow refuses it as a possible decompression bomb): scale it down first") from error
+    except UnidentifiedImageError as error:  # its message names a Python object, not the file
+        raise DataError(f"cannot read image {name!r}: not an image file Pillow can read (PNG, JPEG, GIF, BMP, "
+                        "TIFF, WebP, ...)") from error
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # Pillow's decoders raise all of these
         message = " ".join(str(error).split()) or type(error).__name__
         raise DataError(f"cannot read image {name!r}: {message[:200]}") from error

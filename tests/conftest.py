@@ -106,10 +106,22 @@ def built_once(tmp_path_factory, worker_id: str, name: str, build):
     return json.loads(done.read_text())
 
 
+CACHE_ENV = ("TEACHER_CACHE_DIR", "IMAGE_CACHE_DIR", "XDG_CACHE_HOME")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def teacher_cache_in_a_temp_folder(tmp_path_factory) -> None:
-    """Distillation's view tables (utils.train.distill) go to a temp folder, never the user's cache."""
-    os.environ["TEACHER_CACHE_DIR"] = str(tmp_path_factory.mktemp("teacher_cache"))
+def caches_in_a_temp_folder(tmp_path_factory):
+    """Every cache this project writes (teacher tables, decoded image folders, anything under the user's
+    cache folder) goes to this session's temp folder, never the user's; the environment is restored after."""
+    saved = {name: os.environ.get(name) for name in CACHE_ENV}
+    for name in CACHE_ENV:
+        os.environ[name] = str(tmp_path_factory.mktemp(name.lower()))
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture
@@ -203,6 +215,13 @@ def text_teacher(tmp_path_factory, worker_id) -> tuple[str, str]:
                                          "--ff-dim", "64", "--lr", "3e-3", "--warmup-epochs", "1"))
         return [data_dir, str(folder / "teacher" / "best.pt")]
     return tuple(built_once(tmp_path_factory, worker_id, "text_teacher", build))
+
+
+def saved_accuracy(run_dir: str) -> float:
+    """The share of right answers in a run's predictions.json: what its test accuracy must be."""
+    with open(os.path.join(run_dir, "predictions.json"), encoding="utf-8") as file:
+        saved = json.load(file)
+    return sum(p == t for p, t in zip(saved["predictions"], saved["targets"])) / len(saved["targets"])
 
 
 def same_weights(a: dict, b: dict) -> bool:

@@ -10,7 +10,8 @@ import torch
 import train_cnn
 import train_dnn
 import train_rnn
-from conftest import interrupt_after_commit, same_weights
+from conftest import interrupt_after_commit, same_weights, saved_accuracy
+from utils.runtime import select_device
 from utils.storage.checkpoint import load_checkpoint
 from utils.storage.files import read_jsonl
 
@@ -31,12 +32,6 @@ def text_args(data_dir: str, out_dir: str, *extra: str) -> list[str]:
             *extra]
 
 
-def saved_accuracy(run_dir: str) -> float:
-    """The share of right answers in a run's predictions.json: what its test accuracy must be."""
-    saved = json.load(open(os.path.join(run_dir, "predictions.json")))
-    return sum(p == t for p, t in zip(saved["predictions"], saved["targets"])) / len(saved["targets"])
-
-
 @pytest.mark.parametrize("script", [train_cnn, train_dnn])
 def test_image_script_writes_a_complete_run(script, fashion_dir, tmp_path):
     out = str(tmp_path / "run")
@@ -44,7 +39,7 @@ def test_image_script_writes_a_complete_run(script, fashion_dir, tmp_path):
     assert RUN_FILES | {"mistakes.png"} <= set(os.listdir(out))
     assert set(summary) >= {"best_epoch", "best_val_acc", "test_loss", "test_acc", "num_params",
                             "train_seconds", "device"}
-    assert summary["test_acc"] == saved_accuracy(out) and summary["device"] == "cpu"
+    assert summary["test_acc"] == saved_accuracy(out) and summary["device"] == str(select_device("auto"))
     (metrics,) = read_jsonl(os.path.join(out, "metrics.jsonl"))
     assert set(metrics) == METRIC_KEYS
     checkpoint = load_checkpoint(os.path.join(out, "best.pt"))

@@ -44,7 +44,7 @@ def image_server(runs):
 
 def predicted(capsys, model: str, inputs: list[str]) -> list[dict]:
     capsys.readouterr()
-    assert predict.main([model, *inputs, "--json", "--top", "10"]) in (0, None)
+    assert predict.main([model, *inputs, "--json", "--top", "10"]) == 0
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
@@ -70,12 +70,12 @@ def test_text_answers_equal_predict_and_concurrent_requests_share_forward_passes
         batcher.max_wait = usual_wait
     assert all(status == 200 and same_answer(answer[0], e) for (status, answer), e in zip(replies, expected))
     assert max(batcher.batch_sizes) > 1  # requests were grouped
-    status, answer = text_server.post_json({"inputs": "Who wrote Hamlet ?"})
+    status, answer = text_server.post_json({"inputs": "Who wrote Hamlet ?"})  # texts: a list per input, as HF's
     assert status == 200 and len(answer) == 1 and len(answer[0]) == 5  # top 5 by default
     assert [item["score"] for item in answer[0]] == sorted((item["score"] for item in answer[0]), reverse=True)
     status, info = text_server.request("GET", "/info")
     assert info["task"] == "text-classification" and info["class_names"] == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
-    assert text_server.request("GET", "/health") == (200, {"status": "ok"})
+    assert text_server.request("GET", "/health") == (200, {"status": "ok", "inputs_in_flight": 0})
 
 
 def png_bytes(image: Image.Image, kind: str = "PNG") -> bytes:
@@ -95,13 +95,13 @@ def test_image_answers_equal_predict_for_raw_multipart_and_base64_bodies(image_s
     files = [open(path, "rb").read() for path in paths]
     for data, truth in zip(files, expected):
         status, answer = image_server.request("POST", "/?top_k=10", data, {"Content-Type": "image/png"})
-        assert status == 200 and same_answer(answer[0], truth)
+        assert status == 200 and same_answer(answer, truth)
     boundary = "b0undary"
     multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
                  "Content-Type: image/png\r\n\r\n").encode() + files[1] + f"\r\n--{boundary}--\r\n".encode()
     status, answer = image_server.request("POST", "/predict?top_k=10", multipart,
                                           {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    assert status == 200 and same_answer(answer[0], expected[1])
+    assert status == 200 and same_answer(answer, expected[1])
     status, answers = image_server.post_json({"inputs": [base64.b64encode(data).decode() for data in files],
                                               "parameters": {"top_k": 10}})
     assert status == 200 and all(same_answer(a, e) for a, e in zip(answers, expected))
@@ -109,6 +109,7 @@ def test_image_answers_equal_predict_for_raw_multipart_and_base64_bodies(image_s
 
 NOISE = png_bytes(Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64), dtype=np.uint8), "L"))
 BOMB = png_bytes(Image.new("1", (9000, 9000)))  # 81 million pixels in a few kilobytes
+JPEG = png_bytes(Image.new("RGB", (16, 16)), "JPEG")
 
 
 @pytest.mark.parametrize("server_name,body,headers,status", [
@@ -126,7 +127,17 @@ BOMB = png_bytes(Image.new("1", (9000, 9000)))  # 81 million pixels in a few kil
     ("text_server", json.dumps({"inputs": "Who ?", "parameters": {"top_k": "3"}}), {"Content-Type": "application/json"}, 422),
     ("text_server", json.dumps({"inputs": "Who ?", "parameters": [3]}), {"Content-Type": "application/json"}, 422),
     ("text_server", b"\xff\xfe\x00", {"Content-Type": "application/json"}, 400),
-    ("image_server", b"this is not an image", {"Content-Type": "image/png"}, 422),
+    ("text_server", b"[" * 100_000, {"Content-Type": "application/json"}, 413),
+    ("text_server", b'{"inputs": "Who ?", "parameters": {"top_k": ' + b"9" * 5000 + b"}}",
+     {"Content-Type": "application/json"}, 413),
+    ("text_server", b'{"inputs": "Who ?", "parameters": {"top_k": 1e' + b"9" * 5000 + b"}}",
+     {"Content-Type": "application/json"}, 413),
+    ("text_server", JPEG, {"Content-Type": "application/json"}, 415),  # an image sent to a text model
+    ("text_server", JPEG, {"Content-Type": "image/jpeg"}, 415),
+    ("image_server", b"this is not an image", {"Content-Type": "image/png"}, 415),
+    ("image_server", "Who wrote Hamlet ?", {"Content-Type": "text/plain"}, 415),  # a text sent to an image model
+    ("image_server", '{"inputs": ' + "[" * 20 + '"deep"' + "]" * 20 + "}",
+     {"Content-Type": "application/json"}, 413),
     ("image_server", png_bytes(Image.new("L", (20, 20))), {"Content-Type": "image/png", "X-Path": "/?top_k=-1"}, 422),
     ("image_server", NOISE[:len(NOISE) // 2], {"Content-Type": "image/png"}, 422),  # truncated
     ("image_server", BOMB, {"Content-Type": "image/png"}, 422),
@@ -144,6 +155,8 @@ def test_every_bad_request_is_a_one_line_4xx_and_the_next_good_one_is_answered(s
     got, answer = server.request("POST", headers.get("X-Path", "/"), body, headers)
     assert got == status, answer
     assert set(answer) == {"error"} and "\n" not in answer["error"] and "Traceback" not in answer["error"]
+    if status == 415:  # a body of the wrong kind: the answer says what this model takes
+        assert ("classifies texts" if server_name == "text_server" else "classifies images") in answer["error"]
     good = server.post_json({"inputs": "Who wrote Hamlet ?"} if server_name == "text_server" else
                             {"inputs": base64.b64encode(png_bytes(Image.new("L", (28, 28)))).decode()})
     assert good[0] == 200
@@ -161,6 +174,13 @@ def test_the_page_is_self_contained(text_server):
     assert "http://" not in page and "https://" not in page  # nothing fetched from elsewhere (no CDN)
 
 
+def inputs_in_flight(port: int) -> int:
+    """What a running serve.py's GET /health says of the inputs it holds."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/health")
+    return json.loads(connection.getresponse().read())["inputs_in_flight"]
+
+
 def test_sigterm_answers_the_request_in_flight_then_exits_0(runs):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -172,7 +192,8 @@ def test_sigterm_answers_the_request_in_flight_then_exits_0(runs):
         assert "serving" in server.stdout.readline()
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         connection.request("POST", "/", json.dumps({"inputs": "Who wrote Hamlet ?"}), {"Content-Type": "application/json"})
-        time.sleep(0.5)  # the request waits in the batcher for more inputs
+        while inputs_in_flight(port) == 0:  # until the request waits in the batcher for more inputs
+            assert server.poll() is None
         server.send_signal(signal.SIGTERM)
         response = connection.getresponse()
         assert response.status == 200 and json.loads(response.read())[0][0]["label"]
@@ -225,3 +246,18 @@ def test_the_page_classifies_in_a_real_browser(kind, text_server, image_server, 
         shown = page.inner_text("#results .row .label")
         browser.close()
     assert shown == expected
+
+
+def test_hugging_face_inference_client_reads_the_answers_unchanged(text_server, image_server, runs, tmp_path, capsys):
+    from huggingface_hub import InferenceClient
+
+    expected = predicted(capsys, os.path.join(runs["rnn"], "best.pt"), ["Who wrote Hamlet ?"])[0]
+    answers = InferenceClient(model=f"http://127.0.0.1:{text_server.port}").text_classification("Who wrote Hamlet ?")
+    assert [item.label for item in answers] == list(expected["probabilities"])[:5]
+    assert [item.score for item in answers] == pytest.approx(list(expected["probabilities"].values())[:5], abs=1e-6)
+    image = str(tmp_path / "shoe.png")
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (28, 28), dtype=np.uint8), "L").save(image)
+    expected = predicted(capsys, os.path.join(runs["dnn"], "best.pt"), [image])[0]
+    answers = InferenceClient(model=f"http://127.0.0.1:{image_server.port}").image_classification(image, top_k=3)
+    assert [item.label for item in answers] == list(expected["probabilities"])[:3]
+    assert [item.score for item in answers] == pytest.approx(list(expected["probabilities"].values())[:3], abs=1e-6)

@@ -3,7 +3,6 @@ after an interrupted or killed run is resumed (no duplicated steps)."""
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -25,14 +24,6 @@ def events(run_dir: str):
 def args(data_dir: str, out_dir: str, *extra: str) -> list[str]:
     return ["--data-dir", data_dir, "--out-dir", out_dir, "--epochs", "3", "--val-size", "50", "--batch-size", "16",
             "--no-progress", "--hidden1-size", "16", "--hidden2-size", "8", "--augment", *extra]
-
-
-def next_second() -> None:
-    """Wait for the next second of the clock. TensorBoard reads a folder's event files in the order of
-    their names, which begin with the second they were opened in and end with a per-process counter; a
-    resume in the same second and process (only here, in one test process) could sort before the file
-    it continues, and its purge of the killed steps would then not apply."""
-    time.sleep(1.01 - time.time() % 1)
 
 
 def assert_events_equal_metrics(run_dir: str) -> None:
@@ -62,7 +53,6 @@ def test_resumed_run_continues_the_curves(fashion_dir, tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         train_dnn.main(args(fashion_dir, out))
     monkeypatch.undo()
-    next_second()
     train_dnn.main(["--resume", out, "--no-progress"])
     assert_events_equal_metrics(out)
 
@@ -79,7 +69,6 @@ def test_a_kill_between_the_events_and_the_commit_leaves_no_duplicate(fashion_di
     with pytest.raises(Killed):
         train_dnn.main(args(fashion_dir, out))
     monkeypatch.undo()
-    next_second()
     train_dnn.main([*args(fashion_dir, out), "--resume", out])
     assert_events_equal_metrics(out)
 
@@ -94,7 +83,6 @@ def test_a_kill_after_the_final_events_and_a_resume_write_them_once(fashion_dir,
     with pytest.raises(Killed):
         train_dnn.main(args(fashion_dir, out, "--epochs", "2"))
     monkeypatch.undo()
-    next_second()
     train_dnn.main(["--resume", out, "--no-progress"])
     board = events(out)
     assert len(board.Scalars("hparam/test_acc")) == 1

@@ -7,6 +7,7 @@ they print `error: ...` on one line. Anything else is a bug and keeps its traceb
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any, Callable
@@ -16,6 +17,7 @@ import torch
 from data import DataError
 
 EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_INTERRUPTED = 2, 3, 130
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a program ended by SIGPIPE (128 + 13)
 
 
 class ProjectError(Exception):
@@ -100,15 +102,27 @@ def raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
 
+def silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush of a closed pipe
+    (`... | head`) is not reported at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def one_line_errors(run: Callable[[], Any]) -> Any:
     """Call `run()`; an expected failure prints `error: ...` (one line) and exits with its code.
-    SIGTERM counts as an interruption (KeyboardInterrupt) while it runs."""
+    SIGTERM counts as an interruption (KeyboardInterrupt) while it runs. When the reader of standard
+    output goes away (`| head`), the program ends quietly with EXIT_BROKEN_PIPE, as Unix tools do."""
     try:
         previous = signal.signal(signal.SIGTERM, raise_interrupt)
     except ValueError:  # not the main thread: leave signals alone
         previous = None
     try:
         return run()
+    except BrokenPipeError:
+        silence_stdout()
+        raise SystemExit(EXIT_BROKEN_PIPE) from None
     except BaseException as error:
         mapped = None if isinstance(error, SystemExit) else exit_code_and_message(error)
         if mapped is None:

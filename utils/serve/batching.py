@@ -21,6 +21,7 @@ class DynamicBatcher:
         self.queue: asyncio.Queue | None = None
         self.task: asyncio.Task | None = None
         self.batch_sizes: list[int] = []  # of every forward pass so far (for /info and the tests)
+        self.in_flight = 0  # inputs submitted and not yet answered (GET /health)
 
     async def start(self) -> None:
         """Start the batching loop on the running event loop."""
@@ -40,7 +41,11 @@ class DynamicBatcher:
         futures = [loop.create_future() for _ in inputs]
         for item, future in zip(inputs, futures):
             self.queue.put_nowait((item, future))
-        return list(await asyncio.gather(*futures))
+        self.in_flight += len(inputs)
+        try:
+            return list(await asyncio.gather(*futures))
+        finally:
+            self.in_flight -= len(inputs)
 
     async def next_batch(self) -> list[tuple[Any, asyncio.Future]]:
         """The next inputs to compute together: the first to come and what follows within the wait."""

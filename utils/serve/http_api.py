@@ -1,18 +1,23 @@
 """The HTTP API of serve.py, shaped like the Hugging Face Inference API for text and image
-classification: POST / (or /predict) with {"inputs": ..., "parameters": {"top_k": k}} answers, per
-input, a list of {"label", "score"}, highest first. GET / is a page to try the model, GET /info
+classification: POST / (or /predict) with {"inputs": ..., "parameters": {"top_k": k}} answers as the Inference API
+does, so that its clients (huggingface_hub's InferenceClient) read the answers unchanged: for texts
+a list per input of {"label", "score"}, highest first, also for one text; for one image (a body, one
+upload, one base64 string) one such list, and for a list of images a list per image. GET / is a page to try the model, GET /info
 describes it, GET /health says it is up. Every bad request is a 4xx with one-line JSON {"error": ...}."""
 from __future__ import annotations
 
 import base64
 import binascii
 import contextlib
+import io
 import json
 import os
+import re
 import socket
 from dataclasses import dataclass
 from typing import Any
 
+from PIL import Image, UnidentifiedImageError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -48,6 +53,30 @@ class Limits:
     max_body_bytes: int = 10 * 2 ** 20
     max_batch: int = 64
     max_wait_ms: float = 0.0
+    max_json_depth: int = 16  # nesting of JSON arrays and objects (a request needs 3)
+    max_number_chars: int = 32  # characters of one JSON number (Python refuses integers of over 4,300 digits)
+
+
+JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest (strings skipped), without parsing it."""
+    depth = deepest = 0
+    for bracket in JSON_BRACKET.findall(JSON_STRING.sub(b"", body)):
+        depth += 1 if bracket in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def is_image(body: bytes) -> bool:
+    """Whether the bytes start like an image file Pillow knows."""
+    try:
+        with Image.open(io.BytesIO(body)):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError):
+        return False
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -65,10 +94,23 @@ async def read_body(request: Request, limit: int) -> bytes:
     return request._body
 
 
-def json_body(body: bytes) -> dict[str, Any]:
-    """The JSON object of a body holding {"inputs": ..., "parameters": {...}}."""
+def bounded_number(kind: type, limit: int) -> Any:
+    """A json.loads hook that parses a number of at most `limit` characters as `kind`, else a 413."""
+    def parse(literal: str) -> Any:
+        if len(literal) > limit:
+            raise RequestError(413, f"a number in the body has {len(literal):,} characters; at most {limit}")
+        return kind(literal)
+    return parse
+
+
+def json_body(body: bytes, limits: Limits) -> dict[str, Any]:
+    """The JSON object of a body holding {"inputs": ..., "parameters": {...}}, its nesting and numbers
+    within `limits`."""
+    if json_depth(body) > limits.max_json_depth:
+        raise RequestError(413, f"the JSON body nests deeper than {limits.max_json_depth} levels")
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_int=bounded_number(int, limits.max_number_chars),
+                             parse_float=bounded_number(float, limits.max_number_chars))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise RequestError(400, f"the body is not valid JSON ({str(error)[:80]})") from error
     if not isinstance(payload, dict) or "inputs" not in payload:
@@ -106,12 +148,20 @@ def as_list(inputs: Any, limits: Limits, what: str) -> list[Any]:
     return items
 
 
+TEXTS_ONLY = ('this model classifies texts, not images: send {"inputs": "a text"} (or a list of texts) as JSON, '
+              "or one text as a text/plain body")
+IMAGES_ONLY = ("this model classifies images, not texts: send an image file (PNG, JPEG, ...) as the body, a "
+               'multipart upload, or {"inputs": ["<base64 of an image file>", ...]} as JSON')
+
+
 def text_inputs(body: bytes, content_type: str, limits: Limits, classes: int) -> tuple[list[str], int]:
     """The texts of a request (JSON, or a text/plain body as one text) and its top_k."""
+    if content_type.startswith(("image/", "multipart/form-data")) or is_image(body):
+        raise RequestError(415, TEXTS_ONLY)
     if content_type.startswith("text/plain"):
         payload = {"inputs": decode_text(body)}  # as predict.py reads stdin
     else:
-        payload = json_body(body)
+        payload = json_body(body, limits)
     texts = as_list(payload["inputs"], limits, "a text")
     for index, text in enumerate(texts):
         if not text.strip():
@@ -123,9 +173,11 @@ def text_inputs(body: bytes, content_type: str, limits: Limits, classes: int) ->
 
 
 async def image_payloads(request: Request, body: bytes, content_type: str, limits: Limits, classes: int
-                         ) -> tuple[list[tuple[bytes, str]], int]:
+                         ) -> tuple[list[tuple[bytes, str]], int, bool]:
     """The images of a request, as (bytes, name): a multipart upload, JSON of base64 strings, or the raw
-    body as one image; and its top_k."""
+    body as one image; its top_k; and whether it sent one image rather than a list."""
+    if content_type.startswith("text/plain"):
+        raise RequestError(415, IMAGES_ONLY)
     if content_type.startswith("multipart/form-data"):
         try:
             form = await request.form(max_files=limits.max_inputs, max_fields=limits.max_inputs)
@@ -134,19 +186,22 @@ async def image_payloads(request: Request, body: bytes, content_type: str, limit
         files = [value for _, value in form.multi_items() if hasattr(value, "read")]
         if not files:
             raise RequestError(422, "the multipart upload holds no file")
-        return [(await upload.read(), upload.filename or "upload") for upload in files], query_top_k(request, classes)
+        return ([(await upload.read(), upload.filename or "upload") for upload in files], query_top_k(request, classes),
+                len(files) == 1)
     if content_type.startswith("application/json"):
-        payload = json_body(body)
+        payload = json_body(body, limits)
         images = []
         for index, text in enumerate(as_list(payload["inputs"], limits, "a base64 string of an image file")):
             try:
                 images.append((base64.b64decode(text.split(",")[-1], validate=True), f"input {index}"))
             except (binascii.Error, ValueError) as error:
                 raise RequestError(422, f"input {index} is not base64") from error
-        return images, top_k_of(payload, classes)
+        return images, top_k_of(payload, classes), not isinstance(payload["inputs"], list)
     if not body:
         raise RequestError(422, "the body is empty: send an image file")
-    return [(body, "the body")], query_top_k(request, classes)
+    if not is_image(body):
+        raise RequestError(415, f"the body is not an image file Pillow can read; {IMAGES_ONLY}")
+    return [(body, "the body")], query_top_k(request, classes), True
 
 
 def answer(probabilities: Any, names: list[str], top_k: int) -> list[dict[str, Any]]:
@@ -192,15 +247,15 @@ def make_app(model: Any, checkpoint: dict[str, Any], model_path: str, limits: Li
         content_type = request.headers.get("content-type", "").lower()
         body = await read_body(request, limits.max_body_bytes)
         if text:
-            inputs, top_k = text_inputs(body, content_type, limits, len(names))
+            (inputs, top_k), single = text_inputs(body, content_type, limits, len(names)), False
         else:
-            payloads, top_k = await image_payloads(request, body, content_type, limits, len(names))
+            payloads, top_k, single = await image_payloads(request, body, content_type, limits, len(names))
             try:
                 inputs = await run_in_threadpool(lambda: [read_image(data, meta, task, name) for data, name in payloads])
             except InputError as error:
                 raise RequestError(422, str(error)) from error
-        rows = await batcher.submit(inputs)
-        return JSONResponse([answer(row, names, top_k) for row in rows])
+        answers = [answer(row, names, top_k) for row in await batcher.submit(inputs)]
+        return JSONResponse(answers[0] if single else answers)
 
     async def page(request: Request) -> HTMLResponse:
         return HTMLResponse(page_html)
@@ -223,7 +278,8 @@ def make_app(model: Any, checkpoint: dict[str, Any], model_path: str, limits: Li
     routes = [Route("/", page, methods=["GET"]), Route("/", predict, methods=["POST"]),
               Route("/predict", predict, methods=["POST"]),
               Route("/info", lambda request: JSONResponse(info), methods=["GET"]),
-              Route("/health", lambda request: JSONResponse({"status": "ok"}), methods=["GET"])]
+              Route("/health", lambda request: JSONResponse({"status": "ok", "inputs_in_flight": batcher.in_flight}),
+                    methods=["GET"])]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={RequestError: request_error, HTTPException: http_error,
                                         Exception: server_error})

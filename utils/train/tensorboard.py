@@ -5,13 +5,17 @@ epoch (at the epoch's last step) the train/validation loss and accuracy, learnin
 samples/s. Epoch scalars are flushed to disk just before the epoch is committed (utils.storage.run_folder),
 and a resumed run opens its writer with `purge_step` = the committed step + 1, so TensorBoard
 drops whatever a killed run wrote after its last commit: the curves continue with no duplicate
-steps. At the end, one step after the last epoch's: the run's hyperparameters with its final
+steps. Its event file must sort after the killed run's (TensorBoard reads a folder's files in name
+order, and names begin with the second they were opened in): a resume in the same second as the
+newest file waits for the next second first. At the end, one step after the last epoch's: the run's hyperparameters with its final
 accuracies (the HParams view) and the learning-curve and confusion-matrix figures; a run killed
 while writing them and resumed writes them once.
 """
 from __future__ import annotations
 
+import glob
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -22,6 +26,23 @@ EPOCH_SCALARS = {"train_loss": "loss/train", "val_loss": "loss/validation", "tra
 FIGURES = {"curves.png": "figures/learning_curves", "confusion_matrix.png": "figures/confusion_matrix"}
 
 
+EVENT_FILES = "events.out.tfevents.*"
+
+
+def newest_event_second(run_dir: str) -> int:
+    """The clock second in the name of the newest event file in `run_dir` (0: none)."""
+    seconds = [int(part) for path in glob.glob(os.path.join(run_dir, EVENT_FILES))
+               for part in [os.path.basename(path).split(".")[3]] if part.isdigit()]
+    return max(seconds, default=0)
+
+
+def wait_for_a_later_second(run_dir: str) -> None:
+    """Return once the clock's second is later than that of every event file in `run_dir`, so that a new
+    event file sorts after them by name."""
+    while int(time.time()) <= newest_event_second(run_dir):
+        time.sleep(1.001 - time.time() % 1)
+
+
 class TensorBoardLog:
     """One run's TensorBoard writer (main process only), a subscriber of the run's log (utils.train.logger)."""
 
@@ -30,6 +51,8 @@ class TensorBoardLog:
 
         self.run_dir = run_dir
         self.last_step = resumed_step or 0
+        if resumed_step is not None:
+            wait_for_a_later_second(run_dir)
         self.writer = SummaryWriter(run_dir, purge_step=None if resumed_step is None else resumed_step + 1)
 
     def step(self, step: int, metrics: dict[str, float]) -> None:
