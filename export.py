@@ -15,7 +15,9 @@ share of equal predictions; beyond 1e-4 it fails. `predict.py model.onnx ...` se
 AutoModelForSequenceClassification's save_pretrained files (safetensors) with the class names as
 id2label, its tokenizer and a README.md model card; transformers' pipeline("text-classification")
 then reads the folder and must give predict.py's top-1 label on every check text and its
-probabilities to 1e-5. --out must be a new or empty folder, or one this command wrote before.
+probabilities to 1e-5. --out must be a new or empty folder, or one this command wrote before: then
+only the files it wrote there (listed in its .written-by-export.json) are replaced, and every other
+file in it (notes, .git) stays.
 """
 from __future__ import annotations
 
@@ -36,11 +38,11 @@ from data.trec import load_trec_files
 from utils.config import default_data_dir, implied_preset
 from utils.errors import ConfigError, InputError, run_tool
 from utils.flags import ArgumentParser, command_line
-from utils.serve.hf_export import check_exportable, compare_with_pipeline, generated_texts, is_earlier_export, model_card, save_hf_model
+from utils.serve.hf_export import check_exportable, compare_with_pipeline, generated_texts, model_card, save_hf_model
 from utils.serve.inputs import image_inputs, question_inputs
 from utils.serve.onnx_export import export, verify
 from utils.serve.predictor import load_for_inference, run_summary_of
-from utils.storage.files import atomic_folder, atomic_write
+from utils.storage.files import atomic_write, write_into_folder, written_before
 from train_transformer import PRESETS, TransformerConfig
 
 
@@ -105,9 +107,9 @@ def output_path(checkpoint_path: str, out: str) -> str:
 
 def hf_output_folder(checkpoint_path: str, out: str) -> str:
     """Where --format hf writes: `out`, else `hf-model` beside the checkpoint; refused when it is a file
-    or a folder with files that this command did not write."""
+    or a folder with files but none that this command wrote."""
     out = out or os.path.join(os.path.dirname(checkpoint_path), "hf-model")
-    if os.path.exists(out) and not (os.path.isdir(out) and (not os.listdir(out) or is_earlier_export(out))):
+    if os.path.exists(out) and not (os.path.isdir(out) and (not os.listdir(out) or written_before(out) is not None)):
         raise ConfigError(f"--out {out}: give a new or empty folder (it holds files that export.py did not write)")
     return out
 
@@ -133,7 +135,7 @@ def run_hf(args: argparse.Namespace) -> dict[str, Any]:
         if result["same_top1"] < 1 or not result["max_prob_diff"] <= 1e-5:
             raise InputError(f"the saved model disagrees with the checkpoint (largest probability difference "
                              f"{result['max_prob_diff']:.1e}, same label {100 * result['same_top1']:.1f}%); nothing written")
-    atomic_folder(out, write_and_compare)
+    write_into_folder(out, write_and_compare)
     result["described"] = described
     print(f"wrote a Hugging Face model folder {out}; pipeline('text-classification') on {described}: same label "
           f"{100 * result['same_top1']:.1f}%, largest probability difference {result['max_prob_diff']:.1e}")

@@ -85,8 +85,8 @@ def config_from_dict(encoder_config: dict[str, Any]) -> Any:
     """A transformers config object from its plain-dict form (as saved in a checkpoint)."""
     from transformers import AutoConfig
 
-    settings = dict(encoder_config)
-    return AutoConfig.for_model(settings.pop("model_type"), **settings)
+    settings = {key: value for key, value in encoder_config.items() if key not in ("dtype", "torch_dtype")}
+    return AutoConfig.for_model(settings.pop("model_type"), **settings)  # float32: a file's dtype is not the model's
 
 
 class PretrainedClassifier(nn.Module):

@@ -52,8 +52,20 @@ def test_the_exported_folder_is_a_transformers_model_that_agrees_with_predict(fi
     card = open(os.path.join(folder, "README.md"), encoding="utf-8").read()
     assert "python train_transformer.py " in card and "--pretrained" in card and "test accuracy" in card
     assert all(name in card for name in checkpoint["class_names"])
-    # a second export replaces the folder this command wrote; a folder of other files is refused, untouched
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {name: os.stat(os.path.join(folder, name)).st_mode & 0o777 for name in os.listdir(folder)} == \
+        {name: 0o666 & ~umask for name in os.listdir(folder)}  # as any new file: readable by whom the umask allows
+    # a second export replaces only the files this command wrote; the user's own files there stay
+    (tmp_path / "model" / "NOTES.md").write_text("my notes")
+    (tmp_path / "model" / ".git").mkdir()
+    (tmp_path / "model" / ".git" / "HEAD").write_text("ref: refs/heads/main")
+    (tmp_path / "model" / "README.md").write_text("an edited card")
     export.run(export.parse_args([os.path.join(run, "best.pt"), "--format", "hf", "--out", folder, "--examples", "64"]))
+    assert (tmp_path / "model" / "NOTES.md").read_text() == "my notes"
+    assert (tmp_path / "model" / ".git" / "HEAD").read_text() == "ref: refs/heads/main"
+    assert "python train_transformer.py " in (tmp_path / "model" / "README.md").read_text()
+    # a folder of other files is refused, untouched
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")

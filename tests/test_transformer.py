@@ -83,6 +83,26 @@ def test_fine_tuning_starts_from_the_pretrained_weights(trec_dir, tiny_pretraine
         assert torch.equal(trained[f"model.bert.{name}"], value), name  # frozen: untouched
 
 
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_precision_weights_train_as_float32_master_weights(half, trec_dir, tiny_pretrained, tmp_path):
+    """A model saved in float16 or bfloat16 fine-tunes exactly as the float32 copy of the same values does,
+    and the checkpoint is float32 and records the file's dtype."""
+    from transformers import AutoModel
+
+    for name, dtype in (("half", half), ("full", torch.float32)):
+        folder = shutil.copytree(tiny_pretrained, tmp_path / name, ignore=shutil.ignore_patterns("model.safetensors"))
+        AutoModel.from_pretrained(tiny_pretrained).to(half).to(dtype).save_pretrained(folder)
+        train_transformer.main(args(trec_dir, str(tmp_path / f"run-{name}"), "--pretrained", str(folder),
+                                    "--precision", "fp32", "--no-tensorboard"))
+    half_run, full_run = (load_checkpoint(str(tmp_path / f"run-{name}" / "last.pt")) for name in ("half", "full"))
+    assert {value.dtype for value in half_run["model"].values() if value.is_floating_point()} == {torch.float32}
+    assert half_run["pretrained"]["file_dtype"] == str(half).removeprefix("torch.")
+    assert full_run["pretrained"]["file_dtype"] == "float32"
+    learned = [[row[key] for key in ("train_loss", "val_loss", "val_acc")] for row in half_run["history"]]
+    assert learned == [[row[key] for key in ("train_loss", "val_loss", "val_acc")] for row in full_run["history"]]
+    assert all(torch.equal(half_run["model"][name], full_run["model"][name]) for name in full_run["model"])
+
+
 def test_encoder_learns_at_its_fraction_of_the_rate(trec_dir, tiny_pretrained, tmp_path, monkeypatch):
     rates = []
     real_step = torch.optim.AdamW.step

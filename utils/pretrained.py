@@ -20,10 +20,23 @@ from utils.errors import PretrainedError
 @dataclass(frozen=True)
 class PretrainedEncoder:
     """A pretrained encoder as plain types: its configuration (a dict that rebuilds the architecture
-    offline, see models.transformer) and its weights."""
+    offline, see models.transformer), its weights as float32 master weights, and the dtype its file
+    held them in (what a checkpoint records of where it started)."""
 
     config: dict[str, Any]
     weights: dict[str, torch.Tensor]
+    file_dtype: str
+
+
+DTYPE_KEYS = ("dtype", "torch_dtype")  # a config's record of the file's dtype, which from_config would build in
+
+
+def float32_weights(weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
+    """`weights` with every floating-point tensor in float32 (training arithmetic is the run's --precision,
+    never the file's), and the floating dtype most of them had."""
+    dtypes = [str(value.dtype).removeprefix("torch.") for value in weights.values() if value.is_floating_point()]
+    file_dtype = max(set(dtypes), key=dtypes.count) if dtypes else "float32"
+    return {key: value.float() if value.is_floating_point() else value for key, value in weights.items()}, file_dtype
 
 
 def local_only(name_or_path: str) -> bool:
@@ -84,7 +97,7 @@ def load_pretrained_config(name_or_path: str) -> dict[str, Any]:
     except Exception as error:  # noqa: BLE001 - whatever a damaged or missing file raises is one line
         raise pretrained_error("model", name_or_path, error) from error
     check_sizes(config, name_or_path)
-    return {key: value for key, value in config.items() if key not in ("architectures", "_name_or_path")}
+    return {key: value for key, value in config.items() if key not in ("architectures", "_name_or_path", *DTYPE_KEYS)}
 
 
 @functools.lru_cache(maxsize=2)
@@ -111,11 +124,12 @@ def load_pretrained_model(name_or_path: str) -> Any:
 
 
 def load_pretrained_encoder(name_or_path: str) -> PretrainedEncoder:
-    """The configuration and weights of a pretrained encoder (see load_pretrained_model)."""
+    """The configuration and float32 weights of a pretrained encoder, whatever dtype its file holds
+    (see load_pretrained_model)."""
     encoder = load_pretrained_model(name_or_path)
     config = {key: value for key, value in encoder.config.to_dict().items()
-              if key not in ("architectures", "_name_or_path")}
-    return PretrainedEncoder(config, encoder.state_dict())
+              if key not in ("architectures", "_name_or_path", *DTYPE_KEYS)}
+    return PretrainedEncoder(config, *float32_weights(encoder.state_dict()))
 
 
 def model_vocab_size(name_or_path: str) -> int | None:

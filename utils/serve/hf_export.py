@@ -46,18 +46,6 @@ def save_hf_model(model: Any, checkpoint: dict[str, Any], folder: str) -> None:
     hf_tokenizer(tokenizer_from_meta(checkpoint["meta"]), int(checkpoint["meta"]["max_length"])).save_pretrained(folder)
 
 
-CARD_MARK = "<!-- written by export.py --format hf: it may replace this folder -->"
-
-
-def is_earlier_export(folder: str) -> bool:
-    """Whether `folder` is one that export.py --format hf wrote (its model card carries CARD_MARK)."""
-    try:
-        with open(os.path.join(folder, "README.md"), encoding="utf-8") as file:
-            return CARD_MARK in file.read()
-    except OSError:
-        return False
-
-
 def metric_rows(summary: dict[str, Any]) -> list[str]:
     """Markdown table rows of the validation and test metrics of a run's summary.json."""
     labels = {"best_val_acc": "validation accuracy (best epoch)", "best_val_macro_f1": "validation macro-F1",
@@ -92,7 +80,7 @@ def model_card(checkpoint: dict[str, Any], command: str, summary: dict[str, Any]
              f"Sorting short texts like those of `{dataset}` into the classes above. Every text gets one of these "
              "classes, also one that belongs to none of them; accuracy on texts of another kind, domain or "
              "language is unknown and likely lower. Texts are cut at the length above. The model inherits the "
-             f"biases of `{base}` and of the training data.", "", CARD_MARK, ""]
+             f"biases of `{base}` and of the training data.", ""]
     return "\n".join(lines)
 
 

@@ -50,6 +50,7 @@ class RunIdentity:
     class_names: list[str]
     meta: dict[str, Any]
     teacher: dict[str, Any] | None = None
+    pretrained: dict[str, Any] | None = None  # where the weights started: {"source", "file_dtype"}
 
 
 @dataclass
@@ -76,7 +77,7 @@ def commit_record(state: TrainingState, identity: RunIdentity) -> dict[str, Any]
             "ema": state.ema.state_dict() if state.ema else None, "teacher": identity.teacher,
             "config": dict(identity.config), "script": identity.script, "model_name": identity.model_name,
             "model_kwargs": identity.model_kwargs, "task": identity.task, "class_names": identity.class_names,
-            "meta": identity.meta, "format": FORMAT}
+            "meta": identity.meta, "pretrained": identity.pretrained, "format": FORMAT}
 
 
 def best_view(record: dict[str, Any]) -> dict[str, Any]:

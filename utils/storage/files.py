@@ -44,23 +44,59 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         raise
 
 
-def atomic_folder(path: str, write: Callable[[str], None]) -> None:
-    """Call `write(tmp_dir)` on a new temporary folder beside `path`, then put the finished folder at
-    `path`: a folder already there is replaced only after the new one is complete. A failure of the
-    writer removes the temporary folder and leaves `path` as it was (WriteError for the file system)."""
-    tmp_dir, old = (f"{path}.{os.getpid()}.{secrets.token_hex(4)}.{end}" for end in ("tmp", "old"))
+MANIFEST = ".written-by-export.json"  # the files a folder writer put into a folder, for its next write there
+
+
+def usual_permissions(path: str) -> None:
+    """Give the file `path` the permissions a new file gets (0666 less the umask), whatever its writer chose."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def files_under(folder: str) -> list[str]:
+    """The paths of the files under `folder`, relative to it, sorted."""
+    return sorted(os.path.relpath(os.path.join(root, name), folder)
+                  for root, _, names in os.walk(folder) for name in names)
+
+
+def written_before(path: str) -> list[str] | None:
+    """The files of `path` that the last write_into_folder put there (None: a folder it never wrote)."""
+    try:
+        with open(os.path.join(path, MANIFEST), encoding="utf-8") as file:
+            listed = json.load(file)["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [name for name in listed if isinstance(name, str) and not os.path.isabs(name) and ".." not in name.split(os.sep)]
+
+
+def write_into_folder(path: str, write: Callable[[str], None]) -> list[str]:
+    """Call `write(tmp_dir)` on a new temporary folder beside `path`; once it returns, move each file it
+    wrote into `path` (one os.replace each, with the usual permissions) and remove the files that the
+    previous write listed and this one no longer writes. Nothing else in `path` is touched: a folder
+    that holds other files (a user's notes, .git) keeps them. A failure of the writer leaves `path` as it
+    was (WriteError for the file system). Returns the files written, relative to `path`."""
+    tmp_dir = f"{path.rstrip(os.sep)}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
         os.makedirs(tmp_dir)
         write(tmp_dir)
-        if os.path.isdir(path):
-            os.replace(path, old)
-        os.replace(tmp_dir, path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException as error:
+        written = files_under(tmp_dir)
+        earlier = written_before(path) or []
+        os.makedirs(path, exist_ok=True)
+        save_json(os.path.join(path, MANIFEST), {"files": sorted(set(written) | set(earlier))})  # a kill now: all ours
+        for name in written:
+            os.makedirs(os.path.dirname(os.path.join(path, name)), exist_ok=True)
+            os.replace(os.path.join(tmp_dir, name), os.path.join(path, name))
+            usual_permissions(os.path.join(path, name))
+        for name in set(earlier) - set(written):
+            remove_quietly(os.path.join(path, name))
+        save_json(os.path.join(path, MANIFEST), {"files": written})
+        return written
+    except OSError as error:
+        raise WriteError(f"cannot write {path}: {one_line(error)}; files not yet moved into it are kept as they "
+                         "were") from error
+    finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-        if isinstance(error, OSError):
-            raise WriteError(f"cannot write {path}: {one_line(error)}; the previous folder is kept") from error
-        raise
 
 
 def cache_dir(env_var: str, name: str) -> str:

@@ -23,7 +23,7 @@ from models import build_model, count_parameters, parameter_groups
 from models.transformer import load_pretrained_weights
 from utils.config import TrainConfig
 from utils.errors import ConfigError, Interrupted, NonFiniteLoss, PretrainedError
-from utils.pretrained import load_pretrained_encoder
+from utils.pretrained import PretrainedEncoder, load_pretrained_encoder
 from utils.report.runs import write_test_report
 from utils.runtime import Runtime, cpu_bf16_native, machine_description, stop_on_signals
 from utils.storage.checkpoint import (RunIdentity, TrainingState, commit_record, new_progress,
@@ -74,8 +74,8 @@ class TrainingRun:
 
 
 def model_arguments(config: TrainConfig, data: DataBundle, resumed: dict[str, Any] | None
-                    ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
-    """The model's arguments from the flags and the data, and the pretrained weights a new run starts
+                    ) -> tuple[dict[str, Any], PretrainedEncoder | None]:
+    """The model's arguments from the flags and the data, and the pretrained encoder a new run starts
     from (None: random). A resumed run takes a pretrained encoder's configuration from its checkpoint."""
     kwargs = {**config.model_kwargs(), **data.model_kwargs}
     if not config.pretrained_source():
@@ -87,7 +87,7 @@ def model_arguments(config: TrainConfig, data: DataBundle, resumed: dict[str, An
     if positions and max_length and max_length > positions:
         raise ConfigError(f"--max-length {max_length} is more tokens than the encoder of {config.pretrained_source()} "
                           f"has positions ({positions}): give --max-length {positions} or less")
-    return {**kwargs, "encoder_config": encoder.config}, encoder.weights
+    return {**kwargs, "encoder_config": encoder.config}, encoder
 
 
 def build_training_state(config: TrainConfig, model: nn.Module, steps_per_epoch: int, runtime: Runtime
@@ -117,13 +117,13 @@ def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: Ma
         same_data_or_error(resumed["meta"], data.meta, f"{folder.path} was trained")
     for note in data.notes:
         say(note)
-    model_kwargs, pretrained_weights = model_arguments(config, data, resumed)
+    model_kwargs, pretrained = model_arguments(config, data, resumed)
     if resumed:
         same_model_or_error(resumed["model_kwargs"], model_kwargs, folder.path)
     model = build_model(model_name, **model_kwargs)
-    if pretrained_weights is not None:
+    if pretrained is not None:
         try:
-            load_pretrained_weights(model, pretrained_weights)
+            load_pretrained_weights(model, pretrained.weights)
         except ValueError as error:  # a folder whose weights are not of the architecture its config names
             raise PretrainedError(f"--pretrained {config.pretrained_source()}: {error}") from error
     if getattr(config, "gradient_checkpointing", False):
@@ -138,8 +138,10 @@ def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: Ma
     if resumed:
         restore_training_state(state, resumed, folder.file("last.pt"))
         say(f"resuming {folder.path} after epoch {state.progress['epoch']} (step {state.progress['step']})")
+    started_from = ({"source": config.pretrained_source(), "file_dtype": pretrained.file_dtype} if pretrained
+                    else (resumed or {}).get("pretrained"))
     identity = RunIdentity({**vars(config), WORLD_SIZE: runtime.world_size}, script_name, model_name, model_kwargs,
-                           data.task, data.class_names, data.meta, teacher)
+                           data.task, data.class_names, data.meta, teacher, started_from)
     return TrainingRun(config, runtime, folder, data, identity, state, say), schedule
 
 
