@@ -24,7 +24,8 @@ from typing import Sequence
 
 from utils.errors import ConfigError, run_tool
 from utils.flags import ArgumentParser
-from utils.serve.http_api import Limits, listening_socket, make_app
+from utils.serve.http_api import listening_socket, make_app
+from utils.serve.request_parsing import Limits
 from utils.serve.predictor import load_for_inference, run_summary_of
 
 

@@ -85,8 +85,10 @@ def config_from_dict(encoder_config: dict[str, Any]) -> Any:
     """A transformers config object from its plain-dict form (as saved in a checkpoint)."""
     from transformers import AutoConfig
 
-    settings = {key: value for key, value in encoder_config.items() if key not in ("dtype", "torch_dtype")}
-    return AutoConfig.for_model(settings.pop("model_type"), **settings)  # float32: a file's dtype is not the model's
+    # float32 whatever dtype the file had; the pretrained model's own labels (id2label) give way to num_labels
+    ignored = ("dtype", "torch_dtype", *(("id2label", "label2id") if "num_labels" in encoder_config else ()))
+    settings = {key: value for key, value in encoder_config.items() if key not in ignored}
+    return AutoConfig.for_model(settings.pop("model_type"), **settings)
 
 
 class PretrainedClassifier(nn.Module):

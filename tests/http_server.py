@@ -1,12 +1,19 @@
-"""serve.py's application running in a thread of the test process, and a small HTTP client for it."""
+"""serve.py's application running in a thread of the test process, a small HTTP client for it, and the
+servers of the tiny text and image runs as fixtures."""
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import os
 import threading
 import time
 
-from utils.serve.http_api import Limits, listening_socket, make_app
+import pytest
+from PIL import Image
+
+from utils.serve.http_api import listening_socket, make_app
+from utils.serve.request_parsing import Limits
 from utils.serve.predictor import load_for_inference
 
 
@@ -43,3 +50,24 @@ class RunningServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def text_server(runs):
+    server = RunningServer(os.path.join(runs["rnn"], "best.pt"), Limits(max_inputs=8, max_text_chars=500,
+                                                                         max_body_bytes=20_000, max_wait_ms=50))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def image_server(runs):
+    server = RunningServer(os.path.join(runs["dnn"], "best.pt"), Limits(max_inputs=4, max_body_bytes=200_000))
+    yield server
+    server.stop()
+
+
+def png_bytes(image: Image.Image, kind: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, kind)
+    return buffer.getvalue()

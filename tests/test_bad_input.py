@@ -20,7 +20,8 @@ import predict
 import train_cnn
 import train_dnn
 import train_rnn
-from conftest import assert_one_error_line, exit_code, write_fashion_mnist, write_trec
+from conftest import assert_one_error_line, exit_code
+from tiny_data import write_fashion_mnist, write_trec
 from data.trec import read_label_file
 from utils.storage.checkpoint import load_checkpoint, save_checkpoint
 

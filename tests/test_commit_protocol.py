@@ -1,5 +1,5 @@
 """The run folder's commit protocol, proved on RunFolder itself with tiny states: a kill before any file
-replacement, or a failure of any write, then a resume, ends with exactly the files of the unbroken run."""
+replacement, or a failure of any write, then a resume (or a new start where nothing was committed) ends with exactly the files of the unbroken run."""
 from __future__ import annotations
 
 import os
@@ -36,6 +36,11 @@ def run(path: str, resume: bool) -> None:
             history.append({"epoch": epoch, "val_acc": VAL_ACC[epoch]})
             folder.commit(record(epoch, list(history)))
         save_json(folder.file(SUMMARY), {"epochs_run": EPOCHS})
+
+
+def run_again(path: str) -> None:
+    """What the user does after a kill: resume a folder that holds a commit, else start it again."""
+    run(path, resume=os.path.isfile(os.path.join(path, LAST)))
 
 
 def final_files(path: str) -> dict:
@@ -81,7 +86,7 @@ def test_a_kill_before_any_replacement_then_resume_ends_as_the_unbroken_run(unbr
         with pytest.raises(Killed):
             run(path, resume=False)
         monkeypatch.setattr(os, "replace", real_replace)
-        run(path, resume=True)
+        run_again(path)
         assert final_files(path) == files, f"k={k} ({os.path.basename(calls[-1])})"
         assert not [name for name in os.listdir(path) if TEMP_FILE.search(name)], f"k={k}: temp file left"
 
@@ -111,7 +116,7 @@ def test_a_failed_write_keeps_the_previous_file_and_a_resume_ends_as_the_unbroke
         if LAST in written:  # what is there is whole: one epoch's commit record
             kept = load_checkpoint(os.path.join(path, LAST))
             assert len(kept["history"]) == kept["epoch"] and kept["model"]["w"][0] == kept["epoch"], f"k={k}"
-        run(path, resume=True)
+        run_again(path)
         assert final_files(path) == files, f"{failure} k={k}"
 
 

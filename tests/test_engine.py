@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import ROOT, separable_images
+from conftest import ROOT
+from tiny_data import separable_images
 from data.image_batches import ImageBatches
 from models import build_model
 from utils.errors import CheckpointError

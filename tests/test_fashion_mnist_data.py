@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import idx_bytes, separable_images, write_fashion_mnist
+from tiny_data import idx_bytes, separable_images, write_fashion_mnist
 from data import DataError
 from data.fashion_mnist import load_fashion_mnist, parse_idx
 from data.image_batches import ImageBatches, normalise, random_crop_and_flip, random_erase

@@ -11,7 +11,8 @@ import torch
 import export
 import predict
 import train_transformer
-from conftest import assert_one_error_line, write_trec
+from conftest import assert_one_error_line
+from tiny_data import write_trec
 from test_transformer import args
 from utils.storage.checkpoint import load_checkpoint
 from utils.storage.files import read_json

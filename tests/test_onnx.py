@@ -10,7 +10,8 @@ from PIL import Image
 
 import export
 import predict
-from conftest import assert_one_error_line, write_trec
+from conftest import assert_one_error_line
+from tiny_data import write_trec
 from tiny_models import tiny_bert_config
 from utils.pretrained import load_subword_tokenizer
 from data.tokenization import WordTokenizer

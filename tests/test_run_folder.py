@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
+import shutil
 import signal
 import stat
 import subprocess
@@ -15,7 +17,8 @@ import torch
 
 import train_dnn
 import train_rnn
-from conftest import ROOT, write_fashion_mnist, write_trec
+from conftest import ROOT, assert_one_error_line
+from tiny_data import write_fashion_mnist, write_trec
 from utils.errors import RunFolderError
 from utils.storage.checkpoint import load_checkpoint
 from utils.storage.files import read_json, read_jsonl, save_json
@@ -120,16 +123,30 @@ def test_a_failed_run_keeps_a_folder_that_holds_its_settings(tmp_path):
     assert sorted(os.listdir(out)) == [".lock", "config.json"]
 
 
-def test_interrupt_before_the_first_epoch_says_nothing_was_saved(fashion_dir, tmp_path, monkeypatch, capsys):
+def test_a_crash_before_the_first_commit_leaves_a_folder_the_same_command_starts_again(fashion_dir, tmp_path,
+                                                                                       monkeypatch, capsys):
     monkeypatch.setattr("utils.train.engine.stop_requested", lambda trainer: True)  # Ctrl-C during the first step
     out = str(tmp_path / "run")
+    argv = ["--data-dir", fashion_dir, "--out-dir", out, "--epochs", "2", "--val-size", "50", "--no-progress",
+            "--hidden1-size", "16"]  # TensorBoard on: its event file is written before the first commit
     with pytest.raises(SystemExit) as stop:
-        train_dnn.main(["--data-dir", fashion_dir, "--out-dir", out, "--epochs", "2", "--val-size", "50",
-                        "--no-progress"])
+        train_dnn.main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 130 and len(err) == 1 and "no epoch was completed" in err[0]
+    assert "config.json" in os.listdir(out) and any(name.startswith("events.out") for name in os.listdir(out))
     monkeypatch.undo()
-    assert train_dnn.main(["--resume", out, "--no-progress"])["epochs_run"] == 2
+    assert_one_error_line(train_dnn.main, ["--resume", out, "--no-progress"], capsys, "nothing to resume")
+    with pytest.raises(SystemExit):
+        train_dnn.main(["--resume", out])
+    advice = capsys.readouterr().err.split("start it again with: ")[1].strip()
+    assert shlex.split(advice)[:2] == ["python", "train_dnn.py"] and "--hidden1-size 16" in advice
+    assert train_dnn.main(shlex.split(advice)[2:] + ["--no-progress"])["epochs_run"] == 2  # what it advises works
+    shutil.rmtree(out)
+    monkeypatch.setattr("utils.train.engine.stop_requested", lambda trainer: True)
+    with pytest.raises(SystemExit):
+        train_dnn.main(argv)
+    monkeypatch.undo()
+    assert train_dnn.main(argv)["epochs_run"] == 2  # the same command again simply starts over in it
 
 
 def test_files_follow_the_umask(fashion_dir, tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
@@ -96,11 +97,17 @@ def test_interrupted_then_resumed_equals_uninterrupted(fashion_dir, tmp_path, mo
     assert comparable(read_jsonl(os.path.join(stopped, "metrics.jsonl"))) == comparable(a["history"])
 
 
-def test_resume_can_raise_the_epoch_count(fashion_dir, tmp_path):
+def test_resume_can_raise_the_epoch_count_and_says_how_the_schedule_changes(fashion_dir, tmp_path, capsys):
     out = str(tmp_path / "run")
-    train_dnn.main(image_args(fashion_dir, out))
+    train_dnn.main(image_args(fashion_dir, out))  # 1 epoch of 8 steps (250 images, 50 for validation, batch 32)
+    capsys.readouterr()
     summary = train_dnn.main(["--resume", out, "--epochs", "2", "--no-progress"])
     assert summary["epochs_run"] == 2 and len(read_jsonl(os.path.join(out, "metrics.jsonl"))) == 2
+    said = capsys.readouterr().out
+    lr = json.load(open(os.path.join(out, "config.json")))["lr"]
+    cosine_at_half = f"{lr * 0.5 * (1 + math.cos(math.pi * 8 / 16)):.3g}"  # step 9 of 16 (step index 8)
+    assert "--epochs 1 -> 2: the cosine schedule now spans 16 steps instead of 8" in said
+    assert f"the learning rate at step 9 is {cosine_at_half} (it would have been 0)" in said
 
 
 def test_a_finished_run_is_never_overwritten(fashion_dir, tmp_path, capsys):

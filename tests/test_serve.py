@@ -1,12 +1,11 @@
-"""serve.py: answers equal predict.py's, concurrent requests share forward passes, every bad request
-is a one-line 4xx and the server answers the next good one, SIGTERM finishes the request in flight,
-and the page works in a real browser (skipped where Chromium or Playwright is absent)."""
+"""serve.py: answers equal predict.py's and read unchanged by Hugging Face's InferenceClient, concurrent
+requests share forward passes, SIGTERM finishes the request in flight, and the page works in a real
+browser (skipped where Chromium or Playwright is absent). Bad requests: test_serve_bad_requests.py."""
 from __future__ import annotations
 
 import base64
 import concurrent.futures
 import http.client
-import io
 import json
 import os
 import shutil
@@ -14,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -23,23 +21,7 @@ from PIL import Image
 import predict
 from conftest import ROOT
 from data.trec import load_trec_files
-from http_server import RunningServer
-from utils.serve.http_api import Limits
-
-
-@pytest.fixture(scope="module")
-def text_server(runs):
-    server = RunningServer(os.path.join(runs["rnn"], "best.pt"), Limits(max_inputs=8, max_text_chars=500,
-                                                                         max_body_bytes=20_000, max_wait_ms=50))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def image_server(runs):
-    server = RunningServer(os.path.join(runs["dnn"], "best.pt"), Limits(max_inputs=4, max_body_bytes=200_000))
-    yield server
-    server.stop()
+from http_server import image_server, text_server  # noqa: F401 - fixtures
 
 
 def predicted(capsys, model: str, inputs: list[str]) -> list[dict]:
@@ -78,12 +60,6 @@ def test_text_answers_equal_predict_and_concurrent_requests_share_forward_passes
     assert text_server.request("GET", "/health") == (200, {"status": "ok", "inputs_in_flight": 0})
 
 
-def png_bytes(image: Image.Image, kind: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, kind)
-    return buffer.getvalue()
-
-
 def test_image_answers_equal_predict_for_raw_multipart_and_base64_bodies(image_server, runs, tmp_path, capsys):
     rng = np.random.default_rng(0)
     paths = []
@@ -105,67 +81,6 @@ def test_image_answers_equal_predict_for_raw_multipart_and_base64_bodies(image_s
     status, answers = image_server.post_json({"inputs": [base64.b64encode(data).decode() for data in files],
                                               "parameters": {"top_k": 10}})
     assert status == 200 and all(same_answer(a, e) for a, e in zip(answers, expected))
-
-
-NOISE = png_bytes(Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64), dtype=np.uint8), "L"))
-BOMB = png_bytes(Image.new("1", (9000, 9000)))  # 81 million pixels in a few kilobytes
-JPEG = png_bytes(Image.new("RGB", (16, 16)), "JPEG")
-
-
-@pytest.mark.parametrize("server_name,body,headers,status", [
-    ("text_server", b"{not json", {"Content-Type": "application/json"}, 400),
-    ("text_server", json.dumps({"text": "Who ?"}), {"Content-Type": "application/json"}, 422),
-    ("text_server", json.dumps(["Who ?"]), {"Content-Type": "application/json"}, 422),
-    ("text_server", json.dumps({"inputs": 42}), {"Content-Type": "application/json"}, 422),
-    ("text_server", json.dumps({"inputs": ["Who ?", None]}), {"Content-Type": "application/json"}, 422),
-    ("text_server", json.dumps({"inputs": "   "}), {"Content-Type": "application/json"}, 422),
-    ("text_server", json.dumps({"inputs": []}), {"Content-Type": "application/json"}, 422),
-    ("text_server", json.dumps({"inputs": "x " * 400}), {"Content-Type": "application/json"}, 413),
-    ("text_server", json.dumps({"inputs": ["Who ?"] * 9}), {"Content-Type": "application/json"}, 413),
-    ("text_server", json.dumps({"inputs": "a" * 30_000}), {"Content-Type": "application/json"}, 413),
-    ("text_server", json.dumps({"inputs": "Who ?", "parameters": {"top_k": 0}}), {"Content-Type": "application/json"}, 422),
-    ("text_server", json.dumps({"inputs": "Who ?", "parameters": {"top_k": "3"}}), {"Content-Type": "application/json"}, 422),
-    ("text_server", json.dumps({"inputs": "Who ?", "parameters": [3]}), {"Content-Type": "application/json"}, 422),
-    ("text_server", b"\xff\xfe\x00", {"Content-Type": "application/json"}, 400),
-    ("text_server", b"[" * 100_000, {"Content-Type": "application/json"}, 413),
-    ("text_server", b'{"inputs": "Who ?", "parameters": {"top_k": ' + b"9" * 5000 + b"}}",
-     {"Content-Type": "application/json"}, 413),
-    ("text_server", b'{"inputs": "Who ?", "parameters": {"top_k": 1e' + b"9" * 5000 + b"}}",
-     {"Content-Type": "application/json"}, 413),
-    ("text_server", JPEG, {"Content-Type": "application/json"}, 415),  # an image sent to a text model
-    ("text_server", JPEG, {"Content-Type": "image/jpeg"}, 415),
-    ("image_server", b"this is not an image", {"Content-Type": "image/png"}, 415),
-    ("image_server", "Who wrote Hamlet ?", {"Content-Type": "text/plain"}, 415),  # a text sent to an image model
-    ("image_server", '{"inputs": ' + "[" * 20 + '"deep"' + "]" * 20 + "}",
-     {"Content-Type": "application/json"}, 413),
-    ("image_server", png_bytes(Image.new("L", (20, 20))), {"Content-Type": "image/png", "X-Path": "/?top_k=-1"}, 422),
-    ("image_server", NOISE[:len(NOISE) // 2], {"Content-Type": "image/png"}, 422),  # truncated
-    ("image_server", BOMB, {"Content-Type": "image/png"}, 422),
-    ("image_server", b"", {"Content-Type": "image/png"}, 422),
-    ("image_server", bytes(300_000), {"Content-Type": "application/octet-stream"}, 413),
-    ("image_server", json.dumps({"inputs": "not base64 !"}), {"Content-Type": "application/json"}, 422),
-    ("image_server", json.dumps({"inputs": ["aGVsbG8="] * 5}), {"Content-Type": "application/json"}, 413),
-    ("image_server", b"--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--x--\r\n",
-     {"Content-Type": "multipart/form-data; boundary=x"}, 422),
-    ("image_server", b"garbage", {"Content-Type": "multipart/form-data"}, 400),
-])
-def test_every_bad_request_is_a_one_line_4xx_and_the_next_good_one_is_answered(server_name, body, headers, status,
-                                                                                request):
-    server = request.getfixturevalue(server_name)
-    got, answer = server.request("POST", headers.get("X-Path", "/"), body, headers)
-    assert got == status, answer
-    assert set(answer) == {"error"} and "\n" not in answer["error"] and "Traceback" not in answer["error"]
-    if status == 415:  # a body of the wrong kind: the answer says what this model takes
-        assert ("classifies texts" if server_name == "text_server" else "classifies images") in answer["error"]
-    good = server.post_json({"inputs": "Who wrote Hamlet ?"} if server_name == "text_server" else
-                            {"inputs": base64.b64encode(png_bytes(Image.new("L", (28, 28)))).decode()})
-    assert good[0] == 200
-
-
-def test_unknown_paths_and_methods_are_json_4xx(text_server):
-    assert text_server.request("GET", "/nowhere")[0] == 404
-    status, answer = text_server.request("DELETE", "/")
-    assert status == 405 and "error" in answer
 
 
 def test_the_page_is_self_contained(text_server):

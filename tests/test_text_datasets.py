@@ -12,7 +12,8 @@ import pytest
 import predict
 import train_rnn
 import train_transformer
-from conftest import assert_one_error_line, exit_code, saved_accuracy, trec_lines
+from conftest import assert_one_error_line, exit_code, saved_accuracy
+from tiny_data import trec_lines
 from data.text import tokenize_raw
 from data.bundle import class_names_of
 from data.text_files import read_text_file

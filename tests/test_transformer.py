@@ -7,13 +7,15 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 
 import predict
 import train_transformer
-from conftest import SHARED_MODELS, shared_data_or_skip
+from conftest import ROOT, SHARED_MODELS, shared_data_or_skip
 from utils.errors import PretrainedError
 from utils.pretrained import load_subword_tokenizer
 from data.tokenization import WordTokenizer, tokenizer_from_meta
@@ -64,6 +66,10 @@ def test_fine_tune_then_predict_without_the_model_folder_or_network(trec_dir, ti
     assert predict.main([os.path.join(out, "best.pt"), "--json", "Who wrote Hamlet ?", "Where is paris ?"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 2 and all(sum(row["probabilities"].values()) == pytest.approx(1, abs=1e-4) for row in rows)
+    printed = subprocess.run([sys.executable, "predict.py", os.path.join(out, "best.pt"), "Who wrote Hamlet ?",
+                              "--top", "1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert printed.returncode == 0 and printed.stdout.startswith("Who wrote Hamlet ?: ")
+    assert printed.stderr == ""  # no library's warnings: only the answers
     evaluated = train_transformer.main(["--data-dir", trec_dir, "--eval-only", "--checkpoint",
                                         os.path.join(out, "best.pt"), "--out-dir", str(tmp_path / "eval")])
     assert evaluated["test_acc"] == summary["test_acc"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from conftest import TREC_TEMPLATES
+from tiny_data import TREC_TEMPLATES
 
 
 def tiny_bert_config() -> dict:

@@ -2,7 +2,8 @@
 
     .lock          held (flock) by the one process that owns the folder; the kernel drops it when
                    that process ends, however it ends, so a killed run never leaves it stuck
-    config.json    the run's settings, written before the first epoch
+    config.json    the run's settings, its first file: written once the data and model are set up,
+                   before anything else (TensorBoard's events, the first epoch)
     last.pt        THE COMMIT RECORD. After epoch k it holds everything a resume needs: weights,
                    optimizer, gradient scaler, epoch and step, the history of every epoch, the best
                    epoch with its accuracy and its weights, and whether early stopping has fired
@@ -166,7 +167,8 @@ class RunFolder:
         """The committed state to continue from (None for a new run), after repairing the views.
 
         A new run refuses a folder that already holds a committed epoch; a folder with settings
-        but no committed epoch (killed during epoch 1) is simply started again.
+        but no committed epoch (killed before its first commit) is simply started again. A resume
+        needs a committed epoch.
         """
         if not resume:
             if self.has_commit():
@@ -174,8 +176,8 @@ class RunFolder:
                                      "or choose another --out-dir")
             return None
         if not self.has_commit():
-            self.notes.append(f"{self.path} has no completed epoch yet: starting it from the beginning")
-            return None
+            raise RunFolderError(f"{self.path} has no completed epoch yet, so there is nothing to resume: start "
+                                 "it again with the command that started it")
         state = load_checkpoint(self.file(LAST))
         if state.get("format") != FORMAT:
             raise RunFolderError(f"{self.file(LAST)} was written by another version of this repository "
@@ -235,9 +237,6 @@ class RunFolder:
 
     def describe(self, epoch: int, script_name: str) -> str:
         """What is kept after a stop at committed epoch `epoch`, and the command that resumes."""
-        command = f"python train_{script_name}.py --resume {self.path}"
         if epoch:
-            return f"{self.file(LAST)} holds epoch {epoch}. Resume with: {command}"
-        if os.path.isfile(self.file(CONFIG)):
-            return f"no epoch was completed, so nothing was saved. Start again with: {command}"
+            return f"{self.file(LAST)} holds epoch {epoch}. Resume with: python train_{script_name}.py --resume {self.path}"
         return "no epoch was completed, so nothing was saved: run the same command again"

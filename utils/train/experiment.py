@@ -11,9 +11,10 @@ from typing import Any, Callable, Sequence, Union
 
 from data.bundle import kind_of
 from models import count_parameters
-from utils.config import TrainConfig, parse_config
+from utils.config import NO_PRESET, TrainConfig, parse_config
 from utils.errors import (CheckpointError, ConfigError, Interrupted, PeerFailed, RunFolderError, one_line,
                           one_line_errors)
+from utils.flags import command_line
 from utils.report.runs import write_test_report
 from utils.runtime import Runtime, init_runtime, peer_failed, seed_everything, shutdown
 from utils.storage.checkpoint import check_predictor_checkpoint, load_checkpoint, model_from_checkpoint
@@ -126,6 +127,13 @@ def peer_failure_words(error: BaseException) -> str:
     return re.sub(r"^\[[^\]]*\]\s*", "", one_line(error))[:100]
 
 
+def restart_command(config: TrainConfig, script_name: str, run_dir: str) -> str:
+    """The command that starts the run of `config` afresh in `run_dir`: every setting given as a flag."""
+    command = command_line(type(config), {**dataclasses.asdict(config), "out_dir": run_dir}, {},
+                           f"train_{script_name}.py", left_out=("resume", "eval_only", "checkpoint", "progress"))
+    return f"{command} --preset {NO_PRESET}" if config.preset else command
+
+
 def train(config: TrainConfig, script_name: str, model_name: str, make_data: MakeData, runtime: Runtime,
           say: Callable[[str], None]) -> dict[str, Any]:
     """The training run proper, in a locked run folder; see utils.train.training_run."""
@@ -135,6 +143,9 @@ def train(config: TrainConfig, script_name: str, model_name: str, make_data: Mak
         if saved_script != script_name:
             raise ConfigError(f"{run_dir} is a run of train_{saved_script}.py: resume it with "
                               f"python train_{saved_script}.py --resume {run_dir}")
+        if config.resume and not folder.has_commit():
+            raise RunFolderError(f"{run_dir} has no completed epoch yet, so there is nothing to resume; start it again "
+                                 f"with: {restart_command(config, script_name, run_dir)}")
         resumed = folder.open(resume=bool(config.resume))
         for note in folder.notes:
             say(note)
@@ -145,6 +156,7 @@ def train(config: TrainConfig, script_name: str, model_name: str, make_data: Mak
         phase = "while setting up the run"  # reading the data, the teacher labelling it
         try:
             run, schedule = set_up(config, script_name, model_name, make_data, runtime, folder, resumed, say)
+            folder.save_config({**run.identity.config, "script": script_name})  # first write: the folder is this run's
             log = run_log(run)
             phase = "while training"
             outcome, wall_seconds = train_epochs(run, schedule, log)

@@ -3,11 +3,12 @@
 Scalars are plotted against the optimizer step: the training loss every few steps, and per
 epoch (at the epoch's last step) the train/validation loss and accuracy, learning rate and
 samples/s. Epoch scalars are flushed to disk just before the epoch is committed (utils.storage.run_folder),
-and a resumed run opens its writer with `purge_step` = the committed step + 1, so TensorBoard
-drops whatever a killed run wrote after its last commit: the curves continue with no duplicate
-steps. Its event file must sort after the killed run's (TensorBoard reads a folder's files in name
-order, and names begin with the second they were opened in): a resume in the same second as the
-newest file waits for the next second first. At the end, one step after the last epoch's: the run's hyperparameters with its final
+and every run opens its writer with `purge_step` = its committed step + 1 (1 for a new run), so
+TensorBoard drops whatever a killed run wrote after its last commit, or before its first: the curves
+continue with no duplicate steps. Its event file must sort after the killed run's (TensorBoard reads
+a folder's files in name order, and names begin with the second they were opened in): a writer
+opened in the same second as the newest file there waits for the next second first. At the end,
+one step after the last epoch's: the run's hyperparameters with its final
 accuracies (the HParams view) and the learning-curve and confusion-matrix figures; a run killed
 while writing them and resumed writes them once.
 """
@@ -46,14 +47,13 @@ def wait_for_a_later_second(run_dir: str) -> None:
 class TensorBoardLog:
     """One run's TensorBoard writer (main process only), a subscriber of the run's log (utils.train.logger)."""
 
-    def __init__(self, run_dir: str, resumed_step: int | None = None) -> None:
+    def __init__(self, run_dir: str, committed_step: int = 0) -> None:
         from torch.utils.tensorboard import SummaryWriter  # imported only when logging is on
 
         self.run_dir = run_dir
-        self.last_step = resumed_step or 0
-        if resumed_step is not None:
-            wait_for_a_later_second(run_dir)
-        self.writer = SummaryWriter(run_dir, purge_step=None if resumed_step is None else resumed_step + 1)
+        self.last_step = committed_step
+        wait_for_a_later_second(run_dir)
+        self.writer = SummaryWriter(run_dir, purge_step=committed_step + 1)
 
     def step(self, step: int, metrics: dict[str, float]) -> None:
         """The training loss of one step (reported every few steps)."""

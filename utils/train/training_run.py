@@ -90,6 +90,21 @@ def model_arguments(config: TrainConfig, data: DataBundle, resumed: dict[str, An
     return {**kwargs, "encoder_config": encoder.config}, encoder
 
 
+def schedule_of(config: TrainConfig, steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
+    """The learning rate at each step of a run of `epochs` epochs with `config`'s schedule."""
+    return lr_schedule(config.scheduler, config.lr, epochs * steps_per_epoch,
+                       warmup_steps=int(config.warmup_epochs * steps_per_epoch),
+                       step_size=config.step_epochs * steps_per_epoch)
+
+
+def schedule_change(config: TrainConfig, steps_per_epoch: int, saved_epochs: int, step: int) -> str:
+    """What a resume with another --epochs than the run's `saved_epochs` does to the learning rate from `step` on."""
+    before, after = schedule_of(config, steps_per_epoch, saved_epochs), schedule_of(config, steps_per_epoch, config.epochs)
+    return (f"--epochs {saved_epochs} -> {config.epochs}: the {config.scheduler} schedule now spans "
+            f"{config.epochs * steps_per_epoch:,} steps instead of {saved_epochs * steps_per_epoch:,}, so the learning "
+            f"rate at step {step + 1:,} is {after(step):.3g} (it would have been {before(step):.3g})")
+
+
 def build_training_state(config: TrainConfig, model: nn.Module, steps_per_epoch: int, runtime: Runtime
                          ) -> tuple[TrainingState, Callable[[int], float]]:
     """The optimizer, gradient scaler (active for fp16 only) and weight average around `model`, and the
@@ -98,9 +113,7 @@ def build_training_state(config: TrainConfig, model: nn.Module, steps_per_epoch:
     optimizer = build_optimizer(config.optimizer, groups, config.lr, config.momentum, config.nesterov,
                                 config.weight_decay)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
-    schedule = lr_schedule(config.scheduler, config.lr, config.epochs * steps_per_epoch,
-                           warmup_steps=int(config.warmup_epochs * steps_per_epoch),
-                           step_size=config.step_epochs * steps_per_epoch)
+    schedule = schedule_of(config, steps_per_epoch, config.epochs)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True) if config.ema else None
     return TrainingState(model, optimizer, scaler, new_progress(), ema=ema), schedule
 
@@ -133,11 +146,13 @@ def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: Ma
         model = model.to(memory_format=torch.channels_last)
     teacher = attach_teacher(config, data, runtime, make_data, resumed and resumed.get("teacher"), say) \
         if config.teacher else None
-    state, schedule = build_training_state(config, model, steps_per_epoch(len(data.train), config.grad_accum_steps),
-                                           runtime)
+    epoch_steps = steps_per_epoch(len(data.train), config.grad_accum_steps)
+    state, schedule = build_training_state(config, model, epoch_steps, runtime)
     if resumed:
         restore_training_state(state, resumed, folder.file("last.pt"))
         say(f"resuming {folder.path} after epoch {state.progress['epoch']} (step {state.progress['step']})")
+        if saved_config.get("epochs", config.epochs) != config.epochs and config.scheduler != "none":
+            say(schedule_change(config, epoch_steps, saved_config["epochs"], state.progress["step"]))
     started_from = ({"source": config.pretrained_source(), "file_dtype": pretrained.file_dtype} if pretrained
                     else (resumed or {}).get("pretrained"))
     identity = RunIdentity({**vars(config), WORLD_SIZE: runtime.world_size}, script_name, model_name, model_kwargs,
@@ -168,7 +183,7 @@ def run_log(run: TrainingRun) -> RunLog:
     subscribers: list[Any] = [ConsoleLine(run.config.epochs, run.say, run.config.progress),
                               History(run.state.progress["history"])]
     if run.config.tensorboard:  # on disk before each commit: see utils.train.tensorboard
-        subscribers.append(TensorBoardLog(run.folder.path, run.state.progress["step"] if run.config.resume else None))
+        subscribers.append(TensorBoardLog(run.folder.path, run.state.progress["step"]))
     return RunLog(subscribers)
 
 
@@ -178,7 +193,6 @@ def train_epochs(run: TrainingRun, schedule: Callable[[int], float], log: RunLog
     if progress["epoch"] < config.epochs and not progress["stopped_early"]:
         run.folder.forget_results()
     module = wrap_for_training(state.model, run.runtime, config.compile)
-    run.folder.save_config({**run.identity.config, "script": run.identity.script})
     run.say(f"run folder {run.folder.path}: {run.identity.model_name} with {count_parameters(state.model):,} "
             f"parameters on {run.runtime.device} ({run.runtime.precision}, {run.runtime.world_size} "
             f"process{'es' if run.runtime.distributed else ''}), "
