@@ -3,8 +3,8 @@ tree (bench/user_formats.py), read with --dataset DIR. Measures the first decode
 into an empty cache), the cached start (seconds until the bundle is ready), and a short training run
 from each source with the same seed (train_dnn.py, --preset fast unless told): training time and accuracy.
 
-    python bench/user_formats.py --data-dir ../shared/data --out /tmp/user-data
-    python bench/data_loading.py --folder /tmp/user-data/fashion_mnist --data-dir ../shared/data
+    python bench/user_formats.py --data-dir ../shared/data --out user-data
+    python bench/data_loading.py --folder user-data/fashion_mnist --data-dir ../shared/data
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def bundle_seconds(config, runtime) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--folder", default="/tmp/user-data/fashion_mnist")
+    parser.add_argument("--folder", default="user-data/fashion_mnist")
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--preset", default="fast", help="train_dnn.py's recipe for the runs ('none': its defaults)")
     parser.add_argument("--epochs", type=int, default=0, help="epochs of those runs (0: the recipe's)")

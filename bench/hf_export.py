@@ -1,7 +1,7 @@
 """export.py --format hf on a real fine-tuned run: transformers' pipeline() on the exported folder
 against predict.py on the test questions.
 
-    python bench/hf_export.py runs/transformer-.../best.pt --data-dir ../shared/data --out /tmp/trec-minilm
+    python bench/hf_export.py runs/transformer-.../best.pt --data-dir ../shared/data --out trec-minilm
 
 Saves bench/results/hf-export-<tag>.json (same top-1 label share, largest probability difference,
 what was compared) with the machine and command.

@@ -2,7 +2,7 @@
 FashionMNIST as a PNG class-folder tree (train/<class>/*.png, test/<class>/*.png) and TREC as CSV
 (train.csv, test.csv with columns text,label; the coarse labels).
 
-    python bench/user_formats.py --data-dir ../shared/data --out /tmp/user-data
+    python bench/user_formats.py --data-dir ../shared/data --out user-data
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def write_trec_csv(data_dir: str, out: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("--out", default="/tmp/user-data")
+    parser.add_argument("--out", default="user-data")
     args = parser.parse_args()
     write_trec_csv(args.data_dir, os.path.join(args.out, "trec"))
     print(f"wrote {args.out}/trec/train.csv and test.csv")

@@ -102,3 +102,16 @@ def test_no_comment_or_result_name_speaks_of_how_the_project_was_developed():
     names = [name for name in os.listdir(os.path.join(ROOT, "bench", "results"))
              if re.search(r"(-s\d+|before-|session)", name)]
     assert found == [] and names == []
+
+
+# an absolute path of some machine (a leading / and two or more names), not a URL's path nor ~/...
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.+-]+/)+[\w.+-]*")
+SYSTEM_PATHS = ("/usr/share/", "/dev/", "/etc/")  # the same on every machine that has them
+
+
+def test_documents_and_results_hold_no_machine_paths():
+    texts = DOCUMENTS + sorted(glob.glob(os.path.join(ROOT, "bench", "results", "*.json")))
+    found = {os.path.relpath(path, ROOT): paths for path in texts
+             if (paths := sorted({p for p in ABSOLUTE_PATH.findall(open(path, encoding="utf-8").read())
+                                  if not p.startswith(SYSTEM_PATHS)}))}
+    assert found == {}, "write ../shared/... or a path relative to the repository (runs/..., user-data/...)"
