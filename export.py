@@ -7,8 +7,8 @@ folder, verified against PyTorch before it is reported done.
 
 The file has a dynamic batch size (and question length), and carries as metadata the class names,
 the task and what turns raw input into model input (image normalisation, vocabulary or tokenizer).
-onnxruntime then runs it on test examples of the run's data set (generated ones when the data is
-not there) at batch sizes 1, 7 and 64, and the command prints the largest logit difference and the
+onnxruntime then runs it on examples of the run's own data (the built-in test set, or the files of its
+--dataset; generated inputs when they are not there) at batch sizes 1, 7 and 64, and the command prints the largest logit difference and the
 share of equal predictions; beyond 1e-4 it fails. `predict.py model.onnx ...` serves the file.
 
 --format hf (fine-tuned encoders, train_transformer.py --pretrained) writes the model as
@@ -31,7 +31,8 @@ import torch
 
 from data import DataError
 from data.bundle import kind_of
-from data.images import image_shape
+from data.images import image_files, image_shape
+from data.text_files import is_text_file, read_text_file
 from data.tokenization import tokenizer_from_meta
 from data.fashion_mnist import load_fashion_mnist
 from data.trec import load_trec_files
@@ -39,7 +40,7 @@ from utils.config import default_data_dir, implied_preset
 from utils.errors import ConfigError, InputError, run_tool
 from utils.flags import ArgumentParser, command_line
 from utils.serve.hf_export import check_exportable, compare_with_pipeline, generated_texts, model_card, save_hf_model
-from utils.serve.inputs import image_inputs, question_inputs
+from utils.serve.inputs import image_inputs, question_inputs, read_image
 from utils.serve.onnx_export import export, verify
 from utils.serve.predictor import load_for_inference, run_summary_of
 from utils.storage.files import atomic_write, write_into_folder, written_before
@@ -54,19 +55,42 @@ def trec_test_questions(data_dir: str, count: int) -> list[str] | None:
         return None
 
 
+def own_data_examples(checkpoint: dict[str, Any], count: int) -> tuple[list[Any], str] | None:
+    """Up to `count` inputs of the run's own --dataset, read as predict.py reads inputs (images as model
+    arrays, texts as strings), and what they are; None when the data is not a local folder or file."""
+    config = checkpoint.get("config") or {}
+    spec = str(config.get("dataset", ""))
+    if checkpoint["task"] == "image" and os.path.isdir(spec):
+        paths = image_files(spec)[:count]
+        return [read_image(path, checkpoint["meta"], "image") for path in paths], f"{len(paths)} images of {spec}"
+    if checkpoint["task"] == "text" and os.path.isfile(spec) and is_text_file(spec):
+        examples, _ = read_text_file(spec, config.get("text_column") or "text", config.get("label_column") or "label")
+        return [example.text for example in examples[:count]], f"{min(len(examples), count)} texts of {spec}"
+    return None
+
+
 def example_inputs(checkpoint: dict[str, Any], data_dir: str, count: int) -> tuple[Any, str]:
-    """Model inputs to check the export on: test examples of a built-in data set, else generated ones."""
+    """Model inputs to check the export on: the run's own data where it can be read (the built-in data
+    set's test examples, or the files of its --dataset), else generated ones."""
     meta, rng, task = checkpoint["meta"], np.random.default_rng(0), checkpoint["task"]
     questions = trec_test_questions(data_dir, count) if task == "trec" else None
     if questions:
         return question_inputs(questions, meta), f"{len(questions)} TREC test questions"
+    try:
+        own = own_data_examples(checkpoint, count)
+    except (DataError, InputError):  # files changed or gone since training: checked on generated inputs
+        own = None
+    if own and own[0]:
+        examples, described = own
+        examples = (examples * -(-count // len(examples)))[:count]  # repeated to fill every batch size checked
+        return (question_inputs(examples, meta) if task == "text" else image_inputs(examples, meta)), described
     try:
         if task == "fashion_mnist":
             images = load_fashion_mnist(data_dir, allow_download=False)["test"].images[:count].numpy()
             return image_inputs(list(images), meta), f"{len(images)} FashionMNIST test images"
     except DataError:
         pass
-    where = f"no data in {data_dir}" if task in ("trec", "fashion_mnist") else "not read from the data set"
+    where = f"no data in {data_dir}" if task in ("trec", "fashion_mnist") else "the run's data set is not here"
     if kind_of(task) == "text":
         lengths = torch.from_numpy(rng.integers(1, min(meta.get("max_length", 64), 40) + 1, count))
         vocab_size = tokenizer_from_meta(meta).vocab_size
@@ -87,13 +111,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="an .onnx file, or a Hugging Face model folder (fine-tuned encoders)")
     parser.add_argument("--out", default="", help="the .onnx file or (--format hf) folder to write (default: "
                         "beside the checkpoint)")
-    parser.add_argument("--data-dir", default="", help="data folder for the check (default: $CLASSIFY_DATA_DIR "
-                        "or ./datasets; generated inputs when absent)")
+    parser.add_argument("--data-dir", default="", help="data folder for the check (default: the run's own, else "
+                        "$CLASSIFY_DATA_DIR or ./datasets; generated inputs when absent)")
     parser.add_argument("--examples", type=int, default=256, help="how many examples to check (at least 64)")
     args = parser.parse_intermixed_args(argv)
     if args.examples < 64:
         parser.error(f"argument --examples: must be at least 64, got {args.examples}")
     return args
+
+
+def data_dir_of(args: argparse.Namespace, checkpoint: dict[str, Any]) -> str:
+    """Where the check's data is: --data-dir, else the run's own data folder, else the default one."""
+    return args.data_dir or (checkpoint.get("config") or {}).get("data_dir") or default_data_dir()
 
 
 def output_path(checkpoint_path: str, out: str) -> str:
@@ -121,7 +150,7 @@ def run_hf(args: argparse.Namespace) -> dict[str, Any]:
     model, checkpoint = load_for_inference(args.checkpoint)
     check_exportable(checkpoint)
     tokenizer = tokenizer_from_meta(checkpoint["meta"])
-    texts, described = example_texts(checkpoint, args.data_dir or default_data_dir(), args.examples, tokenizer)
+    texts, described = example_texts(checkpoint, data_dir_of(args, checkpoint), args.examples, tokenizer)
     summary = run_summary_of(args.checkpoint)
     command = command_line(TransformerConfig, checkpoint.get("config") or {}, preset_values(checkpoint.get("config") or {}),
                            "train_transformer.py", left_out=LEFT_OUT)
@@ -148,11 +177,16 @@ def preset_values(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def example_texts(checkpoint: dict[str, Any], data_dir: str, count: int, tokenizer: Any) -> tuple[list[str], str]:
-    """Texts to compare the saved model on: TREC test questions, else texts of the tokenizer's words."""
+    """Texts to compare the saved model on: TREC test questions or the run's own text file, else texts of
+    the tokenizer's words."""
     questions = trec_test_questions(data_dir, count) if checkpoint["task"] == "trec" else None
     if questions:
         return questions, f"{len(questions)} TREC test questions"
-    return generated_texts(tokenizer, count), f"{count} texts of random words"
+    try:
+        own = own_data_examples(checkpoint, count)
+    except DataError:
+        own = None
+    return own if own and own[0] else (generated_texts(tokenizer, count), f"{count} texts of random words")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -164,7 +198,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return run_hf(args)
     out = output_path(args.checkpoint, args.out)
     model, checkpoint = load_for_inference(args.checkpoint)
-    inputs, described = example_inputs(checkpoint, args.data_dir or default_data_dir(), args.examples)
+    inputs, described = example_inputs(checkpoint, data_dir_of(args, checkpoint), args.examples)
     text = kind_of(checkpoint["task"]) == "text"
     result: dict[str, Any] = {}
 

@@ -5,6 +5,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from PIL import Image
 import predict
 import train_cnn
 import train_rnn
-from conftest import assert_one_error_line
+from conftest import ROOT, assert_one_error_line
 from utils.report import cli as report
 from utils.report.runs import run_labels
 from utils.storage.checkpoint import save_checkpoint
@@ -191,3 +193,18 @@ def test_report_compare_keeps_runs_whose_folders_share_a_name(runs, tmp_path, mo
                         str(tmp_path / "c.png")]) == 0
     assert len(drawn[str(tmp_path / "c.png")]) == 2 and run_labels(["x/run", "y/run", "z/other", "x/run"]) == [
         "x/run (1)", "y/run", "other", "x/run (4)"]
+
+
+def test_predict_ends_quietly_when_its_reader_goes_away(runs, tmp_path):
+    """`python predict.py ... | head -n 1`: once head has its line, predict stops without a traceback."""
+    questions = tmp_path / "questions.txt"
+    questions.write_text("Who wrote Hamlet ?\n" * 5000)  # more answers than a pipe holds
+    with open(questions, "rb") as stdin:
+        child = subprocess.Popen([sys.executable, "predict.py", os.path.join(runs["rnn"], "best.pt")], cwd=ROOT,
+                                 stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = child.stdout.readline()
+        child.stdout.close()  # what head does after its line
+        stderr = child.stderr.read()
+        child.wait(timeout=60)
+    assert first.startswith(b"Who wrote Hamlet ?: ")
+    assert stderr == b"" and child.returncode == 141  # 128 + SIGPIPE, as a shell reports such a stop

@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+import export
 import predict
 import train_rnn
 import train_transformer
@@ -57,6 +58,8 @@ def test_a_csv_file_trains_and_its_model_predicts_raw_text(tmp_path, capsys):
     assert best["task"] == "text" and best["class_names"] == sorted({label for _, label in train if label})
     assert predict.main([str(tmp_path / "run" / "best.pt"), "Where is Paris?", "Who invented radio?"]) == 0
     assert [line.split(": ")[1][:3] for line in capsys.readouterr().out.splitlines()] == ["LOC", "HUM"]
+    assert export.main([str(tmp_path / "run" / "best.pt"), "--examples", "64"]) == 0  # checked on the run's file
+    assert f"checked on 64 texts of {dataset}, batch shapes" in capsys.readouterr().out
 
 
 def test_jsonl_json_and_integer_labels_are_read(tmp_path):
