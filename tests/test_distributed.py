@@ -73,7 +73,7 @@ def test_torchrun_splits_the_teachers_table_survives_a_killed_rank_in_one_line_a
                                                                                             capsys):
     data_dir, teacher = image_teacher
     # 2 views, each classified by one process; fp32, the arithmetic of the table computed alone below
-    extra = ("--teacher", teacher, "--crop-padding", "0", "--precision", "fp32")
+    extra = ("--teacher", teacher, "--crop-padding", "0", "--precision", "fp32", "--device", "cpu")  # 2 processes: gloo
     cache, out = str(tmp_path / "cache"), tmp_path / "outputs" / "run"
     killed = torchrun([os.path.join("tests", "kill_rank_worker.py"), *image_args(data_dir, str(out), *extra)],
                       timeout=300, TEACHER_CACHE_DIR=cache)  # rank 1 dies after epoch 1

@@ -45,7 +45,7 @@ def test_the_exported_folder_is_a_transformers_model_that_agrees_with_predict(fi
     questions = ["Who wrote Hamlet ?", "Where is Paris ?", "How far is the moon ?", "What is NASA ?"]
     predict.main([os.path.join(run, "best.pt"), *questions, "--json", "--top", "6"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    answers = pipeline("text-classification", model=folder, top_k=None)(questions)
+    answers = pipeline("text-classification", model=folder, top_k=None, device="cpu")(questions)  # as predict.py
     for row, answer in zip(rows, answers):
         assert answer[0]["label"] == row["label"]
         scores = {item["label"]: item["score"] for item in answer}

@@ -113,6 +113,10 @@ def init_runtime(device_name: str, precision_name: str, cpu_bf16: bool = False) 
     if world_size > 1:
         if device.type == "cuda":
             local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            if local_rank >= torch.cuda.device_count():
+                raise ConfigError(f"torchrun started more processes on this machine than it has CUDA GPUs "
+                                  f"({torch.cuda.device_count()}): give --nproc_per_node {torch.cuda.device_count()}, "
+                                  "or --device cpu")
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
         if not dist.is_initialized():
