@@ -6,7 +6,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from data.sampling import epoch_generator, shard
+from data.sampling import epoch_generator, shard, shard_size
 
 
 class ImageBatches:
@@ -56,12 +56,12 @@ class ImageBatches:
         return self._indices()
 
     def __len__(self) -> int:
-        return -(-len(self._indices()) // self.batch_size)
+        return -(-self.num_examples // self.batch_size)
 
     @property
     def num_examples(self) -> int:
-        """How many examples this process sees per epoch."""
-        return len(self._indices())
+        """How many examples this process sees per epoch (counted, not drawn)."""
+        return shard_size(len(self.labels), self.rank, self.world_size, equal=self.shuffle)
 
     @property
     def changes_every_epoch(self) -> bool:

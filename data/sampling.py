@@ -18,3 +18,9 @@ def shard(indices: torch.Tensor, rank: int, world_size: int, equal: bool) -> tor
     """
     mine = indices[rank::world_size]
     return mine[: len(indices) // world_size] if equal else mine
+
+
+def shard_size(count: int, rank: int, world_size: int, equal: bool) -> int:
+    """How many of `count` indices `shard` gives process `rank`, without drawing an order."""
+    mine = len(range(rank, count, world_size))
+    return min(mine, count // world_size) if equal else mine

@@ -9,7 +9,7 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from data.sampling import epoch_generator, shard
+from data.sampling import epoch_generator, shard, shard_size
 
 PAD, UNK = "<pad>", "<unk>"
 # a word with its inner hyphens, apostrophes, dots and ampersands ("state-of-the-art", "don't", "u.s"),
@@ -126,12 +126,12 @@ class TextBatches:
         return torch.cat(self.batch_indices())
 
     def __len__(self) -> int:
-        return -(-len(self._indices()) // self.batch_size)
+        return -(-self.num_examples // self.batch_size)
 
     @property
     def num_examples(self) -> int:
-        """How many examples this process sees per epoch."""
-        return len(self._indices())
+        """How many examples this process sees per epoch (counted, not drawn)."""
+        return shard_size(len(self.labels), self.rank, self.world_size, equal=self.shuffle)
 
     def __iter__(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]]:
         for _, batch in self.batches_with_indices():

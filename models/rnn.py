@@ -38,7 +38,7 @@ class RecurrentClassifier(nn.Module):
     def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         token_ids, lengths = inputs  # (batch, time), (batch,)
         embedded = self.dropout(self.embedding(token_ids))  # (batch, time, embed_dim)
-        lengths = lengths.cpu()
+        lengths = lengths.cpu()  # packing reads them on the host, where the batches keep them (no copy)
         unpadded = not self.training and bool((lengths == token_ids.size(1)).all())
         if unpadded:  # e.g. one question: packing and masking would be pure overhead
             outputs, hidden = self.recurrent(embedded)

@@ -61,18 +61,24 @@ def test_optimizer_steps_once_per_batch():
     assert len(calls) == len(batches) == trainer.step == 4
 
 
-def test_non_finite_loss_names_epoch_and_step():
+def test_a_non_finite_loss_stops_at_the_next_read_naming_the_steps_between():
     class Exploding(nn.Module):
+        """Finite until step 25, NaN from then on."""
+
         def __init__(self):
             super().__init__()
             self.weight = nn.Parameter(torch.ones(1))
+            self.calls = 0
 
         def forward(self, inputs):
-            return self.weight * torch.full((len(inputs), 10), float("nan"))
+            self.calls += 1
+            return self.weight * torch.full((len(inputs), 10), float("nan") if self.calls >= 25 else 0.0)
 
     trainer = make_trainer(Exploding())
-    with pytest.raises(NonFiniteLoss, match="at epoch 3, step 1"):
-        train_one_epoch(trainer, separable_batches(), 3)
+    batches = separable_batches(count=8 * 30, batch_size=8)  # 30 steps: reads after step 20 and at the end
+    with pytest.raises(NonFiniteLoss, match="at epoch 3, between steps 20 and 30"):
+        train_one_epoch(trainer, batches, 3)
+    assert trainer.step == 30
 
 
 def test_fit_stops_early_with_patience():

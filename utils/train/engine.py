@@ -5,6 +5,12 @@ and calls back after each one so the caller can save checkpoints. Batches are `(
 where inputs is a tensor or a tuple of tensors (token ids and lengths); an optimizer step adds up the
 gradients of `Trainer.accumulate` of them, and every epoch ends on a step. Metrics go to one sink (utils.train.logger.
 RunLog), reported once per LOG_EVERY steps and once per epoch.
+
+The step never waits for the device: losses, counts and whether a loss was not finite stay on the
+device, and the host reads them at declared points only, every LOG_EVERY steps (the running loss,
+the non-finite check and, under torchrun, whether any process was asked to stop) and at the end of
+an epoch. A non-finite loss therefore stops the run at the next such point, naming the steps it
+happened between; nothing after the last commit is kept, so a resume stays exact.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from utils.train.losses import distillation_loss
 from utils.train.optim import set_lr
 
 
-LOG_EVERY = 20  # optimizer steps between two reports of the running loss to the run's log
+LOG_EVERY = 20  # optimizer steps between two host reads: the running loss, the non-finite check, a stop
 
 
 @dataclass
@@ -105,15 +111,26 @@ def steps_per_epoch(batches: int, accumulate: int) -> int:
     return math.ceil(batches / accumulate)
 
 
-def stop_requested(trainer: Trainer) -> bool:
-    """True when any process was asked to stop (all processes agree, so none is left waiting)."""
+def stop_requested(trainer: Trainer, agree: bool = True) -> bool:
+    """True when this process was asked to stop; under torchrun, with `agree`, when any process was
+    (all processes agree, so none is left waiting). Without `agree` a process in a group answers
+    False: the group decides together at its next agreement point."""
     stop = trainer.should_stop()
-    if trainer.runtime.distributed:
-        flag = torch.tensor([float(stop)], device=trainer.runtime.device if trainer.runtime.device.type == "cuda"
-                            else "cpu")
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        stop = bool(flag.item())
-    return stop
+    if not trainer.runtime.distributed:
+        return stop
+    if not agree:
+        return False
+    flag = torch.tensor([float(stop)], device=trainer.runtime.device if trainer.runtime.device.type == "cuda"
+                        else "cpu")
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def raise_if_not_finite(flags: list[float], epoch: int, steps: tuple[int, int]) -> None:
+    """Raise NonFiniteLoss when the non-finite flag read from the device (`flags[0]`) is set."""
+    if flags[0]:
+        raise NonFiniteLoss(f"the loss became NaN or infinite at epoch {epoch}, between steps {steps[0]} and "
+                            f"{steps[1]} (try a lower --lr or --grad-clip)")
 
 
 def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, log: RunLog | None = None) -> dict[str, float]:
@@ -126,27 +143,33 @@ def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, log: RunLog
     device = trainer.runtime.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    not_finite = torch.zeros((), device=device, dtype=torch.bool)  # any loss since the last read
+    seen, checked_step = 0, trainer.step
     start = time.perf_counter()
     log.epoch_begins(epoch, steps_per_epoch(len(batches), trainer.accumulate), trainer.step)
     for group in optimizer_steps(batches, trainer.accumulate):
         group = [(to_device(inputs, device), targets.to(device, non_blocking=True), teacher_logits)
                  for inputs, targets, teacher_logits in group]
         for (loss, logits), (_, targets, _) in zip(train_step(trainer, group), group):
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch}, step {trainer.step} "
-                                    "(try a lower --lr or --grad-clip)")
+            not_finite |= ~torch.isfinite(loss)
             count = batch_size_of(targets)
             loss_sum += loss * count
             correct += (logits.argmax(dim=1) == targets).sum()
             seen += count
-        if trainer.step % LOG_EVERY == 0:
-            log.step(trainer.step, {"train_loss": loss_sum.item() / seen, "step_loss": loss.item(),
+        if trainer.step % LOG_EVERY == 0:  # a declared host read: one transfer for all three values
+            flags = torch.stack([not_finite.float(), loss_sum, loss]).tolist()
+            raise_if_not_finite(flags, epoch, (checked_step, trainer.step))
+            checked_step = trainer.step
+            log.step(trainer.step, {"train_loss": flags[1] / seen, "step_loss": flags[2],
                                     "samples_per_s": seen / (time.perf_counter() - start)})
-        if stop_requested(trainer):
+        if stop_requested(trainer, agree=trainer.step % LOG_EVERY == 0):
             raise Interrupted(f"stopped during epoch {epoch}")
+    flags = torch.stack([not_finite.float(), loss_sum, correct.float()]).tolist()  # the epoch's one read
+    raise_if_not_finite(flags, epoch, (checked_step, trainer.step))
+    if stop_requested(trainer):
+        raise Interrupted(f"stopped at the end of epoch {epoch}")
     seconds = time.perf_counter() - start
-    loss_total, correct_total, seen_total = all_reduce_sum([loss_sum.item(), correct.item(), seen], trainer.runtime)
+    loss_total, correct_total, seen_total = all_reduce_sum([flags[1], flags[2], seen], trainer.runtime)
     return {"train_loss": loss_total / max(seen_total, 1), "train_acc": correct_total / max(seen_total, 1),
             "lr": trainer.lr_at_step(max(trainer.step - 1, 0)), "seconds": seconds,
             "samples_per_s": seen_total / seconds if seconds > 0 else 0.0}

@@ -1,5 +1,6 @@
 """Evaluation over a whole split: loss, accuracy and macro-F1, exact across processes, and on
-request every prediction in the split's own order."""
+request every prediction in the split's own order. Sums and counts stay on the device; the host
+reads them once per split."""
 from __future__ import annotations
 
 from typing import Any, Iterable
@@ -13,9 +14,12 @@ from utils.runtime import Runtime, all_reduce_sum, autocast
 
 
 def to_device(inputs: Any, device: torch.device) -> Any:
-    """Move a tensor, or each tensor of a tuple, to `device` (non-blocking)."""
+    """Move a batch's inputs to `device` (non-blocking): a tensor, or of a text batch's (token_ids,
+    lengths) the token ids. Lengths stay on the host, where a recurrent model packs its sequences
+    (a copy back from the device would make the step wait) and from where masks copy them."""
     if isinstance(inputs, (tuple, list)):
-        return type(inputs)(to_device(item, device) for item in inputs)
+        token_ids, *rest = inputs
+        return type(inputs)([token_ids.to(device, non_blocking=True), *rest])
     return inputs.to(device, non_blocking=True)
 
 
@@ -33,35 +37,47 @@ def evaluate(model: nn.Module, batches: Iterable, runtime: Runtime, collect: boo
     """
     model.eval()
     device = runtime.device
-    loss_sum, correct, seen = 0.0, 0, 0
+    totals = torch.zeros(2, device=device, dtype=torch.float64)  # summed loss, right predictions
+    seen = 0
     predictions, targets_seen, logits_seen = [], [], []
     tally = None  # (3, classes) on the device: each class's right predictions, predictions and labels
     for inputs, targets in batches:
         inputs, targets = to_device(inputs, device), targets.to(device, non_blocking=True)
         with autocast(runtime):
             logits = model(inputs).float()
-        loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
         predicted = logits.argmax(dim=1)
-        correct += (predicted == targets).sum().item()
+        totals += torch.stack([F.cross_entropy(logits, targets, reduction="sum").double(),
+                               (predicted == targets).sum().double()])
         seen += batch_size_of(targets)
-        counts = torch.stack([torch.bincount(values, minlength=logits.size(1))
-                              for values in (targets[predicted == targets], predicted, targets)])
+        counts = class_counts(predicted, targets, logits.size(1))
         tally = counts if tally is None else tally + counts
-        if collect:
-            predictions.append(predicted.cpu())
-            targets_seen.append(targets.cpu())
-            logits_seen.append(logits.cpu())
-    tallies = [] if tally is None else tally.flatten().tolist()
+        if collect:  # kept on the device, read once below
+            predictions.append(predicted)
+            targets_seen.append(targets)
+            logits_seen.append(logits)
+    read = totals if tally is None else torch.cat([totals, tally.flatten().double()])
+    loss_sum, correct, *tallies = read.tolist()  # the split's one host read
     loss_sum, correct, seen, *tallies = all_reduce_sum([loss_sum, correct, seen, *tallies], runtime)
     result: dict[str, Any] = {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "count": int(seen),
                               "macro_f1": macro_f1(tallies)}
     if collect:
-        served = (batches.example_order(), torch.cat(predictions), torch.cat(targets_seen), torch.cat(logits_seen))
+        served = (batches.example_order(), *(torch.cat(parts).cpu() for parts in (predictions, targets_seen, logits_seen)))
         order, predicted, targets, all_logits = gather_from_processes(served, runtime)
         inverse = order.argsort()
         result.update(predictions=predicted[inverse], targets=targets[inverse], logits=all_logits[inverse],
                       probabilities=torch.softmax(all_logits[inverse], dim=1))
     return result
+
+
+def class_counts(predicted: torch.Tensor, targets: torch.Tensor, classes: int) -> torch.Tensor:
+    """(3, classes): each class's right predictions, predictions and labels in a batch, counted where
+    the tensors are (scatter-adds: no data-dependent shape, so the device never waits for the host)."""
+    ones = torch.ones_like(targets)
+    counts = torch.zeros(3, classes, dtype=torch.long, device=targets.device)
+    counts[0].scatter_add_(0, targets, (predicted == targets).long())
+    counts[1].scatter_add_(0, predicted, ones)
+    counts[2].scatter_add_(0, targets, ones)
+    return counts
 
 
 def macro_f1(tallies: list[float]) -> float:
