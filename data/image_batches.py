@@ -87,7 +87,7 @@ class ImageBatches:
 
     def batches_with_views(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]]:
         """Like `batches_with_indices`, and each example's view (see `view_index`; 0 without augmentation)."""
-        indices = self._indices().to(self.device)
+        indices = self._indices().to(self.device, non_blocking=True)
         generator = epoch_generator(self.seed + 1, self.epoch)
         for start in range(0, len(indices), self.batch_size):
             batch = indices[start:start + self.batch_size]
@@ -138,12 +138,13 @@ def draw_views(count: int, padding: int, generator: torch.Generator,
                device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random (flip, top, left) for `count` images: flip with probability 1/2, crop offsets in
     [0, 2 * padding] (all zero without padding)."""
-    flip = (torch.rand(count, generator=generator) < 0.5).to(device)
+    # drawn on the host (the same views on every device), sent without waiting for the device
+    flip = (torch.rand(count, generator=generator) < 0.5).to(device, non_blocking=True)
     if padding == 0:
         zero = torch.zeros(count, dtype=torch.long, device=device)
         return flip, zero, zero
-    top = torch.randint(0, 2 * padding + 1, (count,), generator=generator).to(device)
-    left = torch.randint(0, 2 * padding + 1, (count,), generator=generator).to(device)
+    top = torch.randint(0, 2 * padding + 1, (count,), generator=generator).to(device, non_blocking=True)
+    left = torch.randint(0, 2 * padding + 1, (count,), generator=generator).to(device, non_blocking=True)
     return flip, top, left
 
 
@@ -209,4 +210,4 @@ def random_erase(images: torch.Tensor, probability: float, generator: torch.Gene
     inside = ((rows >= top[box]) & (rows < (top + box_h)[box])
               & (cols >= left[box]) & (cols < (left + box_w)[box]) & erase[box])
     noise = torch.randint(0, 256, images.shape, generator=generator, dtype=torch.uint8)
-    return torch.where(inside.to(device), noise.to(device), images)
+    return torch.where(inside.to(device, non_blocking=True), noise.to(device, non_blocking=True), images)

@@ -94,6 +94,10 @@ class TextBatches:
         self.seed, self.epoch, self.rank, self.world_size = seed, 0, rank, world_size
 
     changes_every_epoch = False  # a question's token ids are the same in every epoch
+    # pad each batch to a power of two (at least 8) of its longest question, not to its longest: a few
+    # shapes that repeat, which a compiled model (--compile) needs; padding is masked, so only the
+    # arithmetic's order changes
+    repeat_shapes = False
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order the next iteration uses."""
@@ -143,4 +147,11 @@ class TextBatches:
         for batch in self.batch_indices():
             lengths = self.lengths[batch]
             on_device = batch.to(self.device, non_blocking=True)
-            yield batch, ((self.token_ids[on_device, :int(lengths.max())], lengths), self.labels[on_device])
+            width = padded_width(int(lengths.max()), self.token_ids.size(1)) if self.repeat_shapes else int(lengths.max())
+            yield batch, ((self.token_ids[on_device, :width], lengths), self.labels[on_device])
+
+
+def padded_width(longest: int, cap: int) -> int:
+    """The padded length of a batch whose longest sequence has `longest` tokens: the next power of two,
+    at least 8, at most `cap`."""
+    return min(cap, max(8, 1 << (longest - 1).bit_length()))

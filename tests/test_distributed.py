@@ -81,7 +81,9 @@ def test_torchrun_splits_the_teachers_table_survives_a_killed_rank_in_one_line_a
     assert "2 views of each of 260 training images once, split among 2 processes" in killed.stdout
     # what the processes print (a traceback of theirs would read "[rank0]: ..."), not torchrun's own report
     ours = [line for line in killed.stderr.splitlines() if line.startswith(("error:", "[rank"))]
-    assert len(ours) == 1 and ours[0].startswith("error: another process of this run failed while training"), ours
+    # rank 0 either meets the broken collective first, or torchrun, having seen rank 1 die, stops it first
+    assert len(ours) == 1 and ours[0].startswith(("error: another process of this run failed while training",
+                                                  "error: interrupted while training (stopped by SIGTERM)")), ours
     assert f"holds epoch 1. Resume with: python train_dnn.py --resume {out}" in ours[0]
     (name,) = os.listdir(cache)
     config = parse_config(train_dnn.DNNConfig, image_args(data_dir, "unused", *extra), "")

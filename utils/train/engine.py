@@ -65,7 +65,8 @@ def gradient_sync(model: nn.Module, sync: bool) -> contextlib.AbstractContextMan
 def train_step(trainer: Trainer, micro_batches: list[tuple[Any, torch.Tensor, torch.Tensor | None]]
                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """One optimizer step on the gradients of `micro_batches` `(inputs, targets, teacher_logits or None)`;
-    returns each one's (detached) mean loss and logits. Each micro-batch's mean loss is weighted by its
+    returns each one's (detached) mean loss and predicted classes (new tensors: the logits of a model
+    compiled with CUDA graphs are overwritten by its next call). Each micro-batch's mean loss is weighted by its
     share of the step's examples, so K micro-batches of B make the same step as one batch of K*B;
     gradients are all-reduced across processes once, on the last. With teacher logits the loss is the
     distillation loss with the trainer's weight and temperature."""
@@ -80,7 +81,7 @@ def train_step(trainer: Trainer, micro_batches: list[tuple[Any, torch.Tensor, to
                 loss = distillation_loss(logits.float(), targets, teacher_logits, trainer.distill_weight,
                                          trainer.temperature, trainer.label_smoothing, trainer.class_weights)
             trainer.scaler.scale(loss * (batch_size_of(targets) / examples)).backward()
-        results.append((loss.detach(), logits.detach()))
+        results.append((loss.detach(), logits.detach().argmax(dim=1)))
     if trainer.grad_clip > 0:
         trainer.scaler.unscale_(trainer.optimizer)
         nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.grad_clip)
@@ -150,11 +151,11 @@ def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, log: RunLog
     for group in optimizer_steps(batches, trainer.accumulate):
         group = [(to_device(inputs, device), targets.to(device, non_blocking=True), teacher_logits)
                  for inputs, targets, teacher_logits in group]
-        for (loss, logits), (_, targets, _) in zip(train_step(trainer, group), group):
+        for (loss, predicted), (_, targets, _) in zip(train_step(trainer, group), group):
             not_finite |= ~torch.isfinite(loss)
             count = batch_size_of(targets)
             loss_sum += loss * count
-            correct += (logits.argmax(dim=1) == targets).sum()
+            correct += (predicted == targets).sum()
             seen += count
         if trainer.step % LOG_EVERY == 0:  # a declared host read: one transfer for all three values
             flags = torch.stack([not_finite.float(), loss_sum, loss]).tolist()

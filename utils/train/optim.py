@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -72,3 +72,11 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set the learning rate of every parameter group: `lr` times the group's `lr_scale` (default 1)."""
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def schedule_of(config: Any, steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
+    """The learning rate at each step of a run of `epochs` epochs with the schedule of a run's flags
+    (`config`: scheduler, lr, warmup_epochs, step_epochs)."""
+    return lr_schedule(config.scheduler, config.lr, epochs * steps_per_epoch,
+                       warmup_steps=int(config.warmup_epochs * steps_per_epoch),
+                       step_size=config.step_epochs * steps_per_epoch)

@@ -13,6 +13,7 @@ from typing import Any
 from utils.config import TrainConfig
 from utils.errors import ConfigError
 from utils.flags import flag_name
+from utils.train.optim import schedule_of
 
 RESUMABLE_CHANGES = frozenset({
     "data_dir", "device", "precision", "compile", "eval_batch_size", "progress", "tensorboard",  # where and how
@@ -63,3 +64,11 @@ def same_data_or_error(recorded_meta: dict[str, Any], meta: dict[str, Any], who:
     if recorded and now and recorded != now:
         raise ConfigError(f"{who} on other data than this run reads (another data set, or its files changed: "
                           f"fingerprint {recorded[:12]} against {now[:12]}); give the same data, or start a new run")
+
+
+def schedule_change(config: TrainConfig, steps_per_epoch: int, saved_epochs: int, step: int) -> str:
+    """What a resume with another --epochs than the run's `saved_epochs` does to the learning rate from `step` on."""
+    before, after = schedule_of(config, steps_per_epoch, saved_epochs), schedule_of(config, steps_per_epoch, config.epochs)
+    return (f"--epochs {saved_epochs} -> {config.epochs}: the {config.scheduler} schedule now spans "
+            f"{config.epochs * steps_per_epoch:,} steps instead of {saved_epochs * steps_per_epoch:,}, so the learning "
+            f"rate at step {step + 1:,} is {after(step):.3g} (it would have been {before(step):.3g})")

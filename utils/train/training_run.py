@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from data.bundle import DataBundle
+from data.text import TextBatches
 from models import build_model, count_parameters, parameter_groups
 from models.transformer import load_pretrained_weights
 from utils.config import TrainConfig
@@ -35,8 +36,9 @@ from utils.train.engine import Trainer, fit, steps_per_epoch
 from utils.train.evaluation import evaluate
 from utils.train.logger import ConsoleLine, History, RunLog
 from utils.train.losses import balanced_class_weights
-from utils.train.optim import build_optimizer, lr_schedule
-from utils.train.resume import WORLD_SIZE, same_data_or_error, same_model_or_error, same_settings_or_error
+from utils.train.optim import build_optimizer, schedule_of
+from utils.train.resume import (WORLD_SIZE, same_data_or_error, same_model_or_error, same_settings_or_error,
+                                 schedule_change)
 from utils.train.tensorboard import TensorBoardLog
 
 MakeData = Callable[[TrainConfig, Runtime, "dict | None"], DataBundle]
@@ -90,21 +92,6 @@ def model_arguments(config: TrainConfig, data: DataBundle, resumed: dict[str, An
     return {**kwargs, "encoder_config": encoder.config}, encoder
 
 
-def schedule_of(config: TrainConfig, steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
-    """The learning rate at each step of a run of `epochs` epochs with `config`'s schedule."""
-    return lr_schedule(config.scheduler, config.lr, epochs * steps_per_epoch,
-                       warmup_steps=int(config.warmup_epochs * steps_per_epoch),
-                       step_size=config.step_epochs * steps_per_epoch)
-
-
-def schedule_change(config: TrainConfig, steps_per_epoch: int, saved_epochs: int, step: int) -> str:
-    """What a resume with another --epochs than the run's `saved_epochs` does to the learning rate from `step` on."""
-    before, after = schedule_of(config, steps_per_epoch, saved_epochs), schedule_of(config, steps_per_epoch, config.epochs)
-    return (f"--epochs {saved_epochs} -> {config.epochs}: the {config.scheduler} schedule now spans "
-            f"{config.epochs * steps_per_epoch:,} steps instead of {saved_epochs * steps_per_epoch:,}, so the learning "
-            f"rate at step {step + 1:,} is {after(step):.3g} (it would have been {before(step):.3g})")
-
-
 def build_training_state(config: TrainConfig, model: nn.Module, steps_per_epoch: int, runtime: Runtime
                          ) -> tuple[TrainingState, Callable[[int], float]]:
     """The optimizer, gradient scaler (active for fp16 only) and weight average around `model`, and the
@@ -130,6 +117,8 @@ def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: Ma
         same_data_or_error(resumed["meta"], data.meta, f"{folder.path} was trained")
     for note in data.notes:
         say(note)
+    if config.compile and isinstance(data.train, TextBatches):
+        data.train.repeat_shapes = True  # a compiled model meets few shapes
     model_kwargs, pretrained = model_arguments(config, data, resumed)
     if resumed:
         same_model_or_error(resumed["model_kwargs"], model_kwargs, folder.path)
@@ -168,12 +157,16 @@ def class_weights_of(run: TrainingRun) -> torch.Tensor | None:
 
 
 def wrap_for_training(model: nn.Module, runtime: Runtime, compile_model: bool) -> nn.Module:
-    """The module to train through: DDP across processes, compiled on request. Checkpoints
-    and evaluation use the plain `model` underneath."""
+    """The module to train through: DDP across processes, compiled on request (on one CUDA GPU with
+    CUDA graphs, "reduce-overhead": a step's kernels launched at once). Checkpoints and evaluation use
+    the plain `model` underneath."""
     if runtime.distributed:
         model = DistributedDataParallel(model, device_ids=[runtime.device.index]
                                         if runtime.device.type == "cuda" else None)
-    return torch.compile(model) if compile_model else model
+    if not compile_model:
+        return model
+    graphs = runtime.device.type == "cuda" and not runtime.distributed
+    return torch.compile(model, mode="reduce-overhead" if graphs else None)
 
 
 def run_log(run: TrainingRun) -> RunLog:
