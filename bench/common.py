@@ -56,7 +56,8 @@ def save_results(name: str, payload: dict, peak_mib: float | None = None) -> str
     return path
 
 
-def tutorial_loader(data_dir: str, train: bool, batch_size: int, shuffle: bool):
+def tutorial_loader(data_dir: str, train: bool, batch_size: int, shuffle: bool, workers: int = 0,
+                    pin_memory: bool = False):
     """The usual tutorial pipeline: torchvision FashionMNIST, ToTensor + Normalize, DataLoader.
 
     torchvision unpacks the .gz files beside themselves, so they are copied to a temp folder first.
@@ -72,4 +73,5 @@ def tutorial_loader(data_dir: str, train: bool, batch_size: int, shuffle: bool):
         shutil.copytree(os.path.join(data_dir, "FashionMNIST", "raw"), raw)
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.2860,), (0.3530,))])
     dataset = datasets.FashionMNIST(root, train=train, download=True, transform=transform)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                                       pin_memory=pin_memory, persistent_workers=workers > 0)

@@ -38,6 +38,9 @@ class Limited:
     def __iter__(self):
         return itertools.islice(iter(self.batches), self.steps or None)
 
+    def __len__(self) -> int:
+        return min(self.steps, len(self.batches)) if self.steps else len(self.batches)
+
 
 def ours(model, batches, steps: int, precision: str = "fp32") -> float:
     """Samples/s of the engine on our batches in `precision` on the CPU (after 20 warm-up steps)."""
