@@ -128,7 +128,7 @@ def trainer_minilm(args: argparse.Namespace, device: torch.device) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(
         args.pretrained, num_labels=len(COARSE_LABELS), local_files_only=True, dtype=torch.float32)
     settings = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=32, num_train_epochs=4,
-                                 learning_rate=1e-4, warmup_ratio=0.125, lr_scheduler_type="linear", weight_decay=0.01,
+                                 learning_rate=1e-4, warmup_steps=-(-len(split["train"][0]) // 64), lr_scheduler_type="linear", weight_decay=0.01,
                                  bf16=device.type == "cuda", eval_strategy="no", save_strategy="no", report_to=[],
                                  logging_steps=100, seed=0, use_cpu=device.type == "cpu", disable_tqdm=True)
     trainer = HFTrainer(model=model, args=settings, train_dataset=encoded(*split["train"]),

@@ -85,7 +85,7 @@ def own_data() -> list[str]:
 
 
 def fine_tuning() -> list[str]:
-    """The two heads over seeds, the exported folder against predict.py, and gradient checkpointing."""
+    """The two heads over seeds, the exported folder against predict.py, and gradient checkpointing's trade."""
     lines = table(["MiniLM-L6 head", "test accuracy", "validation (mean)", "training s per run", "machine", "command"], [
         seeds_row("seeds-transformer-minilm-hf-head", "the architecture's own (`AutoModelForSequenceClassification`)"),
         seeds_row("seeds-transformer-minilm-mean-head", "mean pooling + Linear")])
@@ -96,12 +96,13 @@ def fine_tuning() -> list[str]:
                   f"probability difference {export['max_prob_diff']:.1e} ({machine_of(export)}).", ""]
     checkpointing = load("checkpointing")
     if checkpointing:
-        lines += [f"`{checkpointing['command']}` ({checkpointing['length']} tokens a question, "
-                  f"{machine_of(checkpointing)}):", ""]
-        lines += table(["batch", "--grad-accum-steps", "--gradient-checkpointing", "s per optimizer step", "examples/s",
-                        "peak memory MiB"],
-                       [[r["batch_size"], r.get("accumulate", 1), r["checkpointing"], r["seconds_per_step"],
-                         r["examples_per_s"], r["peak_rss_mib"]] for r in checkpointing["rows"]])
+        plain, saved = ({(r["batch_size"], r.get("accumulate", 1)): r for r in checkpointing["rows"]
+                         if r["checkpointing"] == flag} for flag in (False, True))
+        largest = max(set(plain) & set(saved))
+        lines += [f"Gradient checkpointing at batch {largest[0]} (`{checkpointing['command']}`, "
+                  f"{machine_of(checkpointing)}): peak memory {plain[largest]['peak_rss_mib']:,.0f} -> "
+                  f"{saved[largest]['peak_rss_mib']:,.0f} MiB, {plain[largest]['examples_per_s']} -> "
+                  f"{saved[largest]['examples_per_s']} examples/s (all rows in docs/results.md).", ""]
     return lines
 
 
@@ -132,7 +133,22 @@ def serving() -> list[str]:
                      latency(found, False)] for (name, backend), found in rows.items()])]
 
 
-BLOCKS = {"headline": headline, "own-data": own_data, "fine-tuning": fine_tuning, "serving": serving}
+BASELINES = ("baselines-cpu-all", "baselines-gpu-cnn", "baselines-gpu-minilm")
+
+
+def baselines() -> list[str]:
+    """bench/baselines.py on each machine: samples/s of the tutorial pipeline or Trainer against ours."""
+    rows = [[r["comparison"], r["pipeline"], f"{r['samples_per_s']:,}", f"{r['ratio']:.2f}x",
+             f"{r['test_acc']:.3f}" if "test_acc" in r else "", machine_of(result), f"`{result['command']}`"]
+            for result in filter(None, map(load, BASELINES)) for r in result["rows"]]
+    if not rows:
+        return ["Not measured yet: `python bench/baselines.py`.", ""]
+    return table(["comparison", "pipeline", "training samples/s", "against the first", "test accuracy", "machine",
+                  "command"], rows)
+
+
+BLOCKS = {"headline": headline, "own-data": own_data, "fine-tuning": fine_tuning, "serving": serving,
+          "baselines": baselines}
 
 
 def readme_with_blocks(readme: str) -> str:

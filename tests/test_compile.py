@@ -32,7 +32,7 @@ def traced_without_codegen(monkeypatch) -> list[dict]:
 
 def test_a_compiled_run_trains_as_the_plain_one_and_resumes_exactly(runs, tmp_path, traced_without_codegen,
                                                                     monkeypatch):
-    flags = ("--hidden1-size", "16", "--hidden2-size", "8", "--val-size", "20")
+    flags = ("--hidden1-size", "16", "--hidden2-size", "8", "--val-size", "20", "--device", "cpu")
     plain, straight, resumed = (str(tmp_path / name) for name in ("plain", "straight", "resumed"))
     train_dnn.main(image_args(runs["fashion"], plain, *flags))
     train_dnn.main(image_args(runs["fashion"], straight, *flags, "--compile"))

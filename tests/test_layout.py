@@ -9,8 +9,9 @@ from conftest import ROOT
 
 PACKAGES = ("data", "models", "utils", "bench", "tests")
 MAX_LINES = 250
-# loading pretrained files; building the architecture; writing a fine-tuned model as transformers' files
-TRANSFORMERS_EDGE = {"utils.pretrained", "models.transformer", "utils.serve.hf_export"}
+# loading pretrained files; building the architecture; writing a fine-tuned model as transformers' files;
+# the benchmark that measures Hugging Face's Trainer against this project's fine-tuning
+TRANSFORMERS_EDGE = {"utils.pretrained", "models.transformer", "utils.serve.hf_export", "bench.baselines"}
 
 
 def source_files() -> dict[str, str]:
