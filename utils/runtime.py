@@ -84,12 +84,13 @@ def select_precision(name: str, device: torch.device, cpu_bf16: bool = False) ->
     return "bf16" if device.type == "cpu" and cpu_bf16 and cpu_bf16_native() else "fp32"
 
 
-def autocast(runtime: Runtime) -> contextlib.AbstractContextManager:
-    """The autocast context for the runtime's precision (a no-op for fp32)."""
+def autocast(runtime: Runtime, cache: bool = True) -> contextlib.AbstractContextManager:
+    """The autocast context for the runtime's precision (a no-op for fp32); `cache`: keep the weights'
+    low-precision copies for the context's duration (off while recording a CUDA graph)."""
     if runtime.precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if runtime.precision == "bf16" else torch.float16
-    return torch.autocast(device_type=runtime.device.type, dtype=dtype)
+    return torch.autocast(device_type=runtime.device.type, dtype=dtype, cache_enabled=cache)
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:

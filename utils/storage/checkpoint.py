@@ -70,9 +70,21 @@ def new_progress() -> dict[str, Any]:
     return {"epoch": 0, "step": 0, "best_val_acc": -math.inf, "best_epoch": 0, "stopped_early": False, "history": []}
 
 
+def plain_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's state dict as an optimizer never recorded in a CUDA graph (utils.train.graphed_step)
+    has it: float learning rates, `capturable` off, so that the checkpoint loads on a CPU as on a GPU."""
+    state = optimizer.state_dict()
+    for group in state["param_groups"]:
+        if isinstance(group.get("lr"), torch.Tensor):
+            group["lr"] = float(group["lr"])
+        if "capturable" in group:
+            group["capturable"] = False
+    return state
+
+
 def commit_record(state: TrainingState, identity: RunIdentity) -> dict[str, Any]:
     """The commit record of the state after an epoch, in plain types."""
-    return {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+    return {"model": state.model.state_dict(), "optimizer": plain_optimizer_state(state.optimizer),
             "scaler": state.scaler.state_dict(), **state.progress, "best_model": state.best_weights,
             "ema": state.ema.state_dict() if state.ema else None, "teacher": identity.teacher,
             "config": dict(identity.config), "script": identity.script, "model_name": identity.model_name,

@@ -71,7 +71,10 @@ def lr_schedule(name: str, base_lr: float, total_steps: int, warmup_steps: int =
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set the learning rate of every parameter group: `lr` times the group's `lr_scale` (default 1)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
+        if isinstance(group["lr"], torch.Tensor):  # read on the device by a recorded step: filled, not replaced
+            group["lr"].fill_(lr * group.get("lr_scale", 1.0))
+        else:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def schedule_of(config: Any, steps_per_epoch: int, epochs: int) -> Callable[[int], float]:

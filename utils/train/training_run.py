@@ -33,6 +33,7 @@ from utils.storage.files import save_json
 from utils.storage.run_folder import SUMMARY, RunFolder
 from utils.train.distill import attach_teacher
 from utils.train.engine import Trainer, fit, steps_per_epoch
+from utils.train.graphed_step import GraphedStep, records_whole_steps
 from utils.train.evaluation import evaluate
 from utils.train.logger import ConsoleLine, History, RunLog
 from utils.train.losses import balanced_class_weights
@@ -185,7 +186,8 @@ def train_epochs(run: TrainingRun, schedule: Callable[[int], float], log: RunLog
     config, state, progress = run.config, run.state, run.state.progress
     if progress["epoch"] < config.epochs and not progress["stopped_early"]:
         run.folder.forget_results()
-    module = wrap_for_training(state.model, run.runtime, config.compile)
+    graphs = records_whole_steps(config, run.runtime, run.data)
+    module = wrap_for_training(state.model, run.runtime, config.compile and not graphs)
     run.say(f"run folder {run.folder.path}: {run.identity.model_name} with {count_parameters(state.model):,} "
             f"parameters on {run.runtime.device} ({run.runtime.precision}, {run.runtime.world_size} "
             f"process{'es' if run.runtime.distributed else ''}), "
@@ -197,6 +199,8 @@ def train_epochs(run: TrainingRun, schedule: Callable[[int], float], log: RunLog
                           distill_weight=config.distill_weight if run.identity.teacher else 0.0,
                           temperature=config.temperature, class_weights=class_weights_of(run),
                           accumulate=config.grad_accum_steps)
+        if graphs:
+            trainer.graphed = GraphedStep(trainer)
         start = time.perf_counter()
         try:
             outcome = fit(trainer, run.data.train, run.data.val, run.eval_model, epochs=config.epochs,
