@@ -63,8 +63,10 @@ def find_columns(dataset: Any, spec: str, kind: str, input_column: str, label_co
             return column
         fitting = [name for name, feature in features.items() if fits(feature)]
         if len(fitting) != 1:
+            advice = (f"name it with --{what.split()[0]}-column" if kind == "text"
+                      else f"rename it to {default!r} (datasets' rename_column)")  # image scripts take no column flags
             raise DataError(f"--dataset {spec}: which column holds the {what}? (its columns: "
-                            f"{', '.join(features)}); name it with --{what.split()[0]}-column")
+                            f"{', '.join(features)}); {advice}")
         return fitting[0]
 
     if kind == "image":

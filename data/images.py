@@ -8,13 +8,17 @@ import warnings
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from data import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 GRAY_MODES = {"1", "L", "LA", "I", "F"}  # and every "I;16..." mode
-SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
+# the split folders people make, in any case: fastai's valid/, Hugging Face's validation/, dev/ ...
+SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                 "dev": "val", "test": "test", "testing": "test"}
+NOT_DATA = {"__MACOSX", "Thumbs.db", "desktop.ini"}  # what archivers and file browsers leave beside the images
+ORIENTATION = 0x0112  # the EXIF tag saying how the camera was held
 MAX_IMAGE_PIXELS = 40_000_000  # a 6000x6000 photo; a larger file is refused before it is decoded
 
 
@@ -66,10 +70,20 @@ def is_gray_image(image: Image.Image) -> bool:
     return is_gray(image.mode) or bool(palette) and palette[0::3] == palette[1::3] == palette[2::3]
 
 
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder name is no data: hidden (.thumbnails, ._photo.jpg) or NOT_DATA."""
+    return name.startswith(".") or name in NOT_DATA
+
+
 def image_files(folder: str) -> list[str]:
-    """The image files in `folder` and its subfolders (by IMAGE_SUFFIXES), sorted."""
-    return sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names
-                  if name.lower().endswith(IMAGE_SUFFIXES))
+    """The image files (by IMAGE_SUFFIXES) in `folder` and its subfolders, sorted: regular files only
+    (a named pipe would block), hidden files and folders left out."""
+    found = []
+    for root, folders, names in os.walk(folder):
+        folders[:] = [name for name in folders if not is_hidden(name)]
+        found += [os.path.join(root, name) for name in names if name.lower().endswith(IMAGE_SUFFIXES)
+                  and not is_hidden(name) and os.path.isfile(os.path.join(root, name))]
+    return sorted(found)
 
 
 def fit_image(array: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -102,6 +116,7 @@ def open_image(source: str | bytes, name: str = "") -> Image.Image:
                 raise DataError(f"image {name!r} is {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS:,} "
                                 "pixels this project reads: scale it down first")
             image.load()
+            ImageOps.exif_transpose(image, in_place=True)  # a phone photo stands as it was taken
             return image
     except DataError:
         raise
@@ -121,9 +136,23 @@ def class_files(folder: str) -> dict[str, list[str]]:
     classes = {}
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if os.path.isdir(path):
+        if os.path.isdir(path) and not is_hidden(name):
             classes[name] = image_files(path)
     return classes
+
+
+def split_layout(root: str) -> dict[str, str]:
+    """The split folders of `root` when it has a training one: split ("train", "val", "test") -> folder
+    name ({} for a folder of class folders). Two folders of one split are a DataError."""
+    layout: dict[str, str] = {}
+    for name in sorted(os.listdir(root)):
+        split = SPLIT_FOLDERS.get(name.lower())
+        if split and os.path.isdir(os.path.join(root, name)):
+            if split in layout:
+                raise DataError(f"--dataset {root}: both {layout[split]}/ and {name}/ look like the {split} split; "
+                                "keep one")
+            layout[split] = name
+    return {split: layout[split] for split in ("train", "val", "test") if split in layout} if "train" in layout else {}
 
 
 def find_image_folder(root: str) -> tuple[dict[str, list[tuple[str, int]]], list[str]]:
@@ -131,9 +160,9 @@ def find_image_folder(root: str) -> tuple[dict[str, list[tuple[str, int]]], list
     an image folder, and the class names (the training split's folder names, sorted)."""
     if not os.path.isdir(root):
         raise DataError(f"--dataset {root}: no such folder")
-    subfolders = {name for name in os.listdir(root) if os.path.isdir(os.path.join(root, name))}
-    splits = {SPLIT_FOLDERS[name]: class_files(os.path.join(root, name)) for name in sorted(subfolders)
-              if name in SPLIT_FOLDERS} if "train" in subfolders else {"train": class_files(root)}
+    layout = split_layout(root)
+    splits = ({split: class_files(os.path.join(root, name)) for split, name in layout.items()} if layout
+              else {"train": class_files(root)})
     class_names = [name for name, files in splits["train"].items() if files]
     if not class_names:
         raise DataError(f"--dataset {root}: no images in class folders (expected {root}/<class>/*.png, or "
@@ -149,6 +178,23 @@ def find_image_folder(root: str) -> tuple[dict[str, list[tuple[str, int]]], list
                             f"{', '.join(unknown[:5])}")
         labelled[split] = [(path, index[name]) for name, files in classes.items() if name in index for path in files]
     return {split: files for split, files in labelled.items() if files}, class_names
+
+
+def image_headers(paths: list[str]) -> list[tuple[bool, tuple[int, int]]]:
+    """(whether it is gray, (width, height)) of each file, from its header (and palette) only;
+    unreadable files are left to decoding."""
+    found = []
+    for path in paths:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    width, height = image.size
+                    turned = image.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)  # stands rotated a quarter turn
+                    found.append((is_gray_image(image), (height, width) if turned else (width, height)))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            continue
+    return found
 
 
 def decode_images(paths: Sequence[str], channels: int, height: int, width: int, skip_bad_files: bool,

@@ -15,7 +15,8 @@ import train_cnn
 import train_dnn
 from conftest import assert_one_error_line, saved_accuracy
 from data.bundle import stratified_split
-from data.images import find_image_folder, fit_image, image_array
+from data.images import find_image_folder, fit_image, image_array, image_headers
+from utils.serve.inputs import read_image
 from utils.storage.checkpoint import load_checkpoint
 
 COLOURS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
@@ -132,11 +133,16 @@ def bad_folders(root, good: str) -> dict[str, tuple[str, list[str]]]:
     broken = write_image_folder(root / "broken", splits=("",))
     with open(os.path.join(broken, "red", "0.png"), "r+b") as file:
         file.truncate(40)
+    bomb = write_image_folder(root / "bomb", splits=("",), per_class=6)
+    Image.new("1", (14000, 14000)).save(os.path.join(bomb, "red", "huge.png"))  # 196 megapixels in a few KB
+    twice = write_image_folder(root / "twice", splits=("train", "val", "valid"), per_class=6)
     unseen = write_image_folder(root / "unseen", splits=("train", "test"), per_class=6)
     os.rename(os.path.join(unseen, "test", "blue"), os.path.join(unseen, "test", "purple"))
     return {"no images in class folders": (str(root / "empty"), []),
             "only one class ('red')": (one, []),
             "cannot read image": (broken, []),
+            "huge.png' has more than the 40,000,000 pixels": (bomb, []),
+            "both val/ and valid/ look like the val split": (twice, []),
             "the test split has classes the training split lacks: purple": (unseen, []),
             "no such folder": (str(root / "nowhere"), []),
             f"--test-dataset {root / 'lost'}: no such folder": (good, ["--test-dataset", str(root / "lost")]),
@@ -167,9 +173,41 @@ def test_a_saved_hugging_face_dataset_of_images_trains(tmp_path, capsys):
     rng = np.random.default_rng(0)
     images = [Image.fromarray((rng.uniform(0, 90, (20, 18)) + 150 * (i % 2)).astype(np.uint8), "L") for i in range(80)]
     features = datasets.Features({"picture": datasets.Image(), "label": datasets.ClassLabel(names=["dark", "light"])})
-    saved = datasets.Dataset.from_dict({"picture": images, "label": [i % 2 for i in range(80)]}, features=features)
-    saved.train_test_split(0.25, seed=0).save_to_disk(str(tmp_path / "saved"))
+    saved = datasets.Dataset.from_dict({"picture": images + [None], "label": [i % 2 for i in range(81)]},
+                                       features=features)  # one example without its image
+    parts = saved.train_test_split(0.25, seed=0)
+    parts.save_to_disk(str(tmp_path / "saved"))
     summary = train_cnn.main(args(str(tmp_path / "saved"), str(tmp_path / "run"), "--epochs", "3"))
-    assert "2 classes, 54 training / 6 validation / 20 test images of 1x20x18" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    split_of_none = "train" if None in parts["train"]["picture"] else "test"
+    assert f"skipped 1 {split_of_none} example(s) of {tmp_path / 'saved'} without an image" in said
+    assert "2 classes, 54 training / 6 validation / 20 test images of 1x20x18" in said
     assert load_checkpoint(str(tmp_path / "run" / "best.pt"))["class_names"] == ["dark", "light"]
     assert summary["test_acc"] > 0.9
+
+
+@pytest.mark.parametrize("train,val,test", [("training", "validation", "testing"), ("train", "valid", "Test"),
+                                            ("Train", "dev", "test")])
+def test_split_folders_read_as_people_name_them_and_hidden_files_are_no_data(train, val, test, tmp_path, capsys):
+    root = write_image_folder(tmp_path / "photos", splits=(train, val, test), per_class=6)
+    for junk in (os.path.join(root, train, ".thumbnails"), os.path.join(root, "__MACOSX", train, "red")):
+        os.makedirs(junk)
+        Image.new("RGB", (8, 8)).save(os.path.join(junk, "x.png"))
+    Image.new("RGB", (8, 8)).save(os.path.join(root, train, "red", "._0.png"))  # what macOS copies leave
+    os.mkfifo(os.path.join(root, train, "red", "pipe.png"))  # opening it would wait forever
+    train_cnn.main(args(root, str(tmp_path / "run"), "--epochs", "1"))
+    said = capsys.readouterr().out
+    assert f"{train}/ as the train split, {val}/ as the val split, {test}/ as the test split" in said
+    assert "3 classes, 18 training / 18 validation / 18 test images" in said
+    assert load_checkpoint(str(tmp_path / "run" / "best.pt"))["class_names"] == sorted(COLOURS)
+
+
+def test_exif_orientation_is_applied_where_images_are_read(tmp_path):
+    pixels = np.zeros((10, 30), dtype=np.uint8)
+    pixels[:, :5] = 255  # a bright band on the left of the picture as the camera stored it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was held rotated: show it turned 90 degrees clockwise
+    Image.fromarray(pixels, "L").save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    upright = read_image(str(tmp_path / "phone.jpg"), {"channels": 1, "image_size": [30, 10]}, "image")
+    assert upright.shape == (1, 30, 10) and upright[0, :5].mean() > 200 and upright[0, -5:].mean() < 50
+    assert image_headers([str(tmp_path / "phone.jpg")]) == [(True, (10, 30))]  # its size as it stands

@@ -10,14 +10,14 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from data import DataError, as_test_dataset
 from data.builtin import image_bundle
 from data.bundle import DataBundle, class_names_of, stratified_split
 from data.hf_datasets import find_columns, load_splits
-from data.images import decode_images, find_image_folder, fit_image, image_array, image_shape, is_gray_image
+from data.images import (decode_images, find_image_folder, fit_image, image_array, image_headers, image_shape,
+                         is_gray_image, split_layout)
 from utils.runtime import Runtime
 from utils.storage.files import atomic_write, cache_dir, remove_stale_temp_files
 
@@ -29,19 +29,6 @@ DEFAULT_SIZE = 32  # for folders whose images differ in size
 def image_cache_dir() -> str:
     """Where decoded image folders are kept: $IMAGE_CACHE_DIR, else the user's cache folder."""
     return cache_dir(CACHE_DIR_ENV, "image-folders")
-
-
-def headers(paths: list[str]) -> list[tuple[bool, tuple[int, int]]]:
-    """(whether it is gray, (width, height)) of each file, from its header (and palette) only;
-    unreadable files are left to decoding."""
-    found = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                found.append((is_gray_image(image), image.size))
-        except (OSError, ValueError, SyntaxError):
-            continue
-    return found
 
 
 def choose_shape(found: list[tuple[bool, tuple[int, int]]], channels: int, image_size: int) -> tuple[int, int, int]:
@@ -148,7 +135,7 @@ def shape_of(meta: dict[str, Any] | None, config: Any, paths: list[str]) -> tupl
     """(C, H, W): a checkpoint's, else chosen from the flags and the files (choose_shape)."""
     if meta and "channels" in meta:
         return int(meta["channels"]), *image_shape(meta)
-    found = headers(paths) if not (config.channels and config.image_size) else []
+    found = image_headers(paths) if not (config.channels and config.image_size) else []
     return choose_shape(found, config.channels, config.image_size)
 
 
@@ -165,6 +152,9 @@ def read_folder_images(config: Any, spec: str, meta: dict[str, Any] | None, runt
                        say: Callable[[str], None]) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
     """The decoded splits of a folder of class folders, its class names and the images' shape."""
     splits, class_names = find_image_folder(spec)
+    layout = split_layout(spec)
+    say(f"note: {spec}: " + (", ".join(f"{name}/ as the {split} split" for split, name in layout.items()) if layout
+                            else "class folders, no split folders (train/, val/, test/)"))
     shape = shape_of(meta, config, [path for files in splits.values() for path, _ in files])
     check_memory(config, spec, sum(len(files) for files in splits.values()), shape)
     return ({split: decoded_split(files, shape, config.skip_bad_files, config.progress and runtime.is_main, say,
@@ -190,8 +180,8 @@ def read_hub_images(config: Any, spec: str, meta: dict[str, Any] | None, runtime
         shape = shape_of(meta, config, [])
     else:  # decided on the first thousand training images
         sample = splits["train"].select(range(min(1000, len(splits["train"]))))[image_column]
-        shape = choose_shape([(is_gray_image(image), image.size) for image in sample], config.channels,
-                             config.image_size)
+        shape = choose_shape([(is_gray_image(image), image.size) for image in sample if image is not None],
+                             config.channels, config.image_size)
     check_memory(config, spec, sum(len(part) for part in splits.values()), shape)
     decoded = {}
     for split, part in splits.items():
@@ -199,8 +189,11 @@ def read_hub_images(config: Any, spec: str, meta: dict[str, Any] | None, runtime
         if len(kept) < len(part):
             say(f"note: skipped {len(part) - len(kept)} unlabelled {split} image(s) of {spec}")
         images = part.select(kept)[image_column]
-        arrays = [fit_image(image_array(image, shape[0]), shape[1], shape[2]) for image in images]
-        ids = [labels[split][i] if names else class_names.index(str(labels[split][i])) for i in kept]
+        present = [(image, i) for image, i in zip(images, kept) if image is not None]
+        if len(present) < len(kept):
+            say(f"note: skipped {len(kept) - len(present)} {split} example(s) of {spec} without an image")
+        arrays = [fit_image(image_array(image, shape[0]), shape[1], shape[2]) for image, _ in present]
+        ids = [labels[split][i] if names else class_names.index(str(labels[split][i])) for _, i in present]
         decoded[split] = torch.from_numpy(np.stack(arrays)), torch.tensor(ids, dtype=torch.long)
     return decoded, class_names, shape
 
