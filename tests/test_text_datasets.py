@@ -110,6 +110,14 @@ def test_every_bad_text_dataset_is_one_line_and_writes_nothing(tmp_path, capsys,
     other_columns.write_text("body,label\nWho is it?,HUM\n")
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("text,label\ncaf\xe9 au lait,DESC\n".encode("latin-1"))
+    open_quote = tmp_path / "open-quote.csv"  # the quote of line 4 closes only on line 6, swallowing line 5
+    open_quote.write_text("text,label\nWho is it?,HUM\nWhere is Lima?,LOC\n\"Where is the open quote,LOC\n"
+                          "What is NASA?,ABBR\nHow far is it?\" he said,NUM\n" + "Who wrote it?,HUM\n" * 20)
+    twice = tmp_path / "twice.csv"
+    twice.write_text("text,label,label\n" + "".join(f"{text},{label},x\n" for text, label in examples(20, 0)))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(open(write_jsonl(tmp_path / "ok.jsonl", examples(20, 0))).read().replace('"text"', "text", 8)
+                      .replace("text", '"text"', 7))  # line 8 lost the quotes of its key
     cases = {
         "no column 'question' (its columns: id, text, label); name the right one with --text-column":
             (good, ["--text-column", "question"]),
@@ -119,6 +127,9 @@ def test_every_bad_text_dataset_is_one_line_and_writes_nothing(tmp_path, capsys,
         "the test split has labels the training split lacks: OTHER": (good, ["--test-dataset", unseen]),
         f"--test-dataset {other_columns}, line 2: no column 'text'": (good, ["--test-dataset", str(other_columns)]),
         "not UTF-8 text": (str(latin1), []),
+        f"{open_quote}, line 4: a quote opened on this line runs over 2 more line(s)": (str(open_quote), []),
+        "the header names column 'label' twice": (str(twice), []),
+        f"{broken}, line 8: not valid JSON": (str(broken), []),
         "no such file": (str(tmp_path / "missing.csv"), []),
         "not in the local cache (HF_HUB_OFFLINE is set)": ("someone/no-such-dataset", []),
         "--labels is for --dataset trec, not --dataset": (good, ["--labels", "fine"]),
@@ -152,3 +163,14 @@ def test_a_resume_or_a_teacher_on_other_data_is_refused_by_the_fingerprint(tmp_p
     assert exit_code(train_rnn.main, args(other, str(tmp_path / "student"), "--teacher", teacher,
                                           "--preset", "none")) == 2
     assert f"--teacher {teacher} was trained on other data" in capsys.readouterr().err
+
+
+def test_labels_are_read_as_written_missing_ones_skipped_whole_numbers_one_class(tmp_path, capsys):
+    rows = [(text, {"ABBR": "1", "DESC": "1.0", "ENTY": "2", "HUM": "2.00", "LOC": "3", "NUM": "3"}[label])
+            for text, label in examples(120, 0)]
+    rows += [("Who is missing?", missing) for missing in ("", "NaN", "nan", "None", "null")]
+    rows += [("A long text " + "word " * 30_000, "1")]  # 150 KB in one field
+    summary = train_rnn.main(args(write_csv(tmp_path / "numbers.csv", rows), str(tmp_path / "run"), "--epochs", "1"))
+    said = capsys.readouterr().out
+    assert "skipped 5 row(s)" in said and "3 classes" in said and summary["epochs_run"] == 1
+    assert load_checkpoint(str(tmp_path / "run" / "best.pt"))["class_names"] == ["1", "2", "3"]

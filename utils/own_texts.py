@@ -11,7 +11,7 @@ from data import DataError, as_test_dataset
 from data.builtin import text_bundle
 from data.bundle import DataBundle, class_names_of, stratified_split
 from data.hf_datasets import find_columns, load_splits
-from data.text_files import is_text_file, read_text_file
+from data.text_files import canonical_label, is_text_file, read_text_file
 from data.tokenization import TextTokenizer
 from utils.runtime import Runtime
 
@@ -23,7 +23,7 @@ def file_split(path: str, config: Any, notes: list[str]) -> Split:
     examples, skipped = read_text_file(path, config.text_column or "text", config.label_column or "label")
     if skipped:
         lines = ", ".join(str(line) for line in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-        notes.append(f"note: skipped {len(skipped)} row(s) of {path} with an empty text or label (line {lines})")
+        notes.append(f"note: skipped {len(skipped)} row(s) of {path} with an empty text or a missing label (line {lines})")
     if not examples:
         raise DataError(f"--dataset {path}: no row with both a text and a label")
     return [example.text for example in examples], [example.label for example in examples]
@@ -37,11 +37,13 @@ def hub_splits(spec: str, config: Any, notes: list[str]) -> tuple[dict[str, Spli
     found = {}
     for split, part in splits.items():
         texts, labels = part[text_column], part[label_column]
+        labels = [label if names else canonical_label(label) for label in labels]
         kept = [i for i, (text, label) in enumerate(zip(texts, labels))
                 if isinstance(text, str) and text.strip() and label is not None and (names is None or label >= 0)]
         if len(kept) < len(texts):
-            notes.append(f"note: skipped {len(texts) - len(kept)} {split} example(s) with an empty text or label")
-        found[split] = ([texts[i] for i in kept], [names[labels[i]] if names else str(labels[i]) for i in kept])
+            notes.append(f"note: skipped {len(texts) - len(kept)} {split} example(s) with an empty text or a "
+                         "missing label")
+        found[split] = ([texts[i] for i in kept], [names[labels[i]] if names else labels[i] for i in kept])
     return found, names
 
 
