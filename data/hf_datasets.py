@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from data import DataError
+from data.locations import MISSING, location
 
 OFFLINE_VALUES = ("1", "true", "yes", "on")
 
@@ -22,7 +23,7 @@ def load_splits(spec: str, config_name: str = "") -> dict[str, Any]:
     """The splits ("train", "val", "test" where present) of a dataset folder or hub id."""
     import datasets
 
-    if not os.path.exists(spec) and spec.startswith(("/", ".", "~")):
+    if location(spec) == MISSING:
         raise DataError(f"--dataset {spec}: no such file or folder")
     datasets.disable_progress_bars()
     if hub_offline():

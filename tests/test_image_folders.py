@@ -145,6 +145,7 @@ def bad_folders(root, good: str) -> dict[str, tuple[str, list[str]]]:
             "both val/ and valid/ look like the val split": (twice, []),
             "the test split has classes the training split lacks: purple": (unseen, []),
             "no such folder": (str(root / "nowhere"), []),
+            "--dataset no_such_photos/: no such folder": ("no_such_photos/", []),  # relative: no hub id either
             f"--test-dataset {root / 'lost'}: no such folder": (good, ["--test-dataset", str(root / "lost")]),
             "more than --max-image-memory-gb": (good, ["--max-image-memory-gb", "0.0001"]),
             "--image-size is for your own --dataset, not --dataset fashion_mnist": ("fashion_mnist", ["--image-size", "16"])}

@@ -130,6 +130,7 @@ def test_linear_schedule_warms_up_then_decays_to_zero():
 
 @pytest.mark.parametrize("pretrained,message", [
     ("{tmp}/no-such-folder", "no such folder"),
+    ("models/no-such-model/", "no such folder"),  # a relative path is no hub id either
     ("{tmp}/empty", "the folder holds no tokenizer saved with save_pretrained"),
     ("someone/no-such-model-anywhere", "HF_HUB_OFFLINE is set"),
 ])

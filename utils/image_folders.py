@@ -16,6 +16,7 @@ from data import DataError, as_test_dataset
 from data.builtin import image_bundle
 from data.bundle import DataBundle, class_names_of, stratified_split
 from data.hf_datasets import find_columns, load_splits
+from data.locations import HUB, LOCAL, location
 from data.images import (decode_images, find_image_folder, fit_image, image_array, image_headers, image_shape,
                          is_gray_image, split_layout)
 from utils.runtime import Runtime
@@ -162,10 +163,11 @@ def read_folder_images(config: Any, spec: str, meta: dict[str, Any] | None, runt
 
 
 def is_hub_dataset(spec: str) -> bool:
-    """Whether --dataset names a Hugging Face dataset: a save_to_disk folder, or anything not a folder."""
+    """Whether --dataset names a Hugging Face dataset (a hub id, or a folder written by save_to_disk)
+    rather than a folder of images (data.locations decides local or hub)."""
     saved = ("dataset_dict.json", "dataset_info.json", "state.json")
-    if not os.path.isdir(spec):
-        return not spec.startswith(("/", ".", "~"))  # a hub id reads 'owner/name'; a path that is not there is none
+    if location(spec) != LOCAL:
+        return location(spec) == HUB
     return any(os.path.isfile(os.path.join(spec, name)) for name in saved)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from data.hf_datasets import hub_offline
+from data.locations import LOCAL, MISSING, location
 from data.tokenization import SubwordTokenizer
 from utils.errors import PretrainedError
 
@@ -40,8 +41,8 @@ def float32_weights(weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.T
 
 
 def local_only(name_or_path: str) -> bool:
-    """True when nothing may be fetched: `name_or_path` is a local folder, or HF_HUB_OFFLINE is set."""
-    return os.path.isdir(name_or_path) or hub_offline()
+    """True when nothing may be fetched: `name_or_path` is local (data.locations), or HF_HUB_OFFLINE is set."""
+    return location(name_or_path) == LOCAL or hub_offline()
 
 
 SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
@@ -69,7 +70,7 @@ def pretrained_error(what: str, name_or_path: str, error: BaseException) -> Pret
             why = f"the folder holds no {what} saved with save_pretrained (no {' or '.join(names)})"
         else:
             why = f"the folder's files do not load: {why_it_failed(error)}"
-    elif name_or_path.startswith((".", "/", "~")):  # a path, not a hub id (which reads 'owner/name')
+    elif location(name_or_path) == MISSING:  # a path, not a hub id (which reads 'name' or 'owner/name')
         why = "no such folder"
     elif local_only(name_or_path):
         why = "HF_HUB_OFFLINE is set and it is not in the local cache; give a folder instead"
@@ -91,6 +92,9 @@ def check_sizes(config: dict[str, Any], name_or_path: str) -> None:
 def load_pretrained_config(name_or_path: str) -> dict[str, Any]:
     """The configuration (config.json) of a pretrained model as a plain dict, its sizes checked."""
     from transformers import AutoConfig
+
+    if location(name_or_path) == MISSING:  # a path that is not there: no hub to ask
+        raise pretrained_error("model", name_or_path, FileNotFoundError(name_or_path))
 
     try:
         config = AutoConfig.from_pretrained(name_or_path, local_files_only=local_only(name_or_path)).to_dict()
@@ -148,6 +152,8 @@ def load_subword_tokenizer(name_or_path: str) -> SubwordTokenizer:
     tokens than that model has embeddings (else PretrainedError)."""
     from transformers import AutoTokenizer
 
+    if location(name_or_path) == MISSING:
+        raise pretrained_error("tokenizer", name_or_path, FileNotFoundError(name_or_path))
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_only(name_or_path))
     except Exception as error:  # noqa: BLE001 - whatever a damaged or missing file raises is one line
