@@ -38,7 +38,7 @@ from data.fashion_mnist import load_fashion_mnist
 from data.trec import load_trec_files
 from utils.config import default_data_dir, implied_preset
 from utils.errors import ConfigError, InputError, run_tool
-from utils.flags import ArgumentParser, command_line
+from utils.flags import ArgumentParser, command_line, fields_with
 from utils.serve.hf_export import check_exportable, compare_with_pipeline, generated_texts, model_card, save_hf_model
 from utils.serve.inputs import image_inputs, question_inputs, read_image
 from utils.serve.onnx_export import export, verify
@@ -101,9 +101,6 @@ def example_inputs(checkpoint: dict[str, Any], data_dir: str, count: int) -> tup
     return image_inputs(list(images), meta), f"{count} generated images ({where})"
 
 
-LEFT_OUT = ("out_dir", "resume", "eval_only", "checkpoint", "progress", "tensorboard", "device", "precision")
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a best.pt or last.pt of a training run")
@@ -152,8 +149,9 @@ def run_hf(args: argparse.Namespace) -> dict[str, Any]:
     tokenizer = tokenizer_from_meta(checkpoint["meta"])
     texts, described = example_texts(checkpoint, data_dir_of(args, checkpoint), args.examples, tokenizer)
     summary = run_summary_of(args.checkpoint)
-    command = command_line(TransformerConfig, checkpoint.get("config") or {}, preset_values(checkpoint.get("config") or {}),
-                           "train_transformer.py", left_out=LEFT_OUT)
+    saved = checkpoint.get("config") or {}
+    command = command_line(TransformerConfig, saved, preset_values(saved), "train_transformer.py",
+                           left_out=sorted(fields_with(TransformerConfig, "published", False)))
     result: dict[str, Any] = {}
 
     def write_and_compare(folder: str) -> None:

@@ -49,7 +49,7 @@ class TransformerConfig(TextConfig):
                           "keeps its architecture's own head)", ["cls", "mean", "max", "attention"],
                           ignored_with="pretrained")
     gradient_checkpointing: bool = option(False, "recompute the encoder's activations in the backward pass: "
-                                          "less memory, more time", needs="pretrained")
+                                          "less memory, more time", needs="pretrained", role="same_numbers")
 
     def model_kwargs(self) -> dict[str, Any]:
         """Arguments of models.transformer's TransformerClassifier or PretrainedClassifier (whose

@@ -15,7 +15,7 @@ import train_transformer
 from conftest import assert_one_error_line
 from utils.config import TrainConfig, parse_config
 from utils.errors import ConfigError
-from utils.flags import option
+from utils.flags import fields_with, option
 from utils.storage.run_folder import load_saved_config
 
 
@@ -118,3 +118,33 @@ def test_help_names_the_ranges(capsys):
 def test_a_removed_flag_on_the_real_command_line_is_named(monkeypatch, capsys):
     monkeypatch.setattr("sys.argv", ["train_rnn.py", "--word-dropout", "0.1"])  # main() reads sys.argv
     assert_one_error_line(train_rnn.main, None, capsys, "--word-dropout was removed")
+
+
+@pytest.mark.parametrize("script,argv", [(train_transformer, []), (train_transformer, ["--pretrained", "m"]),
+                                         (train_cnn, ["--preset", "fast"]), (train_rnn, ["--teacher", "{tmp}/t.pt"])])
+def test_help_shows_every_default_a_run_of_the_same_flags_uses(script, argv, tmp_path, capsys):
+    """Implied presets included: a bare train_transformer.py trains 30 epochs, and --help says so."""
+    (tmp_path / "t.pt").write_bytes(b"")  # validation asks only that a --teacher file exists
+    argv = [word.format(tmp=tmp_path) for word in argv]
+    with pytest.raises(SystemExit) as stop:
+        script.main([*argv, "--help"])
+    assert stop.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    config_class = next(value for name, value in vars(script).items() if name.endswith("Config")
+                        and isinstance(value, type) and value.__module__ == script.__name__)
+    config = parse_config(config_class, argv, "", script.PRESETS, saved_config=lambda run: {})
+    for name in ("epochs", "lr", "batch_size"):
+        flag = "--" + name.replace("_", "-")
+        default_shown = shown.split(f" {flag} {name.upper()} ", 1)[1].split("(default: ", 1)[1].split(")")[0]
+        assert default_shown == str(getattr(config, name)), flag
+
+
+def test_what_a_resume_may_change_and_what_is_command_line_only_are_properties_of_the_flags():
+    resumable, command_line_only = (fields_with(train_transformer.TransformerConfig, prop)
+                                    for prop in ("resumable", "command_line_only"))
+    unpublished = fields_with(train_transformer.TransformerConfig, "published", False)
+    assert {"epochs", "patience", "device", "data_dir", "teacher", "gradient_checkpointing"} <= resumable
+    assert not {"lr", "batch_size", "pretrained", "seed", "dataset"} & resumable
+    assert {"data_dir", "device", "precision", "out_dir", "checkpoint", "source"} <= command_line_only
+    assert not {"epochs", "teacher", "lr"} & command_line_only
+    assert {"device", "out_dir", "progress"} <= unpublished and not {"lr", "data_dir", "pretrained"} & unpublished

@@ -15,7 +15,7 @@ import train_rnn
 from conftest import exit_code
 from utils.config import TrainConfig
 from utils.flags import field_metadata
-from utils.train.resume import RESUMABLE_CHANGES
+from utils.flags import fields_with
 
 
 def another_value(config_class, name, value):
@@ -42,7 +42,7 @@ def test_a_resume_that_changes_any_training_setting_is_refused_naming_the_flag(s
     tried = 0
     for spec in dataclasses.fields(config_class):
         value = another_value(config_class, spec.name, saved[spec.name])
-        if spec.name in RESUMABLE_CHANGES or value is None:
+        if spec.name in fields_with(config_class, "resumable") or value is None:
             continue
         flag = "--" + spec.name.replace("_", "-")
         argv = ["--resume", runs[run], *([flag] if value is True else [f"--no-{flag[2:]}"] if value is False

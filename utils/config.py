@@ -53,7 +53,8 @@ class TrainConfig:
     implied_presets: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     # optimisation
-    epochs: int = option(10, "number of training epochs (total, also when resuming)", minimum=1, maximum=100_000)
+    epochs: int = option(10, "number of training epochs (total, also when resuming)", minimum=1, maximum=100_000,
+                         role="length")
     batch_size: int = option(64, "examples per forward pass, per process (an optimizer step takes this x "
                              "--grad-accum-steps x processes)", minimum=1, maximum=1 << 20)
     grad_accum_steps: int = option(1, "batches whose gradients add up to one optimizer step: a larger effective "
@@ -78,7 +79,7 @@ class TrainConfig:
                         "decay per step, e.g. 0.999 (0 = off: the weights themselves)", minimum=0, below=1)
     # distillation (Hinton et al. 2015)
     teacher: str = option("", "checkpoint (best.pt) of a trained model of the same task whose outputs the "
-                          "student also learns from")
+                          "student also learns from", role="same_numbers")
     distill_weight: float = option(0.5, "with --teacher: weight a of the teacher's term; loss = (1 - a) "
                                    "cross-entropy + a T^2 KL(teacher/T || student/T)", minimum=0, maximum=1,
                                    needs="teacher")
@@ -93,7 +94,8 @@ class TrainConfig:
                                  "of training examples held out for validation", above=0, below=1)
     test_fraction: float = option(0.1, "with your own --dataset without a test split or --test-dataset: the "
                                   "stratified share of the examples held out for the test", above=0, below=1)
-    data_dir: str = option("", f"data folder (default: ${DATA_DIR_ENV} or ./datasets); e.g. ../shared/data")
+    data_dir: str = option("", f"data folder (default: ${DATA_DIR_ENV} or ./datasets); e.g. ../shared/data",
+                           role="where")
     val_size: int = option(5000, "of the built-in data set: training examples held out for validation (drawn "
                            "by --split-seed)", minimum=1)
     limit_train: int = option(0, "use only this many training examples (0 = all), for quick checks", minimum=0)
@@ -102,23 +104,27 @@ class TrainConfig:
                              minimum=-1, maximum=2**32 - 1)
     # runtime
     seed: int = option(0, "random seed; on CPU the same seed gives the same numbers", minimum=0, maximum=2**32 - 1)
-    device: str = option("auto", "device (auto = cuda when present, else cpu)", ["auto", "cpu", "cuda", "mps"])
+    device: str = option("auto", "device (auto = cuda when present, else cpu)", ["auto", "cpu", "cuda", "mps"],
+                         role="how")
     precision: str = option("auto", "arithmetic (auto = bf16 on CUDA when supported; on a CPU with native "
                             "bf16 for the models it speeds up; else fp32)",
-                            ["auto", "fp32", "bf16", "fp16"])
-    compile: bool = option(False, "torch.compile the model")
-    eval_batch_size: int = option(1024, "examples per batch when evaluating", minimum=1, maximum=1 << 20)
+                            ["auto", "fp32", "bf16", "fp16"], role="how")
+    compile: bool = option(False, "on one CUDA GPU, record an image model's whole training step as a CUDA graph; "
+                           "else torch.compile the model (slower on a CPU and for short fine-tunes)", role="how")
+    eval_batch_size: int = option(1024, "examples per batch when evaluating", minimum=1, maximum=1 << 20,
+                                  role="how")
     # run bookkeeping
-    out_dir: str = option("", "output folder (default: runs/<script>-<timestamp>)")
+    out_dir: str = option("", "output folder (default: runs/<script>-<timestamp>)", role="folder")
     patience: int = option(0, "stop when validation accuracy has not improved for this many epochs (0 = off)",
-                          minimum=0)
-    resume: str = option("", "continue the run in this folder from its last.pt")
-    eval_only: bool = option(False, "only evaluate --checkpoint on the test set and write the report")
-    checkpoint: str = option("", "checkpoint for --eval-only")
+                          minimum=0, role="length")
+    resume: str = option("", "continue the run in this folder from its last.pt", role="folder")
+    eval_only: bool = option(False, "only evaluate --checkpoint on the test set and write the report",
+                             role="folder")
+    checkpoint: str = option("", "checkpoint for --eval-only", role="folder")
     preset: str = option("", "named recipe that sets several defaults at once (see README); 'none': the "
                          "script's own defaults, also where flags imply a preset")
-    progress: bool = option(True, "show a progress bar per epoch")
-    tensorboard: bool = option(True, "also write TensorBoard event files into the run folder")
+    progress: bool = option(True, "show a progress bar per epoch", role="how")
+    tensorboard: bool = option(True, "also write TensorBoard event files into the run folder", role="how")
 
     def model_kwargs(self) -> dict[str, Any]:
         """Arguments of the model taken from these flags (each script says which)."""
@@ -138,6 +144,17 @@ def implied_preset(config_class: type, given: set[str], flags: dict[str, Any]) -
                  if not name or (name in given and flags.get(name))), "")
 
 
+def show_help(config_class: type, argv: list[str], description: str, presets: dict[str, dict[str, Any]]) -> None:
+    """Print --help with the defaults the rest of `argv` would run with (the preset given, or the one its
+    flags imply, laid over the script's own), each preset value marked, then exit."""
+    rest = [word for word in argv if word not in ("-h", "--help")]
+    given = flags_given(config_class, rest)
+    chosen = vars(build_parser(config_class, description, preset_names=list(presets)).parse_args(rest))
+    preset = chosen["preset"] or implied_preset(config_class, given, chosen)
+    build_parser(config_class, description, presets.get(preset, {}), list(presets),
+                 preset_name=preset).parse_args(["--help"])
+
+
 def parse_config(config_class: type, argv: Sequence[str] | None, description: str,
                  presets: dict[str, dict[str, Any]] | None = None,
                  saved_config: Callable[[str], dict[str, Any]] = lambda run_dir: {}) -> Any:
@@ -147,7 +164,10 @@ def parse_config(config_class: type, argv: Sequence[str] | None, description: st
     config (`saved_config(run_dir)`), flags given in `argv`.
     """
     presets = presets or {}
-    refuse_removed_flags(config_class, sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    refuse_removed_flags(config_class, argv)
+    if "-h" in argv or "--help" in argv:
+        show_help(config_class, argv, description, presets)
     first = build_parser(config_class, description, preset_names=list(presets)).parse_args(argv)
     defaults: dict[str, Any] = {}
     if first.resume:

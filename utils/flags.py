@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 import math
 import shlex
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from utils.errors import ConfigError
@@ -22,9 +22,28 @@ REMOVED_FLAGS = {  # flags of experiments whose results did not justify keeping 
 }
 
 
+@dataclass(frozen=True)
+class Role:
+    """What a kind of flag is to a run."""
+
+    command_line_only: bool  # evaluating a checkpoint takes it from the command line, never from the checkpoint
+    resumable: bool  # a resume may change it: it changes nothing that is trained
+    published: bool  # part of the command that reproduces a run (a model card's)
+
+
+ROLES = {
+    "setting": Role(command_line_only=False, resumable=False, published=True),  # what is trained
+    "where": Role(command_line_only=True, resumable=True, published=True),  # where the data is
+    "how": Role(command_line_only=True, resumable=True, published=False),  # how to compute or show the run
+    "folder": Role(command_line_only=True, resumable=True, published=False),  # which run or checkpoint
+    "length": Role(command_line_only=False, resumable=True, published=True),  # a finished run may train further
+    "same_numbers": Role(command_line_only=False, resumable=True, published=True),  # memory for time, a moved file
+}
+
+
 def option(default: Any, help: str, choices: Sequence[str] | None = None, *, minimum: float | None = None,
            maximum: float | None = None, above: float | None = None, below: float | None = None,
-           needs: str | tuple[str, Any] | None = None, ignored_with: str | None = None) -> Any:
+           needs: str | tuple[str, Any] | None = None, ignored_with: str | None = None, role: str = "setting") -> Any:
     """A dataclass field that carries its help text and its allowed values (choices, or a range:
     `minimum`/`maximum` inclusive, `above`/`below` exclusive). The range is shown in `--help` and
     checked by `validate`, so the two cannot drift apart. Floats must also be finite.
@@ -33,11 +52,18 @@ def option(default: Any, help: str, choices: Sequence[str] | None = None, *, min
     (e.g. ("model", "resnet")): giving this flag on the command line while that field is off (false,
     0 or empty), or has another value, is an error. `ignored_with` names the field (or the config's
     method) that makes this one useless when set (e.g. "pretrained": the encoder's own shape is used):
-    giving both is an error."""
+    giving both is an error. `role` (a key of ROLES) says whether a resume may change the flag, whether
+    it is command-line only, and whether it is part of a published command."""
     bounds = {"minimum": minimum, "maximum": maximum, "above": above, "below": below}
     return field(default=default, metadata={"help": help, "choices": choices, "needs": needs,
-                                            "ignored_with": ignored_with,
+                                            "ignored_with": ignored_with, "role": ROLES[role],
                                             "bounds": {k: v for k, v in bounds.items() if v is not None}})
+
+
+def fields_with(config_class: type, prop: str, value: bool = True) -> frozenset[str]:
+    """The fields of `config_class` whose role's property `prop` (a field of Role) is `value`."""
+    return frozenset(spec.name for spec in dataclasses.fields(config_class)
+                     if getattr(field_metadata(config_class, spec.name).get("role", ROLES["setting"]), prop) == value)
 
 
 def flag_name(field_name: str) -> str:
@@ -86,8 +112,9 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser(config_class: type, description: str, defaults: dict[str, Any] | None = None,
-                 preset_names: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """An argparse parser with one flag per field of `config_class`, defaults overridable."""
+                 preset_names: Sequence[str] = (), preset_name: str = "") -> argparse.ArgumentParser:
+    """An argparse parser with one flag per field of `config_class`, defaults overridable; with
+    `preset_name`, the help marks the defaults that come from that preset."""
     parser = ArgumentParser(description=description, formatter_class=HelpFormatter)
     for spec in dataclasses.fields(config_class):
         flag = flag_name(spec.name)
@@ -98,6 +125,8 @@ def build_parser(config_class: type, description: str, defaults: dict[str, Any] 
             help_text += f"; {describe_range(metadata['bounds'])}"
         if spec.name == "preset" and preset_names:
             help_text += f": {', '.join(preset_names)}"
+        if preset_name and spec.name in (defaults or {}):
+            help_text += f" [the {preset_name} preset's]"
         type_name = spec.type if isinstance(spec.type, str) else spec.type.__name__
         if type_name == "bool":
             parser.add_argument(flag, default=default, help=help_text, action=argparse.BooleanOptionalAction)

@@ -93,7 +93,7 @@ class TextConfig(TrainConfig):
     dataset_config: str = option("", "with a hub --dataset: its configuration name")
     labels: str = option("coarse", "label set: 6 coarse classes or 50 fine ones", ["coarse", "fine"])
     source: str = option("files", "read the original .label files (downloaded if missing) or the hub",
-                         ["files", "hub"])
+                         ["files", "hub"], role="where")
     min_freq: int = option(2, "keep training words seen at least this often; the rest become <unk>, "
                            "which so gets trained too", minimum=1, ignored_with="tokenizer_source")
     bucket: bool = option(True, "batch questions of similar length together (less padding)")

@@ -14,7 +14,7 @@ from models import count_parameters
 from utils.config import NO_PRESET, TrainConfig, parse_config
 from utils.errors import (CheckpointError, ConfigError, Interrupted, PeerFailed, RunFolderError, one_line,
                           one_line_errors)
-from utils.flags import command_line
+from utils.flags import command_line, fields_with
 from utils.report.runs import write_test_report
 from utils.runtime import Runtime, init_runtime, peer_failed, seed_everything, shutdown
 from utils.storage.checkpoint import check_predictor_checkpoint, load_checkpoint, model_from_checkpoint
@@ -23,9 +23,6 @@ from utils.storage.run_folder import CONFIG, RunFolder, folder_contents, load_sa
 from utils.train.evaluation import evaluate
 from utils.train.training_run import MakeData, run_log, set_up, test_and_report, train_epochs
 
-# flags that say where to look and how to compute, not what a checkpoint was trained on
-COMMAND_LINE_ONLY = {"data_dir", "device", "precision", "eval_batch_size", "out_dir", "eval_only", "checkpoint",
-                     "resume", "progress", "source", "tensorboard"}
 ModelName = Union[str, Callable[[TrainConfig], str]]  # a fixed model, or one the flags choose
 
 
@@ -104,8 +101,9 @@ def evaluate_checkpoint(config: TrainConfig, make_data: MakeData, runtime: Runti
         raise ConfigError(f"{config.checkpoint} is a {checkpoint['task']} checkpoint, not {config.task}")
     # data settings (label set, split) come from the run that made the checkpoint; where to look
     # and how to compute come from this command line
+    command_line_only = fields_with(type(config), "command_line_only")  # where to look, how to compute
     saved = {key: value for key, value in checkpoint["config"].items()
-             if key in vars(config) and key not in COMMAND_LINE_ONLY}
+             if key in vars(config) and key not in command_line_only}
     data = make_data(dataclasses.replace(config, **saved), runtime, checkpoint["meta"])
     model = model_from_checkpoint(checkpoint, runtime.device, config.checkpoint)
     out_dir = config.out_dir or default_eval_dir(config.checkpoint)
@@ -129,8 +127,9 @@ def peer_failure_words(error: BaseException) -> str:
 
 def restart_command(config: TrainConfig, script_name: str, run_dir: str) -> str:
     """The command that starts the run of `config` afresh in `run_dir`: every setting given as a flag."""
+    left_out = fields_with(type(config), "command_line_only") - {"data_dir", "source", "out_dir"}
     command = command_line(type(config), {**dataclasses.asdict(config), "out_dir": run_dir}, {},
-                           f"train_{script_name}.py", left_out=("resume", "eval_only", "checkpoint", "progress"))
+                           f"train_{script_name}.py", left_out=sorted(left_out))
     return f"{command} --preset {NO_PRESET}" if config.preset else command
 
 

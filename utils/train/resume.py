@@ -3,8 +3,9 @@
 A resume is the same run, or it is refused: every setting that changes what is trained (data,
 model, optimisation, batch and world size, distillation, tokenizer) is compared with the run's
 record here, in one place, and a change is one error line naming the flag. Settings that only
-say where to look, how to compute or how to show the run may change (RESUMABLE_CHANGES), and so
-may the length of the run (--epochs, --patience: training further stretches the schedule).
+say where to look, how to compute or how to show the run may change, and so may the length of the
+run (--epochs, --patience: training further stretches the schedule): each field's role says so
+(utils.flags.ROLES).
 """
 from __future__ import annotations
 
@@ -12,16 +13,9 @@ from typing import Any
 
 from utils.config import TrainConfig
 from utils.errors import ConfigError
-from utils.flags import flag_name
+from utils.flags import fields_with, flag_name
 from utils.train.optim import schedule_of
 
-RESUMABLE_CHANGES = frozenset({
-    "data_dir", "device", "precision", "compile", "eval_batch_size", "progress", "tensorboard",  # where and how
-    "out_dir", "resume", "eval_only", "checkpoint",  # which folder
-    "epochs", "patience",  # how long: a finished run may be trained further
-    "gradient_checkpointing",  # memory against time: the same numbers
-    "teacher",  # its path may move: its weights are compared (utils.train.distill)
-})
 WORLD_SIZE = "world_size"  # recorded beside the flags: the number of processes that train
 
 
@@ -34,10 +28,11 @@ def refuse_changes(what: str, changed: list[str], run_dir: str) -> None:
 
 def same_settings_or_error(saved_config: dict[str, Any], config: TrainConfig, world_size: int, run_dir: str) -> None:
     """Raise ConfigError when a resume would train otherwise than the run recorded in `saved_config`:
-    another value of any flag outside RESUMABLE_CHANGES, another number of processes, or --teacher
+    another value of any flag whose role is not resumable, another number of processes, or --teacher
     given or dropped."""
+    resumable = fields_with(type(config), "resumable")
     changed = [f"{flag_name(name)} {saved_config[name]!r} -> {value!r}" for name, value in vars(config).items()
-               if name not in RESUMABLE_CHANGES and name in saved_config and saved_config[name] != value]
+               if name not in resumable and name in saved_config and saved_config[name] != value]
     if saved_config.get(WORLD_SIZE, world_size) != world_size:
         changed.append(f"{saved_config[WORLD_SIZE]} -> {world_size} processes (each process's batches and the "
                        "learning-rate schedule depend on it; start it with as many)")
