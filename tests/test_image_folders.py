@@ -212,3 +212,27 @@ def test_exif_orientation_is_applied_where_images_are_read(tmp_path):
     upright = read_image(str(tmp_path / "phone.jpg"), {"channels": 1, "image_size": [30, 10]}, "image")
     assert upright.shape == (1, 30, 10) and upright[0, :5].mean() > 200 and upright[0, -5:].mean() < 50
     assert image_headers([str(tmp_path / "phone.jpg")]) == [(True, (10, 30))]  # its size as it stands
+
+
+def test_the_decode_cache_follows_the_files_contents_and_refuses_a_damaged_copy(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IMAGE_CACHE_DIR", str(tmp_path / "cache"))
+    folder = write_image_folder(tmp_path / "photos", splits=("",), per_class=8)
+    flags = ("--epochs", "1", "--channels", "3", "--image-size", "12", "--augment", "--crop-padding", "0")
+    first = train_cnn.main(args(folder, str(tmp_path / "first"), *flags))
+    (cached,) = os.listdir(tmp_path / "cache")
+    with open(tmp_path / "cache" / cached, "r+b") as file:  # 64 bytes of the kept pixels flipped
+        file.seek(os.path.getsize(tmp_path / "cache" / cached) // 2)
+        middle = file.read(64)
+        file.seek(-64, os.SEEK_CUR)
+        file.write(bytes(255 - byte for byte in middle))
+    capsys.readouterr()
+    again = train_cnn.main(args(folder, str(tmp_path / "again"), *flags))
+    assert "is damaged: decoding the images again" in capsys.readouterr().out
+    assert again["test_acc"] == first["test_acc"]
+    picture = os.path.join(folder, "red", "0.png")  # edited in place, its modification time kept (exiftool -P)
+    times = os.stat(picture)
+    Image.new("RGB", (20, 16), (0, 0, 255)).save(picture)
+    os.utime(picture, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert_one_error_line(train_cnn.main, ["--resume", str(tmp_path / "first"), "--epochs", "2"], capsys,
+                          "on other data than this run reads")
+    assert len(os.listdir(tmp_path / "cache")) == 2  # the edited folder was decoded anew

@@ -3,33 +3,24 @@ every image decoded once into a uint8 tensor kept in a disk cache, so a second r
 or a Hugging Face dataset with an image column; then split and normalised."""
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from data import DataError, as_test_dataset
 from data.builtin import image_bundle
-from data.bundle import DataBundle, class_names_of, stratified_split
+from data.bundle import DataBundle, class_names_of, data_fingerprint, stratified_split
 from data.hf_datasets import find_columns, load_splits
 from data.locations import HUB, LOCAL, location
-from data.images import (decode_images, find_image_folder, fit_image, image_array, image_headers, image_shape,
+from data.images import (find_image_folder, fit_image, image_array, image_headers, image_shape,
                          is_gray_image, split_layout)
+from utils.image_cache import decoded_split
 from utils.runtime import Runtime
-from utils.storage.files import atomic_write, cache_dir, remove_stale_temp_files
 
-CACHE_DIR_ENV = "IMAGE_CACHE_DIR"
-CACHE_FORMAT = 1
 DEFAULT_SIZE = 32  # for folders whose images differ in size
-
-
-def image_cache_dir() -> str:
-    """Where decoded image folders are kept: $IMAGE_CACHE_DIR, else the user's cache folder."""
-    return cache_dir(CACHE_DIR_ENV, "image-folders")
 
 
 def choose_shape(found: list[tuple[bool, tuple[int, int]]], channels: int, image_size: int) -> tuple[int, int, int]:
@@ -42,46 +33,6 @@ def choose_shape(found: list[tuple[bool, tuple[int, int]]], channels: int, image
     sizes = {size for _, size in found}
     width, height = sizes.pop() if len(sizes) == 1 else (DEFAULT_SIZE, DEFAULT_SIZE)
     return channels, height, width
-
-
-def cache_key(files: list[tuple[str, int]], shape: tuple[int, int, int]) -> str:
-    """A hash of the files (paths, sizes, modification times, labels) and the target shape."""
-    digest = hashlib.sha256(f"{CACHE_FORMAT}:{shape}".encode())
-    for path, label in files:
-        stat = os.stat(path)
-        digest.update(f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}:{label};".encode())
-    return digest.hexdigest()[:32]
-
-
-def decoded_split(files: list[tuple[str, int]], shape: tuple[int, int, int], skip_bad_files: bool,
-                  progress: bool, say: Callable[[str], None], keep: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images and labels of one split, read from the cache or decoded (then kept there when `keep`:
-    by the main process of several)."""
-    path = os.path.join(image_cache_dir(), f"{cache_key(files, shape)}.pt")
-    try:
-        kept = torch.load(path, map_location="cpu", weights_only=True)
-        if kept["images"].dtype == torch.uint8 and tuple(kept["images"].shape[1:]) == shape:
-            return kept["images"], kept["labels"]
-    except Exception:  # noqa: BLE001 - missing or damaged: decoded again
-        pass
-    bar = (lambda items: tqdm(items, desc="decoding images", unit="image", dynamic_ncols=True, leave=False)) \
-        if progress else (lambda items: items)
-    try:
-        images, kept_at, skipped = decode_images([file for file, _ in files], *shape, skip_bad_files, bar)
-    except DataError as error:
-        raise DataError(f"{error} (--skip-bad-files leaves such files out)") from error
-    if skipped:
-        say(f"note: skipped {len(skipped)} unreadable image file(s), e.g. {skipped[0]}")
-    labels = torch.tensor([files[i][1] for i in kept_at], dtype=torch.long)
-    images = torch.from_numpy(images)
-    if not keep:
-        return images, labels
-    try:
-        remove_stale_temp_files(image_cache_dir())
-        atomic_write(path, lambda tmp: torch.save({"images": images, "labels": labels}, tmp))
-    except Exception as error:  # noqa: BLE001 - the run goes on without the cache
-        say(f"note: the decoded images are not kept for later runs: {error}")
-    return images, labels
 
 
 STATISTICS_CHUNK = 4096  # images summed at a time: no float copy of the whole split
@@ -122,9 +73,21 @@ def image_folder_bundle(config: Any, runtime: Runtime, meta: dict[str, Any] | No
             raise DataError(f"--test-dataset {config.test_dataset} has classes the training data lacks: "
                             f"{', '.join(unknown[:5])}")
         remap = torch.tensor([class_names.index(name) for name in test_names], dtype=torch.long)
-        decoded["test"] = (torch.cat([images for images, _ in test.values()]),
-                           remap[torch.cat([labels for _, labels in test.values()])])
-    return bundle_of(config, runtime, decoded, class_names, shape, meta, notes)
+        parts = list(test.values())
+        decoded["test"] = (torch.cat([part[0] for part in parts]), remap[torch.cat([part[1] for part in parts])],
+                           *([[digest for part in parts for digest in part[2]]] if all(len(p) > 2 for p in parts) else []))
+    fingerprint = files_fingerprint(list(decoded.values()), class_names)
+    decoded = {split: part[:2] for split, part in decoded.items()}
+    return bundle_of(config, runtime, decoded, class_names, shape, meta, notes, fingerprint)
+
+
+def files_fingerprint(parts: list[tuple], class_names: list[str]) -> dict[str, str]:
+    """{"data_sha256": the data_fingerprint of the splits' files (content hashes and labels)}, which a
+    checkpoint records; {} where a split came without files (a Hugging Face dataset: its pixels are hashed)."""
+    if not parts or any(len(part) < 3 for part in parts):
+        return {}
+    return {"data_sha256": data_fingerprint((digest.encode() for part in parts for digest in part[2]),
+                                            (label for part in parts for label in part[1].tolist()), class_names)}
 
 
 def shape_meta(shape: tuple[int, int, int]) -> dict[str, Any]:
@@ -201,8 +164,10 @@ def read_hub_images(config: Any, spec: str, meta: dict[str, Any] | None, runtime
 
 
 def bundle_of(config: Any, runtime: Runtime, decoded: dict[str, Any], class_names: list[str],
-              shape: tuple[int, int, int], meta: dict[str, Any] | None, notes: list[str]) -> DataBundle:
-    """Batches of decoded splits: the test and validation splits held out (stratified) where missing."""
+              shape: tuple[int, int, int], meta: dict[str, Any] | None, notes: list[str],
+              fingerprint: dict[str, str]) -> DataBundle:
+    """Batches of decoded splits: the test and validation splits held out (stratified) where missing;
+    `fingerprint` ({"data_sha256": ...} of the files, or {}) identifies the data in checkpoints."""
     say = notes.append
     train_images, train_labels = decoded["train"]
     if "test" not in decoded:
@@ -234,6 +199,6 @@ def bundle_of(config: Any, runtime: Runtime, decoded: dict[str, Any], class_name
         augment=config.augment, channels_last=config.channels_last, device=runtime.device, rank=runtime.rank,
         world_size=runtime.world_size, random_erasing=config.random_erasing, crop_padding=config.crop_padding,
         model_kwargs={"in_channels": shape[0], "image_size": shape_meta(shape)["image_size"]},
-        meta={**shape_meta(shape), "dataset": config.dataset})
+        meta={**shape_meta(shape), "dataset": config.dataset, **fingerprint})
     bundle.notes = notes
     return bundle
