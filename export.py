@@ -8,7 +8,8 @@ folder, verified against PyTorch before it is reported done.
 The file has a dynamic batch size (and question length), and carries as metadata the class names,
 the task and what turns raw input into model input (image normalisation, vocabulary or tokenizer).
 onnxruntime then runs it on examples of the run's own data (the built-in test set, or the files of its
---dataset; generated inputs when they are not there) at batch sizes 1, 7 and 64, and the command prints the largest logit difference and the
+--dataset; generated inputs when they are not there) at batch sizes 1, 7 and 64, and the command
+prints the largest logit difference and the
 share of equal predictions; beyond 1e-4 it fails. `predict.py model.onnx ...` serves the file.
 
 --format hf (fine-tuned encoders, train_transformer.py --pretrained) writes the model as

@@ -132,10 +132,12 @@ def trainer_minilm(args: argparse.Namespace, device: torch.device) -> dict:
             lambda rows: tokenizer(rows["text"], truncation=True, max_length=64), batched=True, remove_columns=["text"])
     model = AutoModelForSequenceClassification.from_pretrained(
         args.pretrained, num_labels=len(COARSE_LABELS), local_files_only=True, dtype=torch.float32)
+    half_epoch = -(-len(split["train"][0]) // 64)  # the warm-up of ours: half an epoch of batches of 32
     settings = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=32, num_train_epochs=4,
-                                 learning_rate=1e-4, warmup_steps=-(-len(split["train"][0]) // 64), lr_scheduler_type="linear", weight_decay=0.01,
-                                 bf16=device.type == "cuda", eval_strategy="no", save_strategy="no", report_to=[],
-                                 logging_steps=100, seed=0, use_cpu=device.type == "cpu", disable_tqdm=True)
+                                 learning_rate=1e-4, warmup_steps=half_epoch, lr_scheduler_type="linear",
+                                 weight_decay=0.01, bf16=device.type == "cuda", eval_strategy="no", save_strategy="no",
+                                 report_to=[], logging_steps=100, seed=0, use_cpu=device.type == "cpu",
+                                 disable_tqdm=True)
     trainer = HFTrainer(model=model, args=settings, train_dataset=encoded(*split["train"]),
                         data_collator=DataCollatorWithPadding(tokenizer))
     metrics = trainer.train().metrics

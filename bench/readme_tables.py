@@ -133,7 +133,7 @@ def serving() -> list[str]:
                      latency(found, False)] for (name, backend), found in rows.items()])]
 
 
-BASELINES = ("baselines-cpu-all", "baselines-gpu-cnn", "baselines-gpu-minilm")
+BASELINES = ("baselines-cpu-cnn", "baselines-cpu-minilm", "baselines-gpu-cnn", "baselines-gpu-minilm")
 
 
 def baselines() -> list[str]:

@@ -147,7 +147,8 @@ class TextBatches:
         for batch in self.batch_indices():
             lengths = self.lengths[batch]
             on_device = batch.to(self.device, non_blocking=True)
-            width = padded_width(int(lengths.max()), self.token_ids.size(1)) if self.repeat_shapes else int(lengths.max())
+            longest = int(lengths.max())
+            width = padded_width(longest, self.token_ids.size(1)) if self.repeat_shapes else longest
             yield batch, ((self.token_ids[on_device, :width], lengths), self.labels[on_device])
 
 

@@ -1,5 +1,6 @@
 """The run folder's commit protocol, proved on RunFolder itself with tiny states: a kill before any file
-replacement, or a failure of any write, then a resume (or a new start where nothing was committed) ends with exactly the files of the unbroken run."""
+replacement, or a failure of any write, then a resume (or a new start where nothing was committed)
+ends with exactly the files of the unbroken run."""
 from __future__ import annotations
 
 import os

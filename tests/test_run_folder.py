@@ -125,7 +125,8 @@ def test_a_failed_run_keeps_a_folder_that_holds_its_settings(tmp_path):
 
 def test_a_crash_before_the_first_commit_leaves_a_folder_the_same_command_starts_again(fashion_dir, tmp_path,
                                                                                        monkeypatch, capsys):
-    monkeypatch.setattr("utils.train.engine.stop_requested", lambda trainer, agree=True: True)  # Ctrl-C during the first step
+    # Ctrl-C during the first step
+    monkeypatch.setattr("utils.train.engine.stop_requested", lambda trainer, agree=True: True)
     out = str(tmp_path / "run")
     argv = ["--data-dir", fashion_dir, "--out-dir", out, "--epochs", "2", "--val-size", "50", "--no-progress",
             "--hidden1-size", "16"]  # TensorBoard on: its event file is written before the first commit

@@ -74,8 +74,9 @@ def image_folder_bundle(config: Any, runtime: Runtime, meta: dict[str, Any] | No
                             f"{', '.join(unknown[:5])}")
         remap = torch.tensor([class_names.index(name) for name in test_names], dtype=torch.long)
         parts = list(test.values())
+        digests = [[digest for part in parts for digest in part[2]]] if all(len(p) > 2 for p in parts) else []
         decoded["test"] = (torch.cat([part[0] for part in parts]), remap[torch.cat([part[1] for part in parts])],
-                           *([[digest for part in parts for digest in part[2]]] if all(len(p) > 2 for p in parts) else []))
+                           *digests)
     fingerprint = files_fingerprint(list(decoded.values()), class_names)
     decoded = {split: part[:2] for split, part in decoded.items()}
     return bundle_of(config, runtime, decoded, class_names, shape, meta, notes, fingerprint)

@@ -23,7 +23,8 @@ def file_split(path: str, config: Any, notes: list[str]) -> Split:
     examples, skipped = read_text_file(path, config.text_column or "text", config.label_column or "label")
     if skipped:
         lines = ", ".join(str(line) for line in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-        notes.append(f"note: skipped {len(skipped)} row(s) of {path} with an empty text or a missing label (line {lines})")
+        notes.append(f"note: skipped {len(skipped)} row(s) of {path} with an empty text or a missing label "
+                     f"(line {lines})")
     if not examples:
         raise DataError(f"--dataset {path}: no row with both a text and a label")
     return [example.text for example in examples], [example.label for example in examples]

@@ -67,7 +67,8 @@ def written_before(path: str) -> list[str] | None:
             listed = json.load(file)["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return [name for name in listed if isinstance(name, str) and not os.path.isabs(name) and ".." not in name.split(os.sep)]
+    return [name for name in listed  # only names inside the folder: an edited list cannot reach beyond it
+            if isinstance(name, str) and not os.path.isabs(name) and ".." not in name.split(os.sep)]
 
 
 def write_into_folder(path: str, write: Callable[[str], None]) -> list[str]:

@@ -238,5 +238,6 @@ class RunFolder:
     def describe(self, epoch: int, script_name: str) -> str:
         """What is kept after a stop at committed epoch `epoch`, and the command that resumes."""
         if epoch:
-            return f"{self.file(LAST)} holds epoch {epoch}. Resume with: python train_{script_name}.py --resume {self.path}"
+            command = f"python train_{script_name}.py --resume {self.path}"
+            return f"{self.file(LAST)} holds epoch {epoch}. Resume with: {command}"
         return "no epoch was completed, so nothing was saved: run the same command again"

@@ -61,7 +61,8 @@ def evaluate(model: nn.Module, batches: Iterable, runtime: Runtime, collect: boo
     result: dict[str, Any] = {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "count": int(seen),
                               "macro_f1": macro_f1(tallies)}
     if collect:
-        served = (batches.example_order(), *(torch.cat(parts).cpu() for parts in (predictions, targets_seen, logits_seen)))
+        served = (batches.example_order(),
+                  *(torch.cat(parts).cpu() for parts in (predictions, targets_seen, logits_seen)))
         order, predicted, targets, all_logits = gather_from_processes(served, runtime)
         inverse = order.argsort()
         result.update(predictions=predicted[inverse], targets=targets[inverse], logits=all_logits[inverse],

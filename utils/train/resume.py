@@ -63,7 +63,8 @@ def same_data_or_error(recorded_meta: dict[str, Any], meta: dict[str, Any], who:
 
 def schedule_change(config: TrainConfig, steps_per_epoch: int, saved_epochs: int, step: int) -> str:
     """What a resume with another --epochs than the run's `saved_epochs` does to the learning rate from `step` on."""
-    before, after = schedule_of(config, steps_per_epoch, saved_epochs), schedule_of(config, steps_per_epoch, config.epochs)
+    before = schedule_of(config, steps_per_epoch, saved_epochs)
+    after = schedule_of(config, steps_per_epoch, config.epochs)
     return (f"--epochs {saved_epochs} -> {config.epochs}: the {config.scheduler} schedule now spans "
             f"{config.epochs * steps_per_epoch:,} steps instead of {saved_epochs * steps_per_epoch:,}, so the learning "
             f"rate at step {step + 1:,} is {after(step):.3g} (it would have been {before(step):.3g})")
