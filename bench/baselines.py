@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from data.builtin import fashion_mnist_bundle
+from data.bundle import Batching, ImageSpec, split_train_val
 from data.trec import COARSE_LABELS, load_trec_files
-from data.bundle import split_train_val
 from models import build_model
 from utils.errors import one_line_errors
 from utils.runtime import Runtime, autocast, cpu_bf16_native, seed_everything, select_device
@@ -94,8 +94,8 @@ def cnn_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
     """The seed CNN: tutorial pipeline against ours, plain and compiled."""
     precision = "bf16" if device.type == "cuda" else "fp32"  # the tutorial's arithmetic on each
     loader = common.tutorial_loader(args.data_dir, True, 64, True, workers=2, pin_memory=device.type == "cuda")
-    batches = fashion_mnist_bundle(args.data_dir, batch_size=64, eval_batch_size=1024, val_size=5000, seed=0,
-                                   augment=True, channels_last=True, device=device).train
+    batches = fashion_mnist_bundle(args.data_dir, Batching(64, 1024, device=device),
+                                   ImageSpec(augment=True, channels_last=True), 5000).train
     speeds: dict[str, list[float]] = {"tutorial": [], "ours": [], "ours --compile": []}
     for _ in range(args.repeats):  # alternating, so that a slow spell of the machine hits each
         speeds["tutorial"].append(tutorial_cnn(loader, device, precision, args.steps))

@@ -25,6 +25,45 @@ class DataBundle:
     notes: list[str] = field(default_factory=list)  # what the caller should tell the user (e.g. truncation)
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How any data set becomes batches: their sizes, the seed that orders (and augments) them, the
+    device they live on, and which share of them this process takes (`rank` of `world_size`)."""
+
+    batch_size: int
+    eval_batch_size: int
+    seed: int = 0
+    device: Any = "cpu"  # a torch.device or its name
+    rank: int = 0
+    world_size: int = 1
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What image batches need besides the images: normalisation and training augmentation."""
+
+    mean: Any = 0.0  # a float, or one per channel
+    std: Any = 1.0
+    augment: bool = False  # random crop (after `crop_padding` pixels) and horizontal flip
+    crop_padding: int = 2
+    random_erasing: float = 0.0
+    channels_last: bool = False
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """What text batches need besides the texts: the tokenizer (None: a word vocabulary built from the
+    training texts, words seen `min_freq` times, split at spaces or also at punctuation: `split_words`),
+    the most tokens a text keeps, bucketing by length, and perturbed copies for a teacher to label."""
+
+    tokenizer: Any = None
+    min_freq: int = 2
+    split_words: str = "spaces"
+    max_length: int = 64
+    bucket: bool = True
+    perturbed_copies: int = 0
+
+
 TASK_KINDS = {"fashion_mnist": "image", "trec": "text", "image": "image", "text": "text"}
 
 

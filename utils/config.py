@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Sequence
 
+from data.bundle import Batching
 from utils.errors import ConfigError
 from utils.flags import (build_parser, describe_range, field_metadata, flag_name, flags_given, option,
                          refuse_removed_flags, within)
@@ -129,6 +130,11 @@ class TrainConfig:
     def model_kwargs(self) -> dict[str, Any]:
         """Arguments of the model taken from these flags (each script says which)."""
         return {}
+
+    def batching(self, runtime: Any) -> Batching:
+        """How these flags batch any data set, in the process `runtime` describes."""
+        return Batching(self.batch_size, self.eval_batch_size, self.seed, runtime.device, runtime.rank,
+                        runtime.world_size)
 
     def pretrained_source(self) -> str:
         """The pretrained encoder (hub id or folder) whose weights start the model ('' for none)."""

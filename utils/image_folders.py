@@ -194,12 +194,9 @@ def bundle_of(config: Any, runtime: Runtime, decoded: dict[str, Any], class_name
     say(f"data: {config.dataset}: {len(class_names)} classes, {len(train_labels):,} training / "
         f"{len(decoded['val'][1]):,} validation / {len(decoded['test'][1]):,} test images of "
         f"{shape[0]}x{shape[1]}x{shape[2]}; smallest class {min(counts.values())} training images")
-    bundle = image_bundle(
-        "image", (train_images, train_labels), decoded["val"], decoded["test"], class_names, mean=mean, std=std,
-        batch_size=config.batch_size, eval_batch_size=config.eval_batch_size, seed=config.seed,
-        augment=config.augment, channels_last=config.channels_last, device=runtime.device, rank=runtime.rank,
-        world_size=runtime.world_size, random_erasing=config.random_erasing, crop_padding=config.crop_padding,
-        model_kwargs={"in_channels": shape[0], "image_size": shape_meta(shape)["image_size"]},
-        meta={**shape_meta(shape), "dataset": config.dataset, **fingerprint})
+    bundle = image_bundle("image", ((train_images, train_labels), decoded["val"], decoded["test"]), class_names,
+                          config.batching(runtime), config.image_spec(mean, std),
+                          model_kwargs={"in_channels": shape[0], "image_size": shape_meta(shape)["image_size"]},
+                          meta={**shape_meta(shape), "dataset": config.dataset, **fingerprint})
     bundle.notes = notes
     return bundle

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from data.builtin import fashion_mnist_bundle, trec_bundle
-from data.bundle import DataBundle
+from data.bundle import DataBundle, ImageSpec, TextSpec
 from data.tokenization import TextTokenizer, tokenizer_from_meta
 from utils.config import TrainConfig, default_data_dir, option, split_seed_of
 from utils.errors import ConfigError
@@ -56,6 +56,10 @@ class ImageConfig(TrainConfig):
     skip_bad_files: bool = option(False, "with --dataset DIR: leave out image files that cannot be decoded "
                                   "(counted in a note) instead of stopping")
 
+    def image_spec(self, mean: Any = 0.0, std: Any = 1.0) -> ImageSpec:
+        """The augmentation and memory format these flags ask for, with a data set's normalisation."""
+        return ImageSpec(mean, std, self.augment, self.crop_padding, self.random_erasing, self.channels_last)
+
     def check(self) -> None:
         """Images have 1 or 3 channels."""
         super().check()
@@ -67,12 +71,8 @@ def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | Non
     """The images of --dataset (FashionMNIST, or a folder) as batches `config` asks for, sharded for this process."""
     if config.dataset != FASHION_MNIST:
         return image_folder_bundle(config, runtime, meta)
-    return fashion_mnist_bundle(
-        config.data_dir or default_data_dir(), batch_size=config.batch_size,
-        eval_batch_size=config.eval_batch_size, val_size=config.val_size, seed=config.seed,
-        augment=config.augment, channels_last=config.channels_last, device=runtime.device,
-        rank=runtime.rank, world_size=runtime.world_size, limit_train=config.limit_train,
-        random_erasing=config.random_erasing, crop_padding=config.crop_padding, split_seed=split_seed_of(config))
+    return fashion_mnist_bundle(config.data_dir or default_data_dir(), config.batching(runtime), config.image_spec(),
+                                config.val_size, config.limit_train, split_seed_of(config))
 
 
 @dataclass
@@ -109,6 +109,10 @@ class TextConfig(TrainConfig):
         for the --teacher checkpoint's tokenizer, or '' for a word vocabulary built from the training questions."""
         return ""
 
+    def text_spec(self, tokenizer: TextTokenizer | None, max_length: int, split_words: str = "spaces") -> TextSpec:
+        """How these flags encode and batch texts, with the tokenizer (None: a word vocabulary) and length."""
+        return TextSpec(tokenizer, self.min_freq, split_words, max_length, self.bucket, self.perturbed_copies)
+
     def check(self) -> None:
         """The teacher's tokenizer needs a teacher."""
         super().check()
@@ -130,10 +134,6 @@ def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None 
     tokenizer = tokenizer_from_meta(meta) if meta else text_tokenizer(config)
     if config.dataset != TREC:
         return own_text_bundle(config, runtime, tokenizer, (meta or {}).get("max_length", config.max_length))
-    return trec_bundle(
-        config.data_dir or default_data_dir(), source=config.source, labels=config.labels,
-        batch_size=config.batch_size, eval_batch_size=config.eval_batch_size, val_size=config.val_size,
-        seed=config.seed, min_freq=config.min_freq, bucket=config.bucket, device=runtime.device,
-        rank=runtime.rank, world_size=runtime.world_size, limit_train=config.limit_train,
-        max_length=(meta or {}).get("max_length", config.max_length),
-        tokenizer=tokenizer, perturbed_copies=config.perturbed_copies, split_seed=split_seed_of(config))
+    spec = config.text_spec(tokenizer, (meta or {}).get("max_length", config.max_length))
+    return trec_bundle(config.data_dir or default_data_dir(), config.batching(runtime), spec, config.val_size,
+                       config.labels, config.source, config.limit_train, split_seed_of(config))

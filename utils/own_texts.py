@@ -105,11 +105,8 @@ def own_text_bundle(config: Any, runtime: Runtime, tokenizer: TextTokenizer | No
     notes.append(f"data: {config.dataset}: {len(class_names)} classes, {len(train[0]):,} training / "
                  f"{len(splits['val'][0]):,} validation / {len(splits['test'][0]):,} test texts; smallest class "
                  f"{min(counts.get(name, 0) for name in class_names)} training texts")
-    bundle = text_bundle(
-        "text", as_ids(train), as_ids(splits["val"]), as_ids(splits["test"]), class_names,
-        batch_size=config.batch_size, eval_batch_size=config.eval_batch_size, seed=config.seed,
-        min_freq=config.min_freq, bucket=config.bucket, device=runtime.device, rank=runtime.rank,
-        world_size=runtime.world_size, max_length=max_length, tokenizer=tokenizer,
-        perturbed_copies=config.perturbed_copies, split_words="punctuation", meta={"dataset": config.dataset})
+    bundle = text_bundle("text", (as_ids(train), as_ids(splits["val"]), as_ids(splits["test"])), class_names,
+                         config.batching(runtime), config.text_spec(tokenizer, max_length, "punctuation"),
+                         meta={"dataset": config.dataset})
     bundle.notes = notes + bundle.notes
     return bundle
