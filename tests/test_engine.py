@@ -19,7 +19,7 @@ from models import build_model
 from utils.errors import CheckpointError
 from utils.storage.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import NonFiniteLoss
-from utils.train.engine import Trainer, fit, steps_per_epoch, train_one_epoch, train_step
+from utils.train.engine import FitPlan, Trainer, fit, steps_per_epoch, train_one_epoch, train_step
 from utils.train.evaluation import evaluate
 from utils.train.optim import build_optimizer, lr_schedule
 from utils.runtime import Runtime
@@ -85,8 +85,7 @@ def test_fit_stops_early_with_patience():
     torch.manual_seed(0)
     model = build_model("dnn", hidden_sizes=(8, 8))
     trainer = make_trainer(model, lr=0.0)  # nothing improves after epoch 1
-    outcome = fit(trainer, separable_batches(), separable_batches(shuffle=False), model, epochs=10, patience=2,
-                  say=lambda message: None)
+    outcome = fit(trainer, separable_batches(), separable_batches(shuffle=False), model, FitPlan(10, patience=2))
     assert outcome["stopped_early"] and outcome["best_epoch"] == 1 and trainer.step == 3 * 7
 
 
@@ -172,8 +171,7 @@ def test_an_epoch_with_non_finite_validation_loss_is_never_the_best():
 
     model = NaNWhenEvaluating()
     outcomes = []
-    result = fit(make_trainer(model), separable_batches(), separable_batches(shuffle=False), model, epochs=2,
-                 say=lambda message: None,
+    result = fit(make_trainer(model), separable_batches(), separable_batches(shuffle=False), model, FitPlan(2),
                  on_epoch_end=lambda metrics, outcome: outcomes.append((metrics["val_loss"], outcome["is_best"])))
     assert all(math.isnan(loss) and not is_best for loss, is_best in outcomes)
     assert result["best_epoch"] == 0
@@ -182,8 +180,8 @@ def test_an_epoch_with_non_finite_validation_loss_is_never_the_best():
 def test_a_resumed_early_stop_trains_nothing_more():
     model = build_model("dnn", hidden_sizes=(8, 8))
     trainer = make_trainer(model)
-    result = fit(trainer, separable_batches(), separable_batches(shuffle=False), model, epochs=5, start_epoch=3,
-                 best_epoch=1, best_val_acc=0.5, stopped_early=True, say=lambda message: None)
+    result = fit(trainer, separable_batches(), separable_batches(shuffle=False), model, FitPlan(5),
+                 {"epoch": 2, "best_epoch": 1, "best_val_acc": 0.5, "stopped_early": True})
     assert trainer.step == 0 and result == {"best_epoch": 1, "best_val_acc": 0.5, "stopped_early": True}
 
 

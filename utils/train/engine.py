@@ -182,23 +182,38 @@ def train_one_epoch(trainer: Trainer, batches: Iterable, epoch: int, log: RunLog
             "samples_per_s": seen_total / seconds if seconds > 0 else 0.0}
 
 
-def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model: nn.Module, *,
-        epochs: int, seed: int = 0, start_epoch: int = 1, best_val_acc: float = -math.inf, best_epoch: int = 0,
-        patience: int = 0, stopped_early: bool = False, select_by: str = "acc", log: RunLog | None = None,
-        on_epoch_end: Callable[[dict[str, float], dict[str, Any]], None] = lambda metrics, outcome: None,
-        say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train epochs `start_epoch..epochs`, validating after each; returns the best epoch and accuracy.
+@dataclass(frozen=True)
+class FitPlan:
+    """What decides how long a run trains and which epoch is kept: epochs in all, the seed of each epoch's
+    randomness, early stopping after `patience` epochs without a better validation `select_by` (0: never)."""
 
-    Each epoch reseeds the global random generators (dropout) from (seed, epoch, rank), so a run
-    resumed after epoch k continues exactly as if it had never stopped.
+    epochs: int
+    seed: int = 0
+    patience: int = 0
+    select_by: str = "acc"  # "acc" or "macro_f1"
+
+
+def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model: nn.Module, plan: FitPlan,
+        progress: dict[str, Any] | None = None, log: RunLog | None = None,
+        on_epoch_end: Callable[[dict[str, float], dict[str, Any]], None] = lambda metrics, outcome: None
+        ) -> dict[str, Any]:
+    """Train the epochs after `progress["epoch"]` up to `plan.epochs`, validating after each; returns the
+    best epoch and its value.
+
+    `progress` (a run's: "epoch", "best_epoch", "best_val_acc", "stopped_early"; none: a new run) says
+    where a resumed run stands. Each epoch reseeds the global random generators (dropout) from (seed,
+    epoch, rank), so a run resumed after epoch k continues exactly as if it had never stopped.
     `eval_model` is the unwrapped module (evaluation needs no gradient sync). Each epoch's metrics
     (with `is_best`) go to `log` once; then `on_epoch_end(metrics, outcome)` runs, e.g. to commit a
     checkpoint; `outcome` holds `is_best`, `best_epoch`, `best_val_acc` and `stopped_early`, so the
     early-stop decision is committed with the epoch that made it. An epoch whose validation loss is
-    not finite is never the best. With `patience` > 0, stops when validation accuracy has not improved for that many epochs; a run
-    resumed with `stopped_early` trains no further. `say` prints the early stop. The best epoch is
-    the one with the highest validation `select_by` ("acc" or "macro_f1"); `best_val_acc` holds that value.
+    not finite is never the best. A run resumed with `stopped_early` trains no further; the early stop
+    is said through `log` (its `note` event). `best_val_acc` holds the best epoch's `select_by` value.
     """
+    progress = {"epoch": 0, "best_epoch": 0, "best_val_acc": -math.inf, "stopped_early": False, **(progress or {})}
+    epochs, seed, patience, select_by = plan.epochs, plan.seed, plan.patience, plan.select_by
+    start_epoch, best_epoch, best_val_acc, stopped_early = (progress["epoch"] + 1, progress["best_epoch"],
+                                                            progress["best_val_acc"], progress["stopped_early"])
     log = log or RunLog()
     outcome = {"is_best": False, "best_epoch": best_epoch, "best_val_acc": best_val_acc,
                "stopped_early": stopped_early}
@@ -218,5 +233,5 @@ def fit(trainer: Trainer, train_batches: Any, val_batches: Iterable, eval_model:
         log.epoch(metrics, is_best, trainer.step)
         on_epoch_end(metrics, dict(outcome))
         if outcome["stopped_early"]:
-            say(f"early stop: validation accuracy has not improved for {patience} epochs")
+            log.note(f"early stop: validation {select_by} has not improved for {patience} epochs")
     return {key: outcome[key] for key in ("best_epoch", "best_val_acc", "stopped_early")}

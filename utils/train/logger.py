@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
-EVENTS = ("epoch_begins", "step", "epoch", "finish", "close")
+EVENTS = ("epoch_begins", "step", "epoch", "finish", "close", "note")
 
 
 class RunLog:
@@ -72,6 +72,10 @@ class ConsoleLine:
                  f"{metrics['train_acc']:.4f}  val loss {metrics['val_loss']:.4f} acc {metrics['val_acc']:.4f}  "
                  f"lr {metrics['lr']:.2e}  {metrics['seconds']:.1f}s {metrics['samples_per_s']:.0f} samples/s  "
                  f"ETA {format_duration(left)}" + ("  *best" if is_best else ""))
+
+    def note(self, message: str) -> None:
+        """A line about the run (e.g. an early stop)."""
+        self.say(message)
 
     def close(self) -> None:
         if self.bar is not None:

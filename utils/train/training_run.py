@@ -32,7 +32,7 @@ from utils.storage.checkpoint import (RunIdentity, TrainingState, commit_record,
 from utils.storage.files import save_json
 from utils.storage.run_folder import SUMMARY, RunFolder
 from utils.train.distill import attach_teacher
-from utils.train.engine import Trainer, fit, steps_per_epoch
+from utils.train.engine import FitPlan, Trainer, fit, steps_per_epoch
 from utils.train.graphed_step import GraphedStep, records_whole_steps
 from utils.train.evaluation import evaluate
 from utils.train.logger import ConsoleLine, History, RunLog
@@ -203,11 +203,8 @@ def train_epochs(run: TrainingRun, schedule: Callable[[int], float], log: RunLog
             trainer.graphed = GraphedStep(trainer)
         start = time.perf_counter()
         try:
-            outcome = fit(trainer, run.data.train, run.data.val, run.eval_model, epochs=config.epochs,
-                          seed=config.seed, start_epoch=progress["epoch"] + 1, best_val_acc=progress["best_val_acc"],
-                          best_epoch=progress["best_epoch"], patience=config.patience,
-                          stopped_early=progress["stopped_early"], select_by=config.select_by, log=log,
-                          say=run.say,
+            outcome = fit(trainer, run.data.train, run.data.val, run.eval_model,
+                          FitPlan(config.epochs, config.seed, config.patience, config.select_by), progress, log,
                           on_epoch_end=lambda metrics, outcome: run.commit_epoch(metrics, outcome, trainer.step))
         except (Interrupted, NonFiniteLoss) as stop:
             log.close()
