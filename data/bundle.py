@@ -39,6 +39,18 @@ class Batching:
 
 
 @dataclass(frozen=True)
+class Order:
+    """Which examples of a split a process serves, and in what order: all of them in order, or (with
+    `shuffle`) a permutation drawn anew each epoch from (seed, epoch); process `rank` of `world_size`
+    takes every world_size-th of them."""
+
+    shuffle: bool = False
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     """What image batches need besides the images: normalisation and training augmentation."""
 

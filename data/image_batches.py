@@ -6,6 +6,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from data.bundle import ImageSpec, Order
 from data.sampling import epoch_generator, shard, shard_size
 
 
@@ -15,29 +16,26 @@ class ImageBatches:
 
     Shuffling is a seeded permutation per epoch (call `set_epoch`); augmentation (random crop with
     zero padding, horizontal flip; then random erasing) is done on the whole batch. Inputs are
-    float (B, C, H, W), normalised by `mean` and `std`: one number, or one per channel.
+    float (B, C, H, W), normalised by `spec.mean` and `spec.std`: one number, or one per channel. `order`
+    says whether to shuffle, and which share of the split this process serves.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
-                 mean: float | Sequence[float], std: float | Sequence[float], shuffle: bool = False,
-                 augment: bool = False,
-                 crop_padding: int = 2, random_erasing: float = 0.0, seed: int = 0,
-                 device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1,
-                 channels_last: bool = False) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, spec: ImageSpec = ImageSpec(),
+                 order: Order = Order(), device: torch.device | str = "cpu") -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.device = torch.device(device)
         self.images = (images.unsqueeze(1) if images.dim() == 3 else images).to(self.device)
         self.labels = labels.to(self.device)
         self.batch_size = batch_size
-        self.mean, self.std = per_channel(mean), per_channel(std)
+        self.mean, self.std = per_channel(spec.mean), per_channel(spec.std)
         if len(self.mean) not in (1, self.images.size(1)) or len(self.std) != len(self.mean):
             raise ValueError(f"{len(self.mean)} means and {len(self.std)} stds for {self.images.size(1)} channels")
-        self.shuffle, self.augment, self.crop_padding = shuffle, augment, crop_padding
-        self.random_erasing = random_erasing
-        self.seed, self.epoch = seed, 0
-        self.rank, self.world_size = rank, world_size
-        self.channels_last = channels_last
+        self.shuffle, self.augment, self.crop_padding = order.shuffle, spec.augment, spec.crop_padding
+        self.random_erasing = spec.random_erasing
+        self.seed, self.epoch = order.seed, 0
+        self.rank, self.world_size = order.rank, order.world_size
+        self.channels_last = spec.channels_last
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order and augmentation the next iteration uses."""

@@ -9,6 +9,7 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
+from data.bundle import Order
 from data.sampling import epoch_generator, shard, shard_size
 
 PAD, UNK = "<pad>", "<unk>"
@@ -81,17 +82,17 @@ class TextBatches:
     is trimmed to its longest sequence, so little padding is computed.
     """
 
-    def __init__(self, sequences: Sequence[Sequence[int]], labels: Sequence[int], batch_size: int, *,
-                 shuffle: bool = False, bucket: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 device: torch.device | str = "cpu", pad_id: int = 0) -> None:
+    def __init__(self, sequences: Sequence[Sequence[int]], labels: Sequence[int], batch_size: int,
+                 order: Order = Order(), device: torch.device | str = "cpu", bucket: bool = True,
+                 pad_id: int = 0) -> None:
         if len(sequences) != len(labels):
             raise ValueError(f"{len(sequences)} sequences but {len(labels)} labels")
         self.device = torch.device(device)
         token_ids, self.lengths = pad_sequences(sequences, pad_id)  # lengths stay on the CPU, as packing needs
         self.token_ids = token_ids.to(self.device)
         self.labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
-        self.batch_size, self.shuffle, self.bucket = batch_size, shuffle, bucket
-        self.seed, self.epoch, self.rank, self.world_size = seed, 0, rank, world_size
+        self.batch_size, self.shuffle, self.bucket = batch_size, order.shuffle, bucket
+        self.seed, self.epoch, self.rank, self.world_size = order.seed, 0, order.rank, order.world_size
 
     changes_every_epoch = False  # a question's token ids are the same in every epoch
     # pad each batch to a power of two (at least 8) of its longest question, not to its longest: a few

@@ -11,6 +11,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from data.bundle import ImageSpec, Order
 from data.image_batches import ImageBatches  # noqa: E402
 from models import build_model  # noqa: E402
 from utils.train.engine import Trainer, train_one_epoch  # noqa: E402
@@ -27,8 +28,8 @@ def main(argv: list[str]) -> None:
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (96, 28, 28), dtype=torch.uint8, generator=generator)
     labels = torch.randint(0, 10, (96,), generator=generator)
-    batches = ImageBatches(images, labels, batch_size, mean=0.5, std=0.5, shuffle=True, seed=0,
-                           rank=runtime.rank, world_size=runtime.world_size)
+    batches = ImageBatches(images, labels, batch_size, ImageSpec(0.5, 0.5),
+                           Order(shuffle=True, seed=0, rank=runtime.rank, world_size=runtime.world_size))
     model = build_model("dnn", hidden_sizes=(16, 16))
     wrapped = DistributedDataParallel(model) if runtime.distributed else model
     optimizer = build_optimizer("sgd", model.parameters(), lr=0.1)

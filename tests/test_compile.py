@@ -3,7 +3,6 @@ inductor but generates no code, so the test takes seconds), trains as the plain 
 exactly, and text batches come in a few repeating shapes."""
 from __future__ import annotations
 
-import functools
 import os
 
 import pytest
@@ -68,7 +67,7 @@ def test_padding_to_repeating_shapes_leaves_predictions_as_they_were():
     assert [padded_width(n, 64) for n in (1, 8, 9, 17, 33, 64)] == [8, 8, 16, 32, 64, 64]
     assert padded_width(40, 40) == 40  # never past what the split holds
     sequences = [torch.randint(2, 50, (int(n),)).tolist() for n in torch.randint(1, 12, (40,))]
-    batches = TextBatches(sequences, [0] * 40, 8, shuffle=False)
+    batches = TextBatches(sequences, [0] * 40, 8)
     model = build_model("transformer", vocab_size=50, num_classes=3, embed_dim=8, num_heads=2, ff_dim=16).eval()
     plain = [model(inputs) for inputs, _ in batches]
     batches.repeat_shapes = True

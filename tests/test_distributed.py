@@ -10,6 +10,7 @@ import ddp_worker
 
 import train_dnn
 from conftest import image_args, torchrun
+from data.bundle import ImageSpec, Order
 from data.image_batches import ImageBatches
 from data.sampling import shard
 from data.text import TextBatches
@@ -34,11 +35,11 @@ def test_shards_are_disjoint_and_cover_the_split(world_size):
 
 def test_loaders_shard_by_rank():
     images, labels = torch.zeros(10, 28, 28, dtype=torch.uint8), torch.arange(10)
-    parts = [torch.cat([t for _, t in ImageBatches(images, labels, 3, mean=0, std=1, rank=r, world_size=2)])
+    parts = [torch.cat([t for _, t in ImageBatches(images, labels, 3, ImageSpec(0, 1), Order(rank=r, world_size=2))])
              for r in range(2)]
     assert sorted(torch.cat(parts).tolist()) == list(range(10)) and not set(parts[0].tolist()) & set(parts[1].tolist())
     sequences = [[2] * (i + 1) for i in range(10)]
-    text_parts = [TextBatches(sequences, list(range(10)), 4, rank=r, world_size=2).example_order() for r in range(2)]
+    text_parts = [TextBatches(sequences, list(range(10)), 4, Order(rank=r, world_size=2)).example_order() for r in range(2)]
     assert sorted(torch.cat(text_parts).tolist()) == list(range(10))
 
 

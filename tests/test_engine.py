@@ -14,6 +14,7 @@ from torch import nn
 
 from conftest import ROOT
 from tiny_data import separable_images
+from data.bundle import ImageSpec, Order
 from data.image_batches import ImageBatches
 from models import build_model
 from utils.errors import CheckpointError
@@ -35,7 +36,7 @@ def make_trainer(model: nn.Module, lr: float = 1e-2, total_steps: int = 100) -> 
 def separable_batches(count: int = 200, batch_size: int = 32, shuffle: bool = True) -> ImageBatches:
     images, labels = separable_images(count, seed=0)
     return ImageBatches(torch.from_numpy(images), torch.from_numpy(labels).long(), batch_size,
-                        mean=0.3, std=0.3, shuffle=shuffle)
+                        ImageSpec(0.3, 0.3), Order(shuffle=shuffle))
 
 
 def test_loss_falls_on_separable_data():

@@ -11,6 +11,7 @@ import torch
 from tiny_data import idx_bytes, separable_images, write_fashion_mnist
 from data import DataError
 from data.fashion_mnist import load_fashion_mnist, parse_idx
+from data.bundle import ImageSpec, Order
 from data.image_batches import ImageBatches, normalise, random_crop_and_flip, random_erase
 
 
@@ -79,10 +80,10 @@ def test_missing_files_say_how_to_fix(tmp_path):
 def test_batches_cover_the_split_once_and_are_normalised():
     images = torch.randint(0, 256, (50, 28, 28), dtype=torch.uint8)
     labels = torch.arange(50) % 10
-    batches = ImageBatches(images, labels, 16, mean=0.5, std=0.25, shuffle=True, seed=1)
+    batches = ImageBatches(images, labels, 16, ImageSpec(0.5, 0.25), Order(shuffle=True, seed=1))
     seen = torch.cat([targets for _, targets in batches])
     assert len(batches) == 4 and sorted(seen.tolist()) == sorted(labels.tolist())
-    inputs, _ = next(iter(ImageBatches(images, labels, 50, mean=0.5, std=0.25)))
+    inputs, _ = next(iter(ImageBatches(images, labels, 50, ImageSpec(0.5, 0.25))))
     assert inputs.shape == (50, 1, 28, 28)
     assert torch.allclose(inputs[:, 0], (images.float() / 255 - 0.5) / 0.25)
 
@@ -91,7 +92,7 @@ def test_shuffle_depends_on_seed_and_epoch_only():
     images = torch.zeros(40, 28, 28, dtype=torch.uint8)
     labels = torch.arange(40)
     def order(seed, epoch):
-        batches = ImageBatches(images, labels, 8, mean=0, std=1, shuffle=True, seed=seed)
+        batches = ImageBatches(images, labels, 8, ImageSpec(0, 1), Order(shuffle=True, seed=seed))
         batches.set_epoch(epoch)
         return torch.cat([t for _, t in batches]).tolist()
     assert order(0, 1) == order(0, 1)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from data.bundle import ImageSpec, Order
 from data.image_batches import ImageBatches
 from data.text import TextBatches
 from models import build_model
@@ -71,8 +72,8 @@ def reads(**declared: int) -> dict[str, int]:
 
 def image_batches(count: int, shuffle: bool = True) -> ImageBatches:
     images, labels = separable_images(count, seed=0)
-    return ImageBatches(torch.from_numpy(images), torch.from_numpy(labels).long(), 8, mean=0.3, std=0.3,
-                        shuffle=shuffle, augment=shuffle, crop_padding=1)
+    return ImageBatches(torch.from_numpy(images), torch.from_numpy(labels).long(), 8,
+                        ImageSpec(0.3, 0.3, augment=shuffle, crop_padding=1), Order(shuffle=shuffle))
 
 
 @pytest.mark.parametrize("model_name", ["cnn", "dnn"])
@@ -109,7 +110,7 @@ def test_evaluation_reads_the_host_once_per_split(monkeypatch):
 def test_text_lengths_stay_on_the_host_where_only_host_tensors_are_read(model_name, host_reads_per_batch, monkeypatch):
     torch.manual_seed(0)
     sequences = [torch.randint(2, 50, (int(length),)).tolist() for length in torch.randint(1, 12, (60,))]
-    batches = TextBatches(sequences, torch.randint(0, 6, (60,)).tolist(), 16, shuffle=False)
+    batches = TextBatches(sequences, torch.randint(0, 6, (60,)).tolist(), 16)
     model = build_model(model_name, vocab_size=50, num_classes=6, embed_dim=8,
                         **({"hidden_size": 8} if model_name == "rnn" else {"num_heads": 2, "ff_dim": 16}))
     token_ids, lengths = next(iter(batches))[0]

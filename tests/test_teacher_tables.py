@@ -11,6 +11,7 @@ import torch
 import train_cnn
 import train_rnn
 from conftest import image_args, interrupt_after_commit, same_weights, text_args
+from data.bundle import ImageSpec, Order
 from data.image_batches import ImageBatches
 from models import build_model
 from utils.runtime import Runtime
@@ -26,8 +27,8 @@ def test_the_view_table_holds_the_teachers_outputs_for_every_training_batch(padd
     torch.manual_seed(0)
     teacher = build_model("resnet", width=4, depth=8, flip_average=flip_average).eval()
     images = torch.randint(0, 256, (40, 28, 28), dtype=torch.uint8)
-    batches = ImageBatches(images, torch.arange(40) % 10, 16, mean=0.3, std=0.4, shuffle=True, augment=True,
-                           crop_padding=padding, seed=5)
+    batches = ImageBatches(images, torch.arange(40) % 10, 16, ImageSpec(0.3, 0.4, augment=True, crop_padding=padding),
+                           Order(shuffle=True, seed=5))
     table = teacher_view_table(teacher, batches, CPU, batch_size=7)
     assert table.shape == (40, 2 * (2 * padding + 1) ** 2, 10) and teacher.flip_average == flip_average
     lookup = cached_teacher(table)
@@ -43,8 +44,8 @@ def test_the_view_table_holds_the_teachers_outputs_for_every_training_batch(padd
 
 def test_a_view_table_is_used_when_it_costs_the_teacher_fewer_passes_and_fits_in_memory():
     images = torch.zeros(55_000, 28, 28, dtype=torch.uint8)
-    batches = ImageBatches(images, torch.zeros(55_000, dtype=torch.long), 64, mean=0.3, std=0.4, augment=True,
-                           crop_padding=1)
+    batches = ImageBatches(images, torch.zeros(55_000, dtype=torch.long), 64,
+                           ImageSpec(0.3, 0.4, augment=True, crop_padding=1))
     averaging, plain = (build_model("resnet", width=4, depth=8, flip_average=flag) for flag in (True, False))
     assert views_pay_off(batches, averaging, 10, 10) and not views_pay_off(batches, averaging, 9, 10)  # 18 < 2 * 10
     assert views_pay_off(batches, plain, 19, 10) and not views_pay_off(batches, plain, 18, 10)

@@ -9,7 +9,7 @@ import torch
 import train_rnn
 from conftest import text_args
 from data import DataError
-from data.bundle import Batching, TextSpec, split_train_val
+from data.bundle import Batching, Order, TextSpec, split_train_val
 from data.builtin import trec_bundle
 from data.text import PAD, UNK, TextBatches, build_vocabulary, tokenize
 from data.tokenization import tokenizer_from_meta
@@ -72,8 +72,8 @@ def test_bucketed_batches_cover_everything_with_little_padding():
     torch.manual_seed(0)
     sequences = [[2] * int(n) for n in torch.randint(1, 30, (500,))]
     labels = list(range(500))
-    bucketed = TextBatches(sequences, labels, 20, shuffle=True, bucket=True, seed=0)
-    plain = TextBatches(sequences, labels, 20, shuffle=True, bucket=False, seed=0)
+    bucketed = TextBatches(sequences, labels, 20, Order(shuffle=True, seed=0), bucket=True)
+    plain = TextBatches(sequences, labels, 20, Order(shuffle=True, seed=0), bucket=False)
     def padded_cells(batches):
         return sum(ids.numel() for (ids, _), _ in batches)
     assert sorted(t for _, targets in bucketed for t in targets.tolist()) == labels
