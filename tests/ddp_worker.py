@@ -11,7 +11,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from data.bundle import ImageSpec, Order
+from data.bundle import ImageSpec, Order  # noqa: E402
 from data.image_batches import ImageBatches  # noqa: E402
 from models import build_model  # noqa: E402
 from utils.train.engine import Trainer, train_one_epoch  # noqa: E402
