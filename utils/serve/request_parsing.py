@@ -53,6 +53,15 @@ def json_depth(body: bytes) -> int:
     return deepest
 
 
+def is_utf8(body: bytes) -> bool:
+    """Whether the bytes are UTF-8 text."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def is_image(body: bytes) -> bool:
     """Whether the bytes start like an image file Pillow knows."""
     try:
@@ -139,7 +148,7 @@ IMAGES_ONLY = ("this model classifies images, not texts: send an image file (PNG
 
 def text_inputs(body: bytes, content_type: str, limits: Limits, classes: int) -> tuple[list[str], int]:
     """The texts of a request (JSON, or a text/plain body as one text) and its top_k."""
-    if content_type.startswith(("image/", "multipart/form-data")) or is_image(body):
+    if content_type.startswith(("image/", "multipart/form-data")) or (not is_utf8(body) and is_image(body)):
         raise RequestError(415, TEXTS_ONLY)
     if content_type.startswith("text/plain"):
         payload = {"inputs": decode_text(body)}  # as predict.py reads stdin
