@@ -118,6 +118,20 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[
     return keep.nonzero().flatten(), held_out
 
 
+def hold_out_missing(labels: torch.Tensor, missing: Iterable[str], fractions: dict[str, float], seed: int,
+                     split_seed: int) -> dict[str, torch.Tensor]:
+    """Indices into a training split of labels `labels` of each part: "train", and the `missing` ones of
+    "test" and "val", held out in that order by stratified_split, `fractions[part]` of each class; the
+    test with `seed`, the validation examples with `split_seed` (a negative one: `seed`)."""
+    parts, rest = {}, torch.arange(len(labels))
+    for part in ("test", "val"):
+        if part in missing:
+            keep, held = stratified_split(labels[rest], fractions[part], seed if part == "test" or split_seed < 0
+                                          else split_seed)
+            parts[part], rest = rest[held], rest[keep]
+    return {"train": rest, **parts}
+
+
 def split_train_val(count: int, val_size: int, seed: int, limit_train: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of the training and validation examples: a seeded permutation, val first."""
     if val_size >= count:

@@ -12,7 +12,7 @@ import torch
 
 from data import DataError, as_test_dataset
 from data.builtin import image_bundle
-from data.bundle import DataBundle, class_names_of, data_fingerprint, stratified_split
+from data.bundle import DataBundle, class_names_of, data_fingerprint, hold_out_missing
 from data.hf_datasets import find_columns, load_splits
 from data.locations import HUB, LOCAL, location
 from data.images import (find_image_folder, fit_image, image_array, image_headers, image_shape,
@@ -171,17 +171,14 @@ def bundle_of(config: Any, runtime: Runtime, decoded: dict[str, Any], class_name
     `fingerprint` ({"data_sha256": ...} of the files, or {}) identifies the data in checkpoints."""
     say = notes.append
     train_images, train_labels = decoded["train"]
-    if "test" not in decoded:
-        keep, held = stratified_split(train_labels, config.test_fraction, config.seed)
-        decoded["test"] = train_images[held], train_labels[held]
-        train_images, train_labels = train_images[keep], train_labels[keep]
-        say(f"note: {len(held):,} of the training images held out for the test (--test-fraction "
+    parts = hold_out_missing(train_labels, {"test", "val"} - set(decoded), {"test": config.test_fraction,
+                             "val": config.val_fraction}, config.seed, config.split_seed)
+    decoded.update({part: (train_images[index], train_labels[index]) for part, index in parts.items()
+                    if part != "train"})
+    train_images, train_labels = train_images[parts["train"]], train_labels[parts["train"]]
+    if "test" in parts:
+        say(f"note: {len(parts['test']):,} of the training images held out for the test (--test-fraction "
             f"{config.test_fraction:g}, stratified, seed {config.seed})")
-    if "val" not in decoded:
-        keep, held = stratified_split(train_labels, config.val_fraction, config.split_seed
-                                      if config.split_seed >= 0 else config.seed)
-        decoded["val"] = train_images[held], train_labels[held]
-        train_images, train_labels = train_images[keep], train_labels[keep]
     if config.limit_train:
         train_images, train_labels = train_images[:config.limit_train], train_labels[:config.limit_train]
     missing = sorted(set(range(len(class_names))) - set(train_labels.tolist()))

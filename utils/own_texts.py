@@ -9,7 +9,7 @@ import torch
 
 from data import DataError, as_test_dataset
 from data.builtin import text_bundle
-from data.bundle import DataBundle, class_names_of, stratified_split
+from data.bundle import DataBundle, class_names_of, hold_out_missing
 from data.hf_datasets import find_columns, load_splits
 from data.text_files import canonical_label, is_text_file, read_text_file
 from data.tokenization import TextTokenizer
@@ -48,13 +48,6 @@ def hub_splits(spec: str, config: Any, notes: list[str]) -> tuple[dict[str, Spli
     return found, names
 
 
-def hold_out(split: Split, fraction: float, seed: int, class_names: list[str]) -> tuple[Split, Split]:
-    """A seeded, stratified part of `split` held out: (the rest, the part)."""
-    labels = torch.tensor([class_names.index(label) for label in split[1]])
-    keep, held = stratified_split(labels, fraction, seed)
-    return subset(split, keep.tolist()), subset(split, held.tolist())
-
-
 def subset(split: Split, indices: list[int]) -> Split:
     """The examples of `split` at `indices`."""
     return [split[0][i] for i in indices], [split[1][i] for i in indices]
@@ -88,13 +81,14 @@ def own_text_bundle(config: Any, runtime: Runtime, tokenizer: TextTokenizer | No
             raise DataError(f"--dataset {config.dataset}: the {split} split has labels the training split lacks: "
                             f"{', '.join(unknown[:5])}")
     train = splits["train"]
-    if "test" not in splits:
-        train, splits["test"] = hold_out(train, config.test_fraction, config.seed, class_names)
-        notes.append(f"note: {len(splits['test'][0]):,} of the training texts held out for the test "
+    label_ids = torch.tensor([class_names.index(label) for label in train[1]])
+    parts = hold_out_missing(label_ids, {"test", "val"} - set(splits), {"test": config.test_fraction,
+                             "val": config.val_fraction}, config.seed, config.split_seed)
+    splits.update({part: subset(train, index.tolist()) for part, index in parts.items() if part != "train"})
+    train = subset(train, parts["train"].tolist())
+    if "test" in parts:
+        notes.append(f"note: {len(parts['test']):,} of the training texts held out for the test "
                      f"(--test-fraction {config.test_fraction:g}, stratified, seed {config.seed})")
-    if "val" not in splits:
-        train, splits["val"] = hold_out(train, config.val_fraction,
-                                        config.split_seed if config.split_seed >= 0 else config.seed, class_names)
     if config.limit_train:
         train = (train[0][:config.limit_train], train[1][:config.limit_train])
     ids = {name: i for i, name in enumerate(class_names)}
