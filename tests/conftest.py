@@ -1,7 +1,9 @@
 """Shared fixtures: tiny data sets written in the real file formats into a temp folder."""
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import pathlib
 import signal
@@ -146,6 +148,23 @@ def text_teacher(tmp_path_factory, worker_id) -> tuple[str, str]:
                                          "--ff-dim", "64", "--lr", "3e-3", "--warmup-epochs", "1"))
         return [data_dir, str(folder / "teacher" / "best.pt")]
     return tuple(built_once(tmp_path_factory, worker_id, "text_teacher", build))
+
+
+@contextlib.contextmanager
+def said_lines():
+    """The lines the project says (utils.messages.MESSAGES) inside the block, as a list."""
+    from utils.messages import MESSAGES
+
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    MESSAGES.addHandler(handler)
+    level, MESSAGES.level = MESSAGES.level, logging.INFO
+    try:
+        yield said
+    finally:
+        MESSAGES.removeHandler(handler)
+        MESSAGES.setLevel(level)
 
 
 def saved_accuracy(run_dir: str) -> float:

@@ -9,7 +9,7 @@ from torch import nn
 
 import train_cnn
 import train_rnn
-from conftest import image_args, interrupt_after_commit, same_weights, text_args
+from conftest import image_args, interrupt_after_commit, said_lines, same_weights, text_args
 from utils.config import parse_config
 from utils.kinds import text_data
 from utils.runtime import Runtime
@@ -118,7 +118,7 @@ def test_a_text_student_learns_from_a_teacher_with_another_tokenizer(text_teache
     config = parse_config(train_rnn.RNNConfig, text_args(data_dir, str(tmp_path / "x"), "--teacher", teacher,
                                                          "--preset", "none"), "")
     data = text_data(config, CPU)
-    record = attach_teacher(config, data, CPU, text_data, None, print)
+    record = attach_teacher(config, data, CPU, text_data, None)
     assert record["mode"] == "cached"  # fixed inputs: the teacher classified each question once
     agree = seen = 0
     for inputs, targets, teacher_logits in data.train:
@@ -138,10 +138,10 @@ def test_a_teacher_that_trained_on_the_students_validation_is_noted(text_teacher
     data_dir, teacher = text_teacher  # trained with --seed 0
 
     def notes(*flags: str) -> list[str]:
-        said: list[str] = []
         config = parse_config(train_rnn.RNNConfig, text_args(data_dir, str(tmp_path / "x"), "--teacher", teacher,
                                                              "--preset", "none", *flags), "")
-        attach_teacher(config, text_data(config, CPU), CPU, text_data, None, said.append)
+        with said_lines() as said:
+            attach_teacher(config, text_data(config, CPU), CPU, text_data, None)
         return [line for line in said if "validation overstates the student" in line]
 
     assert len(notes("--seed", "1")) == 1 and "--split-seed 0 --val-size 40" in notes("--seed", "1")[0]

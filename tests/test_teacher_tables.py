@@ -10,7 +10,7 @@ import torch
 
 import train_cnn
 import train_rnn
-from conftest import image_args, interrupt_after_commit, same_weights, text_args
+from conftest import image_args, interrupt_after_commit, said_lines, same_weights, text_args
 from data.bundle import ImageSpec, Order
 from data.image_batches import ImageBatches
 from models import build_model
@@ -106,8 +106,8 @@ def test_the_teachers_outputs_for_fixed_inputs_are_kept_and_read_by_a_run_over_t
 def kept_table(tmp_path, monkeypatch, make, key="k" * 32, shape=(4, 3)):
     """load_or_make_table in a temp cache; returns (table, what it said)."""
     monkeypatch.setenv("TEACHER_CACHE_DIR", str(tmp_path))
-    said = []
-    table = load_or_make_table(key, shape, make, CPU, said.append, "read", "made")
+    with said_lines() as said:
+        table = load_or_make_table(key, shape, make, CPU, "read", "made")
     return table, " ".join(said)
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from data import DataError
 from data.images import decode_images, file_digest
+from utils.messages import MESSAGES
 from utils.storage.files import atomic_write, cache_dir, remove_stale_temp_files
 
 CACHE_DIR_ENV = "IMAGE_CACHE_DIR"
@@ -39,7 +40,7 @@ def tensor_checksum(*tensors: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
-def cached_split(path: str, shape: tuple[int, int, int], say: Callable[[str], None]) -> dict[str, Any] | None:
+def cached_split(path: str, shape: tuple[int, int, int]) -> dict[str, Any] | None:
     """A split kept in the cache file `path` whose checksum holds (None: absent, or damaged, with a note)."""
     if not os.path.isfile(path):
         return None
@@ -50,18 +51,18 @@ def cached_split(path: str, shape: tuple[int, int, int], say: Callable[[str], No
             return kept
     except Exception:  # noqa: BLE001 - a damaged file of any kind is decoded again
         pass
-    say(f"note: the decoded-image cache {path} is damaged: decoding the images again")
+    MESSAGES.info(f"note: the decoded-image cache {path} is damaged: decoding the images again")
     return None
 
 
 def decoded_split(files: list[tuple[str, int]], shape: tuple[int, int, int], skip_bad_files: bool,
-                  progress: bool, say: Callable[[str], None], keep: bool = True
+                  progress: bool, keep: bool = True
                   ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """The images and labels of one split and the content hashes of its files, read from the cache or
     decoded (then kept there when `keep`: by the main process of several)."""
     digests = [file_digest(file) for file, _ in files]
     path = os.path.join(image_cache_dir(), f"{cache_key(digests, [label for _, label in files], shape)}.pt")
-    kept = cached_split(path, shape, say)
+    kept = cached_split(path, shape)
     if kept is not None:
         return kept["images"], kept["labels"], [digests[i] for i in kept["kept"].tolist()]
     bar = (lambda items: tqdm(items, desc="decoding images", unit="image", dynamic_ncols=True, leave=False)) \
@@ -71,7 +72,7 @@ def decoded_split(files: list[tuple[str, int]], shape: tuple[int, int, int], ski
     except DataError as error:
         raise DataError(f"{error} (--skip-bad-files leaves such files out)") from error
     if skipped:
-        say(f"note: skipped {len(skipped)} unreadable image file(s), e.g. {skipped[0]}")
+        MESSAGES.info(f"note: skipped {len(skipped)} unreadable image file(s), e.g. {skipped[0]}")
     labels = torch.tensor([files[i][1] for i in kept_at], dtype=torch.long)
     images = torch.from_numpy(images)
     if keep:
@@ -81,5 +82,5 @@ def decoded_split(files: list[tuple[str, int]], shape: tuple[int, int, int], ski
             remove_stale_temp_files(image_cache_dir())
             atomic_write(path, lambda tmp: torch.save(store, tmp))
         except Exception as error:  # noqa: BLE001 - the run goes on without the cache
-            say(f"note: the decoded images are not kept for later runs: {error}")
+            MESSAGES.info(f"note: the decoded images are not kept for later runs: {error}")
     return images, labels, [digests[i] for i in kept_at]

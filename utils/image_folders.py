@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from data.locations import HUB, LOCAL, location
 from data.images import (find_image_folder, fit_image, image_array, image_headers, image_shape,
                          is_gray_image, split_layout)
 from utils.image_cache import decoded_split
+from utils.messages import MESSAGES
 from utils.runtime import Runtime
 
 DEFAULT_SIZE = 32  # for folders whose images differ in size
@@ -57,15 +58,13 @@ def channel_statistics(images: torch.Tensor) -> tuple[list[float], list[float]]:
 def image_folder_bundle(config: Any, runtime: Runtime, meta: dict[str, Any] | None) -> DataBundle:
     """The images of `config.dataset` (a folder of class folders, or a Hugging Face dataset with an image
     column) and `config.test_dataset` as batches; `meta` (a checkpoint's) fixes channels, size and
-    normalisation. What it found and did is in the bundle's notes."""
-    notes: list[str] = []
+    normalisation. What it finds and does goes to MESSAGES."""
     read = read_hub_images if is_hub_dataset(config.dataset) else read_folder_images
-    decoded, class_names, shape = read(config, config.dataset, meta, runtime, notes.append)
+    decoded, class_names, shape = read(config, config.dataset, meta, runtime)
     if config.test_dataset:
         read = read_hub_images if is_hub_dataset(config.test_dataset) else read_folder_images
         try:
-            test, test_names, _ = read(config, config.test_dataset, {**(meta or {}), **shape_meta(shape)}, runtime,
-                                       notes.append)
+            test, test_names, _ = read(config, config.test_dataset, {**(meta or {}), **shape_meta(shape)}, runtime)
         except DataError as error:
             raise as_test_dataset(error) from error
         unknown = sorted(set(test_names) - set(class_names))
@@ -79,7 +78,7 @@ def image_folder_bundle(config: Any, runtime: Runtime, meta: dict[str, Any] | No
                            *digests)
     fingerprint = files_fingerprint(list(decoded.values()), class_names)
     decoded = {split: part[:2] for split, part in decoded.items()}
-    return bundle_of(config, runtime, decoded, class_names, shape, meta, notes, fingerprint)
+    return bundle_of(config, runtime, decoded, class_names, shape, meta, fingerprint)
 
 
 def files_fingerprint(parts: list[tuple], class_names: list[str]) -> dict[str, str]:
@@ -113,16 +112,16 @@ def check_memory(config: Any, spec: str, count: int, shape: tuple[int, int, int]
                         "give a smaller --image-size (or --channels 1), or raise it")
 
 
-def read_folder_images(config: Any, spec: str, meta: dict[str, Any] | None, runtime: Runtime,
-                       say: Callable[[str], None]) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
+def read_folder_images(config: Any, spec: str, meta: dict[str, Any] | None, runtime: Runtime
+                       ) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
     """The decoded splits of a folder of class folders, its class names and the images' shape."""
     splits, class_names = find_image_folder(spec)
     layout = split_layout(spec)
-    say(f"note: {spec}: " + (", ".join(f"{name}/ as the {split} split" for split, name in layout.items()) if layout
+    MESSAGES.info(f"note: {spec}: " + (", ".join(f"{name}/ as the {split} split" for split, name in layout.items()) if layout
                             else "class folders, no split folders (train/, val/, test/)"))
     shape = shape_of(meta, config, [path for files in splits.values() for path, _ in files])
     check_memory(config, spec, sum(len(files) for files in splits.values()), shape)
-    return ({split: decoded_split(files, shape, config.skip_bad_files, config.progress and runtime.is_main, say,
+    return ({split: decoded_split(files, shape, config.skip_bad_files, config.progress and runtime.is_main,
                                   keep=runtime.is_main) for split, files in splits.items()}, class_names, shape)
 
 
@@ -135,8 +134,8 @@ def is_hub_dataset(spec: str) -> bool:
     return any(os.path.isfile(os.path.join(spec, name)) for name in saved)
 
 
-def read_hub_images(config: Any, spec: str, meta: dict[str, Any] | None, runtime: Runtime,
-                    say: Callable[[str], None]) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
+def read_hub_images(config: Any, spec: str, meta: dict[str, Any] | None, runtime: Runtime
+                    ) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
     """The decoded splits of a Hugging Face dataset with an image column, its class names and the shape."""
     splits = load_splits(spec, "")
     image_column, label_column, names = find_columns(splits["train"], spec, "image", "", "")
@@ -153,11 +152,11 @@ def read_hub_images(config: Any, spec: str, meta: dict[str, Any] | None, runtime
     for split, part in splits.items():
         kept = [i for i, label in enumerate(labels[split]) if label is not None and not (names and label < 0)]
         if len(kept) < len(part):
-            say(f"note: skipped {len(part) - len(kept)} unlabelled {split} image(s) of {spec}")
+            MESSAGES.info(f"note: skipped {len(part) - len(kept)} unlabelled {split} image(s) of {spec}")
         images = part.select(kept)[image_column]
         present = [(image, i) for image, i in zip(images, kept) if image is not None]
         if len(present) < len(kept):
-            say(f"note: skipped {len(kept) - len(present)} {split} example(s) of {spec} without an image")
+            MESSAGES.info(f"note: skipped {len(kept) - len(present)} {split} example(s) of {spec} without an image")
         arrays = [fit_image(image_array(image, shape[0]), shape[1], shape[2]) for image, _ in present]
         ids = [labels[split][i] if names else class_names.index(str(labels[split][i])) for _, i in present]
         decoded[split] = torch.from_numpy(np.stack(arrays)), torch.tensor(ids, dtype=torch.long)
@@ -165,11 +164,10 @@ def read_hub_images(config: Any, spec: str, meta: dict[str, Any] | None, runtime
 
 
 def bundle_of(config: Any, runtime: Runtime, decoded: dict[str, Any], class_names: list[str],
-              shape: tuple[int, int, int], meta: dict[str, Any] | None, notes: list[str],
-              fingerprint: dict[str, str]) -> DataBundle:
+              shape: tuple[int, int, int], meta: dict[str, Any] | None, fingerprint: dict[str, str]) -> DataBundle:
     """Batches of decoded splits: the test and validation splits held out (stratified) where missing;
     `fingerprint` ({"data_sha256": ...} of the files, or {}) identifies the data in checkpoints."""
-    say = notes.append
+    say = MESSAGES.info
     train_images, train_labels = decoded["train"]
     parts = hold_out_missing(train_labels, {"test", "val"} - set(decoded), {"test": config.test_fraction,
                              "val": config.val_fraction}, config.seed, config.split_seed)
@@ -191,9 +189,7 @@ def bundle_of(config: Any, runtime: Runtime, decoded: dict[str, Any], class_name
     say(f"data: {config.dataset}: {len(class_names)} classes, {len(train_labels):,} training / "
         f"{len(decoded['val'][1]):,} validation / {len(decoded['test'][1]):,} test images of "
         f"{shape[0]}x{shape[1]}x{shape[2]}; smallest class {min(counts.values())} training images")
-    bundle = image_bundle("image", ((train_images, train_labels), decoded["val"], decoded["test"]), class_names,
-                          config.batching(runtime), config.image_spec(mean, std),
-                          model_kwargs={"in_channels": shape[0], "image_size": shape_meta(shape)["image_size"]},
-                          meta={**shape_meta(shape), "dataset": config.dataset, **fingerprint})
-    bundle.notes = notes
-    return bundle
+    return image_bundle("image", ((train_images, train_labels), decoded["val"], decoded["test"]), class_names,
+                        config.batching(runtime), config.image_spec(mean, std),
+                        model_kwargs={"in_channels": shape[0], "image_size": shape_meta(shape)["image_size"]},
+                        meta={**shape_meta(shape), "dataset": config.dataset, **fingerprint})

@@ -30,6 +30,7 @@ from torch import nn
 
 from data.bundle import DataBundle
 from models import count_parameters
+from utils.messages import MESSAGES
 from utils.config import TrainConfig, validation_split
 from utils.errors import ConfigError
 from utils.runtime import Runtime, autocast
@@ -117,7 +118,7 @@ def views_pay_off(batches: Any, teacher: nn.Module, epochs: int, num_classes: in
 
 
 def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make_data: Callable[..., DataBundle],
-                   recorded: dict[str, Any] | None, say: Callable[[str], None]) -> dict[str, Any]:
+                   recorded: dict[str, Any] | None) -> dict[str, Any]:
     """Load --teacher, make `data.train` serve its logits (per view, live or cached, see above) and return the
     record the run folder keeps: path, weights hash, size, mode and the teacher's test accuracy.
 
@@ -147,13 +148,13 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
                                     checkpoint["meta"])
     if by_view:
         table = load_or_make_view_table(teacher, data.train, runtime, config.eval_batch_size, teacher_digest,
-                                        len(data.class_names), say, config.progress)
+                                        len(data.class_names), config.progress)
         data.train = TeacherBatches(data.train, cached_teacher(table.to(runtime.device)), by_view=True)
     elif live:
         data.train = TeacherBatches(data.train, live_teacher(teacher, runtime))
     else:
         table = load_or_make_example_table(teacher, seen_by_teacher.train, runtime, teacher_digest,
-                                           len(data.class_names), say)
+                                           len(data.class_names))
         data.train = TeacherBatches(data.train, cached_teacher(table.to(runtime.device)))
     if recorded:
         return recorded
@@ -162,16 +163,16 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
               "model_name": checkpoint["model_name"], "num_params": count_parameters(teacher),
               "test_acc": test_acc, "mode": mode,
               "distill_weight": config.distill_weight, "temperature": config.temperature}
-    say(f"teacher {config.teacher}: {checkpoint['model_name']} with {record['num_params']:,} parameters, "
-        f"test accuracy {test_acc:.4f}; its outputs are {MODE_WORDS[mode]}")
+    MESSAGES.info(f"teacher {config.teacher}: {checkpoint['model_name']} with {record['num_params']:,} parameters, "
+                  f"test accuracy {test_acc:.4f}; its outputs are {MODE_WORDS[mode]}")
     teacher_config = checkpoint.get("config") if isinstance(checkpoint.get("config"), dict) else {}
     teacher_split = validation_split(teacher_config)
     if teacher_config and teacher_split != validation_split(dataclasses.asdict(config)):
-        say(f"note: the teacher held out other validation examples (split seed {teacher_split[0]}, "
-            f"{teacher_split[1]} examples), so it trained on some of this run's: validation overstates the "
-            f"student; --split-seed {teacher_split[0]} --val-size {teacher_split[1]} gives the teacher's split")
+        MESSAGES.info(f"note: the teacher held out other validation examples (split seed {teacher_split[0]}, "
+                      f"{teacher_split[1]} examples), so it trained on some of this run's: validation overstates "
+                      f"the student; --split-seed {teacher_split[0]} --val-size {teacher_split[1]} gives the teacher's split")
     smoothing = teacher_config.get("label_smoothing", 0)
     if smoothing and config.temperature > 1:
-        say(f"note: the teacher was trained with label smoothing {smoothing}, which flattens its outputs at "
-            f"--temperature {config.temperature:g}; --temperature 1 worked best for such a teacher (see README)")
+        MESSAGES.info(f"note: the teacher was trained with label smoothing {smoothing}, which flattens its outputs "
+                      f"at --temperature {config.temperature:g}; --temperature 1 worked best for such a teacher (see README)")
     return record

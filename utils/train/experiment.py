@@ -15,6 +15,7 @@ from utils.config import NO_PRESET, TrainConfig, parse_config
 from utils.errors import (CheckpointError, ConfigError, Interrupted, PeerFailed, RunFolderError, one_line,
                           one_line_errors)
 from utils.flags import command_line, fields_with
+from utils.messages import MESSAGES, show_messages
 from utils.report.runs import write_test_report
 from utils.runtime import Runtime, init_runtime, peer_failed, seed_everything, shutdown
 from utils.storage.checkpoint import check_predictor_checkpoint, load_checkpoint, model_from_checkpoint
@@ -55,17 +56,18 @@ def cpu_bf16_helps(config: TrainConfig) -> bool:
     return config.cpu_bf16_min_batch is not None and config.batch_size >= config.cpu_bf16_min_batch
 
 
-def run_experiment(config: TrainConfig, script_name: str, model_name: ModelName, make_data: MakeData,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train (or with --eval-only, evaluate) as `config` says; returns the run summary."""
+def run_experiment(config: TrainConfig, script_name: str, model_name: ModelName, make_data: MakeData
+                   ) -> dict[str, Any]:
+    """Train (or with --eval-only, evaluate) as `config` says; returns the run summary. Its messages go
+    to standard output from the main process (utils.messages)."""
     model_name = model_name(config) if callable(model_name) else model_name
     runtime = init_runtime(config.device, config.precision, cpu_bf16_helps(config))
-    say = log if runtime.is_main else (lambda message: None)
+    show_messages(runtime.is_main)
     try:
         seed_everything(config.seed)
         if config.eval_only:
-            return evaluate_checkpoint(config, make_data, runtime, say)
-        return train(config, script_name, model_name, make_data, runtime, say)
+            return evaluate_checkpoint(config, make_data, runtime)
+        return train(config, script_name, model_name, make_data, runtime)
     finally:
         shutdown(runtime)
 
@@ -90,8 +92,7 @@ def refuse_unless_eval_folder(path: str) -> None:
                              "--out-dir")
 
 
-def evaluate_checkpoint(config: TrainConfig, make_data: MakeData, runtime: Runtime,
-                        say: Callable[[str], None]) -> dict[str, Any]:
+def evaluate_checkpoint(config: TrainConfig, make_data: MakeData, runtime: Runtime) -> dict[str, Any]:
     """Evaluate --checkpoint on the test set and write the report into eval-<name> beside it (or --out-dir)."""
     checkpoint = load_checkpoint(config.checkpoint)
     check_predictor_checkpoint(checkpoint, config.checkpoint)
@@ -115,8 +116,8 @@ def evaluate_checkpoint(config: TrainConfig, make_data: MakeData, runtime: Runti
                    "num_params": count_parameters(model), "device": str(runtime.device)}
         if runtime.is_main:
             save_json(os.path.join(out_dir, "eval.json"), summary)
-            say(write_test_report(out_dir, test, data))
-            say(f"test accuracy {test['acc']:.4f} (loss {test['loss']:.4f}) of {config.checkpoint}")
+            MESSAGES.info(write_test_report(out_dir, test, data))
+            MESSAGES.info(f"test accuracy {test['acc']:.4f} (loss {test['loss']:.4f}) of {config.checkpoint}")
     return summary
 
 
@@ -133,8 +134,8 @@ def restart_command(config: TrainConfig, script_name: str, run_dir: str) -> str:
     return f"{command} --preset {NO_PRESET}" if config.preset else command
 
 
-def train(config: TrainConfig, script_name: str, model_name: str, make_data: MakeData, runtime: Runtime,
-          say: Callable[[str], None]) -> dict[str, Any]:
+def train(config: TrainConfig, script_name: str, model_name: str, make_data: MakeData, runtime: Runtime
+          ) -> dict[str, Any]:
     """The training run proper, in a locked run folder; see utils.train.training_run."""
     run_dir = config.resume or config.out_dir or default_run_dir(script_name)
     with RunFolder(run_dir, writer=runtime.is_main) as folder:
@@ -147,14 +148,14 @@ def train(config: TrainConfig, script_name: str, model_name: str, make_data: Mak
                                  f"with: {restart_command(config, script_name, run_dir)}")
         resumed = folder.open(resume=bool(config.resume))
         for note in folder.notes:
-            say(note)
+            MESSAGES.info(note)
         run = None
 
         def where_it_stands() -> str:
             return run.describe_stop() if run else folder.describe(resumed["epoch"] if resumed else 0, script_name)
         phase = "while setting up the run"  # reading the data, the teacher labelling it
         try:
-            run, schedule = set_up(config, script_name, model_name, make_data, runtime, folder, resumed, say)
+            run, schedule = set_up(config, script_name, model_name, make_data, runtime, folder, resumed)
             folder.save_config({**run.identity.config, "script": script_name})  # first write: the folder is this run's
             log = run_log(run)
             phase = "while training"

@@ -14,6 +14,8 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
+from utils.messages import MESSAGES
+
 EVENTS = ("epoch_begins", "step", "epoch", "finish", "close", "note")
 
 
@@ -45,8 +47,8 @@ def format_duration(seconds: float) -> str:
 class ConsoleLine:
     """A progress bar during each epoch (`progress`), then one line per epoch with the time left."""
 
-    def __init__(self, epochs: int, say: Callable[[str], None] = print, progress: bool = True) -> None:
-        self.epochs, self.say, self.progress = epochs, say, progress
+    def __init__(self, epochs: int, progress: bool = True) -> None:
+        self.epochs, self.progress = epochs, progress
         self.bar: tqdm | None = None
         self.began: float | None = None
         self.epochs_seen, self.seconds_seen = 0, 0.0
@@ -68,14 +70,14 @@ class ConsoleLine:
             self.epochs_seen += 1
             self.seconds_seen += time.perf_counter() - self.began
         left = (self.epochs - metrics["epoch"]) * self.seconds_seen / max(self.epochs_seen, 1)
-        self.say(f"epoch {metrics['epoch']:3d}/{self.epochs}  train loss {metrics['train_loss']:.4f} acc "
-                 f"{metrics['train_acc']:.4f}  val loss {metrics['val_loss']:.4f} acc {metrics['val_acc']:.4f}  "
-                 f"lr {metrics['lr']:.2e}  {metrics['seconds']:.1f}s {metrics['samples_per_s']:.0f} samples/s  "
-                 f"ETA {format_duration(left)}" + ("  *best" if is_best else ""))
+        MESSAGES.info(f"epoch {metrics['epoch']:3d}/{self.epochs}  train loss {metrics['train_loss']:.4f} acc "
+                      f"{metrics['train_acc']:.4f}  val loss {metrics['val_loss']:.4f} acc {metrics['val_acc']:.4f}  "
+                      f"lr {metrics['lr']:.2e}  {metrics['seconds']:.1f}s {metrics['samples_per_s']:.0f} samples/s  "
+                      f"ETA {format_duration(left)}" + ("  *best" if is_best else ""))
 
     def note(self, message: str) -> None:
         """A line about the run (e.g. an early stop)."""
-        self.say(message)
+        MESSAGES.info(message)
 
     def close(self) -> None:
         if self.bar is not None:

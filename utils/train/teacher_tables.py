@@ -19,6 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from data.image_batches import ImageBatches, mirror_view
+from utils.messages import MESSAGES
 from utils.errors import WriteError
 from utils.runtime import Runtime, all_reduce_sum, autocast
 from utils.storage.files import atomic_write, cache_dir, remove_stale_temp_files
@@ -147,34 +148,33 @@ def read_table(path: str, key: str, shape: tuple[int, ...]) -> tuple[torch.Tenso
 
 
 def load_or_make_table(key: str, shape: tuple[int, ...], make: Callable[[], torch.Tensor], runtime: Runtime,
-                       say: Callable[[str], None], read_words: str, make_words: str) -> torch.Tensor:
+                       read_words: str, make_words: str) -> torch.Tensor:
     """The teacher's table `key` of `shape` from the disk cache when every process can use it, else
     `make()` (then saved by the main process). `read_words` and `make_words` tell the user which it was."""
     folder = teacher_cache_dir()
     path = os.path.join(folder, f"{key}.pt")
     table, unusable = read_table(path, key, shape)
     if all_reduce_sum([float(table is not None)], runtime)[0] == runtime.world_size:  # every process has it
-        say(f"teacher: {read_words} read from {path}")
+        MESSAGES.info(f"teacher: {read_words} read from {path}")
         return table
     if unusable:
-        say(f"note: the teacher's kept outputs {path} are not used ({unusable}): computing them again")
-    say(f"teacher: {make_words} (kept in {folder} for later runs)")
+        MESSAGES.info(f"note: the teacher's kept outputs {path} are not used ({unusable}): computing them again")
+    MESSAGES.info(f"teacher: {make_words} (kept in {folder} for later runs)")
     start = time.perf_counter()
     table = make()
-    say(f"teacher: done in {time.perf_counter() - start:.0f} s")
+    MESSAGES.info(f"teacher: done in {time.perf_counter() - start:.0f} s")
     if runtime.is_main:
         try:
             remove_stale_temp_files(folder)
             kept = {"key": key, "table": table, "sha256": table_sha256(table)}
             atomic_write(path, lambda tmp: torch.save(kept, tmp))
         except WriteError as error:
-            say(f"note: the teacher's outputs are not kept for later runs: {error}")
+            MESSAGES.info(f"note: the teacher's outputs are not kept for later runs: {error}")
     return table
 
 
 def load_or_make_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runtime, batch_size: int,
-                            teacher_digest: str, num_classes: int, say: Callable[[str], None], progress: bool
-                            ) -> torch.Tensor:
+                            teacher_digest: str, num_classes: int, progress: bool) -> torch.Tensor:
     """The teacher's view table (see teacher_view_table), from the disk cache or computed."""
     images, views = len(batches.labels), batches.view_count
     shared = f", split among {runtime.world_size} processes" if runtime.distributed else ""
@@ -182,13 +182,13 @@ def load_or_make_view_table(teacher: nn.Module, batches: ImageBatches, runtime: 
         return teacher_view_table(teacher, batches, runtime, batch_size, progress)
 
     return load_or_make_table(view_table_key(teacher_digest, batches, runtime, averages_flips(teacher)),
-                              (images, views, num_classes), classify_views, runtime, say,
+                              (images, views, num_classes), classify_views, runtime,
                               f"its outputs for the {views} views of each image",
                               f"classifying {views} views of each of {images:,} training images once{shared}")
 
 
 def load_or_make_example_table(teacher: nn.Module, batches: Any, runtime: Runtime, teacher_digest: str,
-                               num_classes: int, say: Callable[[str], None]) -> torch.Tensor:
+                               num_classes: int) -> torch.Tensor:
     """The teacher's float32 logits of every example of `batches` (its own pipeline's view of the
     training split), in the split's order, from the disk cache or computed. Every process computes
     all of them (`runtime` has one process), but all must agree on reading the cache."""
@@ -199,5 +199,5 @@ def load_or_make_example_table(teacher: nn.Module, batches: Any, runtime: Runtim
         return evaluate(teacher, batches, alone, collect=True)["logits"].cpu().clone()
 
     return load_or_make_table(example_table_key(teacher_digest, batches, runtime), (examples, num_classes),
-                              classify_all, runtime, say, f"its outputs for the {examples:,} training examples",
+                              classify_all, runtime, f"its outputs for the {examples:,} training examples",
                               f"classifying each of {examples:,} training examples once")

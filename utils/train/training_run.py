@@ -1,6 +1,6 @@
 """One training run in a locked run folder, in named steps: set up, train with a commit per epoch, test.
 
-    run = set_up(config, script, make_data, runtime, folder, resumed, say)
+    run = set_up(config, script, make_data, runtime, folder, resumed)
     outcome, wall_seconds = train_epochs(run)
     summary = test_and_report(run, outcome, wall_seconds)
 
@@ -25,6 +25,7 @@ from models.transformer import load_pretrained_weights
 from utils.config import TrainConfig
 from utils.errors import ConfigError, Interrupted, NonFiniteLoss, PretrainedError
 from utils.pretrained import PretrainedEncoder, load_pretrained_encoder
+from utils.messages import MESSAGES
 from utils.report.runs import write_test_report
 from utils.runtime import Runtime, cpu_bf16_native, machine_description, stop_on_signals
 from utils.storage.checkpoint import (RunIdentity, TrainingState, commit_record, new_progress,
@@ -55,7 +56,6 @@ class TrainingRun:
     data: DataBundle
     identity: RunIdentity
     state: TrainingState
-    say: Callable[[str], None]
 
     @property
     def eval_model(self) -> nn.Module:
@@ -107,8 +107,7 @@ def build_training_state(config: TrainConfig, model: nn.Module, steps_per_epoch:
 
 
 def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: MakeData, runtime: Runtime,
-           folder: RunFolder, resumed: dict[str, Any] | None, say: Callable[[str], None]
-           ) -> tuple[TrainingRun, Callable[[int], float]]:
+           folder: RunFolder, resumed: dict[str, Any] | None) -> tuple[TrainingRun, Callable[[int], float]]:
     """Data, model, teacher and optimizer of a run, new or continued from the commit record `resumed`."""
     saved_config = (resumed or {}).get("config") or {}
     if resumed:
@@ -117,7 +116,7 @@ def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: Ma
     if resumed:
         same_data_or_error(resumed["meta"], data.meta, f"{folder.path} was trained")
     for note in data.notes:
-        say(note)
+        MESSAGES.info(note)
     if config.compile and isinstance(data.train, TextBatches):
         data.train.repeat_shapes = True  # a compiled model meets few shapes
     model_kwargs, pretrained = model_arguments(config, data, resumed)
@@ -134,20 +133,20 @@ def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: Ma
     model = model.to(runtime.device)
     if getattr(config, "channels_last", False):
         model = model.to(memory_format=torch.channels_last)
-    teacher = attach_teacher(config, data, runtime, make_data, resumed and resumed.get("teacher"), say) \
+    teacher = attach_teacher(config, data, runtime, make_data, resumed and resumed.get("teacher")) \
         if config.teacher else None
     epoch_steps = steps_per_epoch(len(data.train), config.grad_accum_steps)
     state, schedule = build_training_state(config, model, epoch_steps, runtime)
     if resumed:
         restore_training_state(state, resumed, folder.file("last.pt"))
-        say(f"resuming {folder.path} after epoch {state.progress['epoch']} (step {state.progress['step']})")
+        MESSAGES.info(f"resuming {folder.path} after epoch {state.progress['epoch']} (step {state.progress['step']})")
         if saved_config.get("epochs", config.epochs) != config.epochs and config.scheduler != "none":
-            say(schedule_change(config, epoch_steps, saved_config["epochs"], state.progress["step"]))
+            MESSAGES.info(schedule_change(config, epoch_steps, saved_config["epochs"], state.progress["step"]))
     started_from = ({"source": config.pretrained_source(), "file_dtype": pretrained.file_dtype} if pretrained
                     else (resumed or {}).get("pretrained"))
     identity = RunIdentity({**vars(config), WORLD_SIZE: runtime.world_size}, script_name, model_name, model_kwargs,
                            data.task, data.class_names, data.meta, teacher, started_from)
-    return TrainingRun(config, runtime, folder, data, identity, state, say), schedule
+    return TrainingRun(config, runtime, folder, data, identity, state), schedule
 
 
 def class_weights_of(run: TrainingRun) -> torch.Tensor | None:
@@ -174,7 +173,7 @@ def run_log(run: TrainingRun) -> RunLog:
     """The run's one metrics sink: the printed line, the history (-> last.pt, metrics.jsonl), TensorBoard."""
     if not run.runtime.is_main:
         return RunLog([History(run.state.progress["history"])])
-    subscribers: list[Any] = [ConsoleLine(run.config.epochs, run.say, run.config.progress),
+    subscribers: list[Any] = [ConsoleLine(run.config.epochs, run.config.progress),
                               History(run.state.progress["history"])]
     if run.config.tensorboard:  # on disk before each commit: see utils.train.tensorboard
         subscribers.append(TensorBoardLog(run.folder.path, run.state.progress["step"]))
@@ -188,10 +187,10 @@ def train_epochs(run: TrainingRun, schedule: Callable[[int], float], log: RunLog
         run.folder.forget_results()
     graphs = records_whole_steps(config, run.runtime, run.data)
     module = wrap_for_training(state.model, run.runtime, config.compile and not graphs)
-    run.say(f"run folder {run.folder.path}: {run.identity.model_name} with {count_parameters(state.model):,} "
-            f"parameters on {run.runtime.device} ({run.runtime.precision}, {run.runtime.world_size} "
-            f"process{'es' if run.runtime.distributed else ''}), "
-            f"{run.data.train.num_examples * run.runtime.world_size:,} training examples")
+    MESSAGES.info(f"run folder {run.folder.path}: {run.identity.model_name} with "
+                  f"{count_parameters(state.model):,} parameters on {run.runtime.device} ({run.runtime.precision}, "
+                  f"{run.runtime.world_size} process{'es' if run.runtime.distributed else ''}), "
+                  f"{run.data.train.num_examples * run.runtime.world_size:,} training examples")
     with stop_on_signals() as should_stop:
         trainer = Trainer(module, state.optimizer, run.runtime, schedule, state.scaler, config.label_smoothing,
                           config.grad_clip, step=progress["step"], should_stop=should_stop,
@@ -230,9 +229,9 @@ def test_and_report(run: TrainingRun, outcome: dict[str, Any], wall_seconds: flo
     if run.identity.teacher:
         summary["teacher"] = run.identity.teacher
     if runtime.is_main:
-        run.say(write_test_report(run.folder.path, test, run.data))
+        MESSAGES.info(write_test_report(run.folder.path, test, run.data))
         save_json(run.folder.file(SUMMARY), summary)  # last: its presence marks a finished run
-        run.say(f"test accuracy {test['acc']:.4f} (loss {test['loss']:.4f}) with the best-on-validation weights "
-                f"of epoch {outcome['best_epoch']}; {summary['train_seconds']:.0f}s of training; results in "
-                f"{run.folder.path}")
+        MESSAGES.info(f"test accuracy {test['acc']:.4f} (loss {test['loss']:.4f}) with the best-on-validation "
+                      f"weights of epoch {outcome['best_epoch']}; {summary['train_seconds']:.0f}s of training; "
+                      f"results in {run.folder.path}")
     return summary
