@@ -17,7 +17,8 @@ from typing import Any, Sequence
 from models.resnet import blocks_per_stage
 from utils.config import option
 from utils.errors import ConfigError
-from utils.kinds import ImageConfig, image_data
+from utils.data_flags import ImageConfig
+from utils.data_setup import image_data
 from utils.train.experiment import run_script
 
 

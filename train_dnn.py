@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
 from utils.config import option
-from utils.kinds import ImageConfig, image_data
+from utils.data_flags import ImageConfig
+from utils.data_setup import image_data
 from utils.train.experiment import run_script
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
 from utils.config import option
-from utils.kinds import TEACHERS_TOKENIZER, TextConfig, text_data
+from utils.data_flags import TEACHERS_TOKENIZER, TextConfig
+from utils.data_setup import text_data
 from utils.train.experiment import run_script
 
 

@@ -16,7 +16,8 @@ from typing import Any, ClassVar, Sequence
 
 from utils.config import option
 from utils.errors import ConfigError
-from utils.kinds import TextConfig, text_data
+from utils.data_flags import TextConfig
+from utils.data_setup import text_data
 from utils.train.experiment import run_script
 
 

@@ -20,7 +20,7 @@ from utils.errors import one_line_errors
 
 def bundle_seconds(config, runtime) -> float:
     """Seconds to build the data bundle of `config` (reading, decoding or the cache, splitting)."""
-    from utils.kinds import image_data
+    from utils.data_setup import image_data
 
     start = time.perf_counter()
     image_data(config, runtime)

@@ -26,7 +26,7 @@ from utils.train.engine import Trainer, train_one_epoch
 from utils.train.evaluation import evaluate
 from utils.train.experiment import build_optimization
 from utils.runtime import Runtime, epoch_seed, seed_everything
-from utils.kinds import image_data
+from utils.data_setup import image_data
 
 CPU = Runtime(torch.device("cpu"), "fp32")
 TARGETS = (0.91, 0.93)

@@ -11,7 +11,7 @@ import train_cnn
 import train_rnn
 from conftest import image_args, interrupt_after_commit, said_lines, same_weights, text_args
 from utils.config import parse_config
-from utils.kinds import text_data
+from utils.data_setup import text_data
 from utils.runtime import Runtime
 from utils.storage.checkpoint import load_checkpoint
 from utils.storage.files import read_json, read_jsonl

@@ -15,7 +15,7 @@ from data.image_batches import ImageBatches
 from data.sampling import shard
 from data.text import TextBatches
 from utils.config import parse_config
-from utils.kinds import image_data
+from utils.data_setup import image_data
 from utils.runtime import Runtime, peer_failed
 from utils.storage.checkpoint import load_checkpoint, model_from_checkpoint
 from utils.train.teacher_tables import teacher_view_table

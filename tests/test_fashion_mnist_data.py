@@ -130,7 +130,7 @@ def test_the_channels_of_an_image_are_cropped_flipped_and_erased_together():
 def test_crop_padding_flag_reaches_the_training_batches(fashion_dir):
     from train_dnn import DNNConfig
     from utils.runtime import Runtime
-    from utils.kinds import image_data
+    from utils.data_setup import image_data
 
     runtime = Runtime(torch.device("cpu"), "fp32")
     for padding in (0, 3):

@@ -15,7 +15,7 @@ from data.text import PAD, UNK, TextBatches, build_vocabulary, tokenize
 from data.tokenization import tokenizer_from_meta
 from data.trec import load_trec_files, parse_line, questions_from_hub_rows, read_label_file
 from utils.config import parse_config
-from utils.kinds import text_data
+from utils.data_setup import text_data
 from utils.runtime import Runtime
 from utils.storage.checkpoint import load_checkpoint
 

@@ -1,19 +1,14 @@
-"""The settings and data set-up that the scripts of each kind of data share: images and text."""
+"""The flags that the scripts of each kind of data share: ImageConfig (train_cnn.py, train_dnn.py) and
+TextConfig (train_rnn.py, train_transformer.py), and what they turn into for the data layer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from data.builtin import fashion_mnist_bundle, trec_bundle
-from data.bundle import DataBundle, ImageSpec, TextSpec
-from data.tokenization import TextTokenizer, tokenizer_from_meta
-from utils.config import TrainConfig, default_data_dir, option, split_seed_of
+from data.bundle import ImageSpec, TextSpec
+from data.tokenization import TextTokenizer
+from utils.config import TrainConfig, option
 from utils.errors import ConfigError
-from utils.image_folders import image_folder_bundle
-from utils.own_texts import own_text_bundle
-from utils.pretrained import load_subword_tokenizer
-from utils.runtime import Runtime
-from utils.storage.checkpoint import load_checkpoint_of_task
 
 FASHION_MNIST, TREC = "fashion_mnist", "trec"  # the built-in data sets' --dataset names
 TEACHERS_TOKENIZER = "teacher"  # --tokenizer value: read the texts as the --teacher checkpoint does
@@ -67,14 +62,6 @@ class ImageConfig(TrainConfig):
             raise ConfigError(f"--channels must be 1 (gray), 3 (RGB) or 0 (automatic), got {self.channels}")
 
 
-def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
-    """The images of --dataset (FashionMNIST, or a folder) as batches `config` asks for, sharded for this process."""
-    if config.dataset != FASHION_MNIST:
-        return image_folder_bundle(config, runtime, meta)
-    return fashion_mnist_bundle(config.data_dir or default_data_dir(), config.batching(runtime), config.image_spec(),
-                                config.val_size, config.limit_train, split_seed_of(config))
-
-
 @dataclass
 class TextConfig(TrainConfig):
     """Flags of the text scripts."""
@@ -118,22 +105,3 @@ class TextConfig(TrainConfig):
         super().check()
         if self.tokenizer_source() == TEACHERS_TOKENIZER and not self.teacher:
             raise ConfigError(f"--tokenizer {TEACHERS_TOKENIZER} reads the texts as the --teacher does: add --teacher")
-
-
-def text_tokenizer(config: TextConfig) -> TextTokenizer | None:
-    """The tokenizer a new run reads its texts with (None: a word vocabulary built from its training texts)."""
-    source = config.tokenizer_source()
-    if source == TEACHERS_TOKENIZER:
-        return tokenizer_from_meta(load_checkpoint_of_task(config.teacher, config.task, "--teacher")["meta"])
-    return load_subword_tokenizer(source) if source else None
-
-
-def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
-    """The texts of --dataset (TREC, a file or a Hugging Face dataset) as batches `config` asks for; a
-    checkpoint's `meta` supplies its tokenizer."""
-    tokenizer = tokenizer_from_meta(meta) if meta else text_tokenizer(config)
-    if config.dataset != TREC:
-        return own_text_bundle(config, runtime, tokenizer, (meta or {}).get("max_length", config.max_length))
-    spec = config.text_spec(tokenizer, (meta or {}).get("max_length", config.max_length))
-    return trec_bundle(config.data_dir or default_data_dir(), config.batching(runtime), spec, config.val_size,
-                       config.labels, config.source, config.limit_train, split_seed_of(config))

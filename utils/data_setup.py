@@ -1,0 +1,43 @@
+"""The data of a run as its flags ask: the built-in data set or the user's, read and batched for this
+process, with the tokenizer a new text run reads its texts with."""
+from __future__ import annotations
+
+from typing import Any
+
+from data.builtin import fashion_mnist_bundle, trec_bundle
+from data.bundle import DataBundle
+from data.tokenization import TextTokenizer, tokenizer_from_meta
+from utils.config import default_data_dir, split_seed_of
+from utils.data_flags import FASHION_MNIST, TEACHERS_TOKENIZER, TREC, ImageConfig, TextConfig
+from utils.image_folders import image_folder_bundle
+from utils.own_texts import own_text_bundle
+from utils.pretrained import load_subword_tokenizer
+from utils.runtime import Runtime
+from utils.storage.checkpoint import load_checkpoint_of_task
+
+
+def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
+    """The images of --dataset (FashionMNIST, or a folder) as batches `config` asks for, sharded for this process."""
+    if config.dataset != FASHION_MNIST:
+        return image_folder_bundle(config, runtime, meta)
+    return fashion_mnist_bundle(config.data_dir or default_data_dir(), config.batching(runtime), config.image_spec(),
+                                config.val_size, config.limit_train, split_seed_of(config))
+
+
+def text_tokenizer(config: TextConfig) -> TextTokenizer | None:
+    """The tokenizer a new run reads its texts with (None: a word vocabulary built from its training texts)."""
+    source = config.tokenizer_source()
+    if source == TEACHERS_TOKENIZER:
+        return tokenizer_from_meta(load_checkpoint_of_task(config.teacher, config.task, "--teacher")["meta"])
+    return load_subword_tokenizer(source) if source else None
+
+
+def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
+    """The texts of --dataset (TREC, a file or a Hugging Face dataset) as batches `config` asks for; a
+    checkpoint's `meta` supplies its tokenizer."""
+    tokenizer = tokenizer_from_meta(meta) if meta else text_tokenizer(config)
+    if config.dataset != TREC:
+        return own_text_bundle(config, runtime, tokenizer, (meta or {}).get("max_length", config.max_length))
+    spec = config.text_spec(tokenizer, (meta or {}).get("max_length", config.max_length))
+    return trec_bundle(config.data_dir or default_data_dir(), config.batching(runtime), spec, config.val_size,
+                       config.labels, config.source, config.limit_train, split_seed_of(config))
