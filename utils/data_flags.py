@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from data.bundle import ImageSpec, TextSpec
+from data.own_texts import TextSource
 from data.tokenization import TextTokenizer
 from utils.config import TrainConfig, option
 from utils.errors import ConfigError
@@ -95,6 +96,11 @@ class TextConfig(TrainConfig):
         """The pretrained model (hub id or folder) whose subword tokenizer reads the questions, 'teacher'
         for the --teacher checkpoint's tokenizer, or '' for a word vocabulary built from the training questions."""
         return ""
+
+    def text_source(self) -> TextSource:
+        """Where --dataset's texts are and how to read them."""
+        return TextSource(self.dataset, self.test_dataset, self.text_column, self.label_column, self.dataset_config,
+                          self.val_fraction, self.test_fraction, self.split_seed, self.limit_train)
 
     def text_spec(self, tokenizer: TextTokenizer | None, max_length: int, split_words: str = "spaces") -> TextSpec:
         """How these flags encode and batch texts, with the tokenizer (None: a word vocabulary) and length."""

@@ -6,11 +6,11 @@ from typing import Any
 
 from data.builtin import fashion_mnist_bundle, trec_bundle
 from data.bundle import DataBundle
+from data.own_texts import own_text_bundle
 from data.tokenization import TextTokenizer, tokenizer_from_meta
 from utils.config import default_data_dir, split_seed_of
 from utils.data_flags import FASHION_MNIST, TEACHERS_TOKENIZER, TREC, ImageConfig, TextConfig
 from utils.image_folders import image_folder_bundle
-from utils.own_texts import own_text_bundle
 from utils.pretrained import load_subword_tokenizer
 from utils.runtime import Runtime
 from utils.storage.checkpoint import load_checkpoint_of_task
@@ -37,7 +37,8 @@ def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None 
     checkpoint's `meta` supplies its tokenizer."""
     tokenizer = tokenizer_from_meta(meta) if meta else text_tokenizer(config)
     if config.dataset != TREC:
-        return own_text_bundle(config, runtime, tokenizer, (meta or {}).get("max_length", config.max_length))
+        return own_text_bundle(config.text_source(), config.batching(runtime),
+                               config.text_spec(tokenizer, (meta or {}).get("max_length", config.max_length)))
     spec = config.text_spec(tokenizer, (meta or {}).get("max_length", config.max_length))
     return trec_bundle(config.data_dir or default_data_dir(), config.batching(runtime), spec, config.val_size,
                        config.labels, config.source, config.limit_train, split_seed_of(config))
