@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from data.bundle import ImageSpec, TextSpec
+from data.own_images import ImageSource
 from data.own_texts import TextSource
 from data.tokenization import TextTokenizer
 from utils.config import TrainConfig, option
@@ -51,6 +52,12 @@ class ImageConfig(TrainConfig):
                                         "images (lower --image-size instead)", above=0)
     skip_bad_files: bool = option(False, "with --dataset DIR: leave out image files that cannot be decoded "
                                   "(counted in a note) instead of stopping")
+
+    def image_source(self) -> ImageSource:
+        """Where --dataset's images are and how to read them."""
+        return ImageSource(self.dataset, self.test_dataset, self.channels, self.image_size, self.max_image_memory_gb,
+                           self.skip_bad_files, self.val_fraction, self.test_fraction, self.split_seed,
+                           self.limit_train)
 
     def image_spec(self, mean: Any = 0.0, std: Any = 1.0) -> ImageSpec:
         """The augmentation and memory format these flags ask for, with a data set's normalisation."""

@@ -2,15 +2,17 @@
 process, with the tokenizer a new text run reads its texts with."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from data.builtin import fashion_mnist_bundle, trec_bundle
 from data.bundle import DataBundle
+from data.own_images import image_folder_bundle
 from data.own_texts import own_text_bundle
 from data.tokenization import TextTokenizer, tokenizer_from_meta
 from utils.config import default_data_dir, split_seed_of
 from utils.data_flags import FASHION_MNIST, TEACHERS_TOKENIZER, TREC, ImageConfig, TextConfig
-from utils.image_folders import image_folder_bundle
+from utils.image_cache import decoded_split
 from utils.pretrained import load_subword_tokenizer
 from utils.runtime import Runtime
 from utils.storage.checkpoint import load_checkpoint_of_task
@@ -18,8 +20,9 @@ from utils.storage.checkpoint import load_checkpoint_of_task
 
 def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
     """The images of --dataset (FashionMNIST, or a folder) as batches `config` asks for, sharded for this process."""
-    if config.dataset != FASHION_MNIST:
-        return image_folder_bundle(config, runtime, meta)
+    if config.dataset != FASHION_MNIST:  # decoded through the disk cache, kept by the main process
+        decode = functools.partial(decoded_split, progress=config.progress and runtime.is_main, keep=runtime.is_main)
+        return image_folder_bundle(config.image_source(), config.batching(runtime), config.image_spec(), decode, meta)
     return fashion_mnist_bundle(config.data_dir or default_data_dir(), config.batching(runtime), config.image_spec(),
                                 config.val_size, config.limit_train, split_seed_of(config))
 

@@ -1,27 +1,49 @@
 """A user's images as a DataBundle: a folder of class folders (the files found, channels and size decided,
-every image decoded once into a uint8 tensor kept in a disk cache, so a second run starts in seconds)
-or a Hugging Face dataset with an image column; then split and normalised."""
+every image decoded by the `decode` the caller gives, e.g. through a disk cache) or a Hugging Face
+dataset with an image column; then split and normalised. Plain values in (ImageSource: where the images
+are and how to read them); what it found and did is in the bundle's notes."""
 from __future__ import annotations
 
 import os
 from collections import Counter
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from data import DataError, as_test_dataset
 from data.builtin import image_bundle
-from data.bundle import DataBundle, class_names_of, data_fingerprint, hold_out_missing
+from data.bundle import Batching, DataBundle, ImageSpec, class_names_of, data_fingerprint, hold_out_missing
 from data.hf_datasets import find_columns, load_splits
 from data.locations import HUB, LOCAL, location
 from data.images import (find_image_folder, fit_image, image_array, image_headers, image_shape,
                          is_gray_image, split_layout)
-from utils.image_cache import decoded_split
-from utils.messages import MESSAGES
-from utils.runtime import Runtime
 
 DEFAULT_SIZE = 32  # for folders whose images differ in size
+# decode(files as (path, label), (C, H, W), skip bad files) -> (uint8 images, labels, content hashes of the files kept)
+Decode = Callable[[list[tuple[str, int]], tuple[int, int, int], bool], tuple[torch.Tensor, torch.Tensor, list[str]]]
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """A user's images: the data set (a folder of class folders, a save_to_disk folder or a hub id) and
+    an optional separate test set; the channels (0: 1 when every image is gray, else 3) and side
+    (0: the images' own size when they share it, else DEFAULT_SIZE) they become; the most memory
+    their pixels may take; whether unreadable files are left out; the stratified shares held out where
+    the data set has no validation or test split (validation drawn with `split_seed`, negative: the
+    batching seed); and at most `limit_train` training images (0: all)."""
+
+    dataset: str
+    test_dataset: str = ""
+    channels: int = 0
+    image_size: int = 0
+    max_image_memory_gb: float = 8.0
+    skip_bad_files: bool = False
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = -1
+    limit_train: int = 0
 
 
 def choose_shape(found: list[tuple[bool, tuple[int, int]]], channels: int, image_size: int) -> tuple[int, int, int]:
@@ -55,30 +77,32 @@ def channel_statistics(images: torch.Tensor) -> tuple[list[float], list[float]]:
             [round(max(v ** 0.5 / 255.0, 1e-3), 4) for v in variance.clamp(min=0).tolist()])
 
 
-def image_folder_bundle(config: Any, runtime: Runtime, meta: dict[str, Any] | None) -> DataBundle:
-    """The images of `config.dataset` (a folder of class folders, or a Hugging Face dataset with an image
-    column) and `config.test_dataset` as batches; `meta` (a checkpoint's) fixes channels, size and
-    normalisation. What it finds and does goes to MESSAGES."""
-    read = read_hub_images if is_hub_dataset(config.dataset) else read_folder_images
-    decoded, class_names, shape = read(config, config.dataset, meta, runtime)
-    if config.test_dataset:
-        read = read_hub_images if is_hub_dataset(config.test_dataset) else read_folder_images
+def image_folder_bundle(source: ImageSource, batching: Batching, spec: ImageSpec, decode: Decode,
+                        meta: dict[str, Any] | None = None) -> DataBundle:
+    """The images of `source` as batches, augmented as `spec` says and normalised by the training
+    split's statistics; `meta` (a checkpoint's) fixes channels, size and normalisation."""
+    notes: list[str] = []
+    read = read_hub_images if is_hub_dataset(source.dataset) else read_folder_images
+    decoded, class_names, shape = read(source, source.dataset, meta, decode, notes)
+    if source.test_dataset:
+        read = read_hub_images if is_hub_dataset(source.test_dataset) else read_folder_images
         try:
-            test, test_names, _ = read(config, config.test_dataset, {**(meta or {}), **shape_meta(shape)}, runtime)
+            test, test_names, _ = read(source, source.test_dataset, {**(meta or {}), **shape_meta(shape)}, decode,
+                                       notes)
         except DataError as error:
             raise as_test_dataset(error) from error
         unknown = sorted(set(test_names) - set(class_names))
         if unknown:
-            raise DataError(f"--test-dataset {config.test_dataset} has classes the training data lacks: "
+            raise DataError(f"--test-dataset {source.test_dataset} has classes the training data lacks: "
                             f"{', '.join(unknown[:5])}")
         remap = torch.tensor([class_names.index(name) for name in test_names], dtype=torch.long)
         parts = list(test.values())
         digests = [[digest for part in parts for digest in part[2]]] if all(len(p) > 2 for p in parts) else []
         decoded["test"] = (torch.cat([part[0] for part in parts]), remap[torch.cat([part[1] for part in parts])],
                            *digests)
-    fingerprint = files_fingerprint(list(decoded.values()), class_names)
-    decoded = {split: part[:2] for split, part in decoded.items()}
-    return bundle_of(config, runtime, decoded, class_names, shape, meta, fingerprint)
+    bundle = bundle_of(source, batching, spec, decoded, class_names, shape, meta, notes)
+    bundle.notes = notes
+    return bundle
 
 
 def files_fingerprint(parts: list[tuple], class_names: list[str]) -> dict[str, str]:
@@ -95,34 +119,35 @@ def shape_meta(shape: tuple[int, int, int]) -> dict[str, Any]:
     return {"channels": shape[0], "image_size": shape[1] if shape[1] == shape[2] else [shape[1], shape[2]]}
 
 
-def shape_of(meta: dict[str, Any] | None, config: Any, paths: list[str]) -> tuple[int, int, int]:
-    """(C, H, W): a checkpoint's, else chosen from the flags and the files (choose_shape)."""
+def shape_of(meta: dict[str, Any] | None, source: ImageSource, paths: list[str]) -> tuple[int, int, int]:
+    """(C, H, W): a checkpoint's, else chosen from the source's and the files (choose_shape)."""
     if meta and "channels" in meta:
         return int(meta["channels"]), *image_shape(meta)
-    found = image_headers(paths) if not (config.channels and config.image_size) else []
-    return choose_shape(found, config.channels, config.image_size)
+    found = image_headers(paths) if not (source.channels and source.image_size) else []
+    return choose_shape(found, source.channels, source.image_size)
 
 
-def check_memory(config: Any, spec: str, count: int, shape: tuple[int, int, int]) -> None:
+def check_memory(source: ImageSource, spec: str, count: int, shape: tuple[int, int, int]) -> None:
     """Raise DataError when `count` images of `shape` exceed --max-image-memory-gb."""
     needed = count * int(np.prod(shape))
-    if needed > config.max_image_memory_gb * 2 ** 30:
+    if needed > source.max_image_memory_gb * 2 ** 30:
         raise DataError(f"--dataset {spec}: {count:,} images of {shape[0]}x{shape[1]}x{shape[2]} need "
-                        f"{needed / 2 ** 30:.1f} GiB, more than --max-image-memory-gb {config.max_image_memory_gb:g}: "
-                        "give a smaller --image-size (or --channels 1), or raise it")
+                        f"{needed / 2 ** 30:.1f} GiB, more than --max-image-memory-gb {source.max_image_memory_gb:g}:"
+                        " give a smaller --image-size (or --channels 1), or raise it")
 
 
-def read_folder_images(config: Any, spec: str, meta: dict[str, Any] | None, runtime: Runtime
-                       ) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
-    """The decoded splits of a folder of class folders, its class names and the images' shape."""
+def read_folder_images(source: ImageSource, spec: str, meta: dict[str, Any] | None, decode: Decode,
+                       notes: list[str]) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
+    """The decoded splits of a folder of class folders (with their files' hashes), its class names and
+    the images' shape."""
     splits, class_names = find_image_folder(spec)
     layout = split_layout(spec)
-    MESSAGES.info(f"note: {spec}: " + (", ".join(f"{name}/ as the {split} split" for split, name in layout.items()) if layout
-                            else "class folders, no split folders (train/, val/, test/)"))
-    shape = shape_of(meta, config, [path for files in splits.values() for path, _ in files])
-    check_memory(config, spec, sum(len(files) for files in splits.values()), shape)
-    return ({split: decoded_split(files, shape, config.skip_bad_files, config.progress and runtime.is_main,
-                                  keep=runtime.is_main) for split, files in splits.items()}, class_names, shape)
+    notes.append(f"note: {spec}: " + (", ".join(f"{name}/ as the {split} split" for split, name in layout.items())
+                                      if layout else "class folders, no split folders (train/, val/, test/)"))
+    shape = shape_of(meta, source, [path for files in splits.values() for path, _ in files])
+    check_memory(source, spec, sum(len(files) for files in splits.values()), shape)
+    return ({split: decode(files, shape, source.skip_bad_files) for split, files in splits.items()}, class_names,
+            shape)
 
 
 def is_hub_dataset(spec: str) -> bool:
@@ -134,62 +159,64 @@ def is_hub_dataset(spec: str) -> bool:
     return any(os.path.isfile(os.path.join(spec, name)) for name in saved)
 
 
-def read_hub_images(config: Any, spec: str, meta: dict[str, Any] | None, runtime: Runtime
-                    ) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
+def read_hub_images(source: ImageSource, spec: str, meta: dict[str, Any] | None, decode: Decode,
+                    notes: list[str]) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
     """The decoded splits of a Hugging Face dataset with an image column, its class names and the shape."""
     splits = load_splits(spec, "")
     image_column, label_column, names = find_columns(splits["train"], spec, "image", "", "")
     labels = {split: part[label_column] for split, part in splits.items()}
     class_names = names or class_names_of([str(label) for label in labels["train"]])
     if meta and "channels" in meta:
-        shape = shape_of(meta, config, [])
+        shape = shape_of(meta, source, [])
     else:  # decided on the first thousand training images
         sample = splits["train"].select(range(min(1000, len(splits["train"]))))[image_column]
         shape = choose_shape([(is_gray_image(image), image.size) for image in sample if image is not None],
-                             config.channels, config.image_size)
-    check_memory(config, spec, sum(len(part) for part in splits.values()), shape)
+                             source.channels, source.image_size)
+    check_memory(source, spec, sum(len(part) for part in splits.values()), shape)
     decoded = {}
     for split, part in splits.items():
         kept = [i for i, label in enumerate(labels[split]) if label is not None and not (names and label < 0)]
         if len(kept) < len(part):
-            MESSAGES.info(f"note: skipped {len(part) - len(kept)} unlabelled {split} image(s) of {spec}")
+            notes.append(f"note: skipped {len(part) - len(kept)} unlabelled {split} image(s) of {spec}")
         images = part.select(kept)[image_column]
         present = [(image, i) for image, i in zip(images, kept) if image is not None]
         if len(present) < len(kept):
-            MESSAGES.info(f"note: skipped {len(kept) - len(present)} {split} example(s) of {spec} without an image")
+            notes.append(f"note: skipped {len(kept) - len(present)} {split} example(s) of {spec} without an image")
         arrays = [fit_image(image_array(image, shape[0]), shape[1], shape[2]) for image, _ in present]
         ids = [labels[split][i] if names else class_names.index(str(labels[split][i])) for _, i in present]
         decoded[split] = torch.from_numpy(np.stack(arrays)), torch.tensor(ids, dtype=torch.long)
     return decoded, class_names, shape
 
 
-def bundle_of(config: Any, runtime: Runtime, decoded: dict[str, Any], class_names: list[str],
-              shape: tuple[int, int, int], meta: dict[str, Any] | None, fingerprint: dict[str, str]) -> DataBundle:
-    """Batches of decoded splits: the test and validation splits held out (stratified) where missing;
-    `fingerprint` ({"data_sha256": ...} of the files, or {}) identifies the data in checkpoints."""
-    say = MESSAGES.info
+def bundle_of(source: ImageSource, batching: Batching, spec: ImageSpec, decoded: dict[str, Any],
+              class_names: list[str], shape: tuple[int, int, int], meta: dict[str, Any] | None,
+              notes: list[str]) -> DataBundle:
+    """Batches of decoded splits (images, labels[, the files' hashes]): the test and validation splits held
+    out (stratified) where missing; a fingerprint of the files (of the pixels where they came without)."""
+    fingerprint = files_fingerprint(list(decoded.values()), class_names)
+    decoded = {split: part[:2] for split, part in decoded.items()}
     train_images, train_labels = decoded["train"]
-    parts = hold_out_missing(train_labels, {"test", "val"} - set(decoded), {"test": config.test_fraction,
-                             "val": config.val_fraction}, config.seed, config.split_seed)
+    parts = hold_out_missing(train_labels, {"test", "val"} - set(decoded), {"test": source.test_fraction,
+                             "val": source.val_fraction}, batching.seed, source.split_seed)
     decoded.update({part: (train_images[index], train_labels[index]) for part, index in parts.items()
                     if part != "train"})
     train_images, train_labels = train_images[parts["train"]], train_labels[parts["train"]]
     if "test" in parts:
-        say(f"note: {len(parts['test']):,} of the training images held out for the test (--test-fraction "
-            f"{config.test_fraction:g}, stratified, seed {config.seed})")
-    if config.limit_train:
-        train_images, train_labels = train_images[:config.limit_train], train_labels[:config.limit_train]
+        notes.append(f"note: {len(parts['test']):,} of the training images held out for the test (--test-fraction "
+                     f"{source.test_fraction:g}, stratified, seed {batching.seed})")
+    if source.limit_train:
+        train_images, train_labels = train_images[:source.limit_train], train_labels[:source.limit_train]
     missing = sorted(set(range(len(class_names))) - set(train_labels.tolist()))
     if missing or not len(decoded["val"][1]) or not len(decoded["test"][1]):
-        raise DataError(f"--dataset {config.dataset}: too few images to train, validate and test on every class "
+        raise DataError(f"--dataset {source.dataset}: too few images to train, validate and test on every class "
                         f"({len(train_labels)} for training; classes without any: "
                         f"{', '.join(class_names[i] for i in missing) or 'none'})")
     mean, std = (meta["mean"], meta["std"]) if meta else channel_statistics(train_images)
     counts = Counter(train_labels.tolist())
-    say(f"data: {config.dataset}: {len(class_names)} classes, {len(train_labels):,} training / "
-        f"{len(decoded['val'][1]):,} validation / {len(decoded['test'][1]):,} test images of "
-        f"{shape[0]}x{shape[1]}x{shape[2]}; smallest class {min(counts.values())} training images")
+    notes.append(f"data: {source.dataset}: {len(class_names)} classes, {len(train_labels):,} training / "
+                 f"{len(decoded['val'][1]):,} validation / {len(decoded['test'][1]):,} test images of "
+                 f"{shape[0]}x{shape[1]}x{shape[2]}; smallest class {min(counts.values())} training images")
     return image_bundle("image", ((train_images, train_labels), decoded["val"], decoded["test"]), class_names,
-                        config.batching(runtime), config.image_spec(mean, std),
+                        batching, replace(spec, mean=mean, std=std),
                         model_kwargs={"in_channels": shape[0], "image_size": shape_meta(shape)["image_size"]},
-                        meta={**shape_meta(shape), "dataset": config.dataset, **fingerprint})
+                        meta={**shape_meta(shape), "dataset": source.dataset, **fingerprint})
