@@ -8,11 +8,10 @@ import os
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from data import DataError
 from data.images import decode_images, file_digest
-from utils.messages import MESSAGES
+from utils.messages import MESSAGES, progress_bar
 from utils.storage.files import atomic_write, cache_dir, remove_stale_temp_files
 
 CACHE_DIR_ENV = "IMAGE_CACHE_DIR"
@@ -65,8 +64,8 @@ def decoded_split(files: list[tuple[str, int]], shape: tuple[int, int, int], ski
     kept = cached_split(path, shape)
     if kept is not None:
         return kept["images"], kept["labels"], [digests[i] for i in kept["kept"].tolist()]
-    bar = (lambda items: tqdm(items, desc="decoding images", unit="image", dynamic_ncols=True, leave=False)) \
-        if progress else (lambda items: items)
+    def bar(items: list[str]) -> Any:
+        return progress_bar(items, what="decoding images", unit="image", shown=progress)
     try:
         images, kept_at, skipped = decode_images([file for file, _ in files], *shape, skip_bad_files, bar)
     except DataError as error:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
-from utils.messages import MESSAGES
+from utils.messages import MESSAGES, progress_bar
 
 EVENTS = ("epoch_begins", "step", "epoch", "finish", "close", "note")
 
@@ -57,7 +57,7 @@ class ConsoleLine:
     def epoch_begins(self, epoch: int, batches: int, step: int) -> None:
         self.began, self.first_step = time.perf_counter(), step
         if self.progress:
-            self.bar = tqdm(total=batches, desc=f"epoch {epoch}", leave=False, unit="step", dynamic_ncols=True)
+            self.bar = progress_bar(total=batches, what=f"epoch {epoch}", unit="step")
 
     def step(self, step: int, metrics: dict[str, float]) -> None:
         if self.bar is not None:

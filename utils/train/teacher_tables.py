@@ -16,10 +16,9 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from data.image_batches import ImageBatches, mirror_view
-from utils.messages import MESSAGES
+from utils.messages import MESSAGES, progress_bar
 from utils.errors import WriteError
 from utils.runtime import Runtime, all_reduce_sum, autocast
 from utils.storage.files import atomic_write, cache_dir, remove_stale_temp_files
@@ -70,8 +69,8 @@ def teacher_view_table(teacher: nn.Module, batches: ImageBatches, runtime: Runti
         teacher.flip_average = False
     try:
         columns = {}
-        for view in tqdm(range(runtime.rank, batches.view_count, runtime.world_size), desc="teacher views",
-                         unit="view", leave=False, dynamic_ncols=True, disable=not (progress and runtime.is_main)):
+        for view in progress_bar(range(runtime.rank, batches.view_count, runtime.world_size), what="teacher views",
+                                 unit="view", shown=progress):
             with autocast(runtime):
                 logits = [teacher(inputs).float() for inputs in batches.view_batches(view, batch_size)]
             columns[view] = torch.cat(logits).cpu()
