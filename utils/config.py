@@ -175,12 +175,13 @@ def parse_config(config_class: type, argv: Sequence[str] | None, description: st
     if "-h" in argv or "--help" in argv:
         show_help(config_class, argv, description, presets)
     first = build_parser(config_class, description, preset_names=list(presets)).parse_args(argv)
+    given = flags_given(config_class, argv)
     defaults: dict[str, Any] = {}
     if first.resume:
         fields = {spec.name for spec in dataclasses.fields(config_class)}
         defaults.update({key: value for key, value in saved_config(first.resume).items() if key in fields})
     preset = (first.preset or defaults.get("preset", "")
-              or implied_preset(config_class, flags_given(config_class, argv), vars(first)))
+              or implied_preset(config_class, given, vars(first)))
     if preset and preset != NO_PRESET:
         if preset not in presets:
             raise ConfigError(f"unknown preset {preset!r}; choose from: {', '.join([*sorted(presets), NO_PRESET])}")
@@ -189,7 +190,7 @@ def parse_config(config_class: type, argv: Sequence[str] | None, description: st
         defaults.update(resume=first.resume, out_dir="", eval_only=False, checkpoint="")
     args = build_parser(config_class, description, defaults, list(presets)).parse_args(argv)
     config = config_class(**vars(args))
-    validate(config, flags_given(config_class, argv))
+    validate(config, given)
     return config
 
 
