@@ -154,9 +154,8 @@ def show_help(config_class: type, argv: list[str], description: str, presets: di
     """Print --help with the defaults the rest of `argv` would run with (the preset given, or the one its
     flags imply, laid over the script's own), each preset value marked, then exit."""
     rest = [word for word in argv if word not in ("-h", "--help")]
-    given = flags_given(config_class, rest)
     chosen = vars(build_parser(config_class, description, preset_names=list(presets)).parse_args(rest))
-    preset = chosen["preset"] or implied_preset(config_class, given, chosen)
+    preset = chosen["preset"] or implied_preset(config_class, flags_given(config_class, rest), chosen)
     build_parser(config_class, description, presets.get(preset, {}), list(presets),
                  preset_name=preset).parse_args(["--help"])
 
