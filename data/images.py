@@ -181,31 +181,32 @@ def find_image_folder(root: str) -> tuple[dict[str, list[tuple[str, int]]], list
     return {split: files for split, files in labelled.items() if files}, class_names
 
 
-def image_headers(paths: list[str]) -> list[tuple[bool, tuple[int, int]]]:
-    """(whether it is gray, (width, height)) of each file, from its header (and palette) only;
-    unreadable files are left to decoding."""
-    found = []
+def image_header(content: bytes) -> tuple[bool, tuple[int, int]] | None:
+    """Whether the image file `content` is gray, and its (width, height) as it stands (EXIF orientation
+    applied), from its header (and palette) only; None for an unreadable one (left to decoding)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(content)) as image:
+                width, height = image.size
+                turned = image.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)  # stands rotated a quarter turn
+                return is_gray_image(image), (height, width) if turned else (width, height)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+def scan_images(paths: list[str], headers: bool = True) -> tuple[list[str], list[tuple[bool, tuple[int, int]]]]:
+    """One read of each file: a hash of its bytes (BLAKE2b: an image edited in place is another image
+    whatever its modification time says) and, with `headers`, the image_header of each readable one."""
+    digests, found = [], []
     for path in paths:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(path) as image:
-                    width, height = image.size
-                    turned = image.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)  # stands rotated a quarter turn
-                    found.append((is_gray_image(image), (height, width) if turned else (width, height)))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            continue
-    return found
-
-
-def file_digest(path: str) -> str:
-    """A hash of a file's bytes (BLAKE2b: fast), so that an image edited in place is another image
-    whatever its modification time says."""
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        with open(path, "rb") as file:
+            content = file.read()
+        digests.append(hashlib.blake2b(content, digest_size=16).hexdigest())
+        header = image_header(content) if headers else None
+        if header is not None:
+            found.append(header)
+    return digests, found
 
 
 def decode_images(paths: Sequence[str], channels: int, height: int, width: int, skip_bad_files: bool,

@@ -17,12 +17,14 @@ from data.builtin import image_bundle
 from data.bundle import Batching, DataBundle, ImageSpec, class_names_of, data_fingerprint, hold_out_missing
 from data.hf_datasets import find_columns, load_splits
 from data.locations import HUB, LOCAL, location
-from data.images import (find_image_folder, fit_image, image_array, image_headers, image_shape,
-                         is_gray_image, split_layout)
+from data.images import (find_image_folder, fit_image, image_array, image_shape, is_gray_image, scan_images,
+                         split_layout)
 
 DEFAULT_SIZE = 32  # for folders whose images differ in size
-# decode(files as (path, label), (C, H, W), skip bad files) -> (uint8 images, labels, content hashes of the files kept)
-Decode = Callable[[list[tuple[str, int]], tuple[int, int, int], bool], tuple[torch.Tensor, torch.Tensor, list[str]]]
+# decode(files as (path, label), their content hashes, (C, H, W), skip bad files)
+#   -> (uint8 images, labels, content hashes of the files kept)
+Decode = Callable[[list[tuple[str, int]], list[str], tuple[int, int, int], bool],
+                  tuple[torch.Tensor, torch.Tensor, list[str]]]
 
 
 @dataclass(frozen=True)
@@ -119,11 +121,16 @@ def shape_meta(shape: tuple[int, int, int]) -> dict[str, Any]:
     return {"channels": shape[0], "image_size": shape[1] if shape[1] == shape[2] else [shape[1], shape[2]]}
 
 
-def shape_of(meta: dict[str, Any] | None, source: ImageSource, paths: list[str]) -> tuple[int, int, int]:
-    """(C, H, W): a checkpoint's, else chosen from the source's and the files (choose_shape)."""
+def shape_decided(meta: dict[str, Any] | None, source: ImageSource) -> bool:
+    """Whether the images' shape is known without their headers: a checkpoint's, or both set by the source."""
+    return bool(meta and "channels" in meta) or bool(source.channels and source.image_size)
+
+
+def shape_of(meta: dict[str, Any] | None, source: ImageSource, found: list[tuple[bool, tuple[int, int]]]
+             ) -> tuple[int, int, int]:
+    """(C, H, W): a checkpoint's, else chosen from the source's and the image headers `found` (choose_shape)."""
     if meta and "channels" in meta:
         return int(meta["channels"]), *image_shape(meta)
-    found = image_headers(paths) if not (source.channels and source.image_size) else []
     return choose_shape(found, source.channels, source.image_size)
 
 
@@ -144,10 +151,13 @@ def read_folder_images(source: ImageSource, spec: str, meta: dict[str, Any] | No
     layout = split_layout(spec)
     notes.append(f"note: {spec}: " + (", ".join(f"{name}/ as the {split} split" for split, name in layout.items())
                                       if layout else "class folders, no split folders (train/, val/, test/)"))
-    shape = shape_of(meta, source, [path for files in splits.values() for path, _ in files])
-    check_memory(source, spec, sum(len(files) for files in splits.values()), shape)
-    return ({split: decode(files, shape, source.skip_bad_files) for split, files in splits.items()}, class_names,
-            shape)
+    paths = [path for files in splits.values() for path, _ in files]
+    digests, found = scan_images(paths, headers=not shape_decided(meta, source))  # each file read once
+    shape = shape_of(meta, source, found)
+    check_memory(source, spec, len(paths), shape)
+    digest_of = dict(zip(paths, digests))
+    return ({split: decode(files, [digest_of[path] for path, _ in files], shape, source.skip_bad_files)
+             for split, files in splits.items()}, class_names, shape)
 
 
 def is_hub_dataset(spec: str) -> bool:

@@ -15,7 +15,7 @@ import train_cnn
 import train_dnn
 from conftest import assert_one_error_line, saved_accuracy
 from data.bundle import stratified_split
-from data.images import find_image_folder, fit_image, image_array, image_headers
+from data.images import find_image_folder, fit_image, image_array, scan_images
 from utils.serve.inputs import read_image
 from utils.storage.checkpoint import load_checkpoint
 
@@ -211,7 +211,7 @@ def test_exif_orientation_is_applied_where_images_are_read(tmp_path):
     Image.fromarray(pixels, "L").save(tmp_path / "phone.jpg", exif=exif, quality=100)
     upright = read_image(str(tmp_path / "phone.jpg"), {"channels": 1, "image_size": [30, 10]}, "image")
     assert upright.shape == (1, 30, 10) and upright[0, :5].mean() > 200 and upright[0, -5:].mean() < 50
-    assert image_headers([str(tmp_path / "phone.jpg")]) == [(True, (10, 30))]  # its size as it stands
+    assert scan_images([str(tmp_path / "phone.jpg")])[1] == [(True, (10, 30))]  # its size as it stands
 
 
 def test_the_decode_cache_follows_the_files_contents_and_refuses_a_damaged_copy(tmp_path, monkeypatch, capsys):

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from data import DataError
-from data.images import decode_images, file_digest
+from data.images import decode_images
 from utils.messages import MESSAGES, progress_bar
 from utils.storage.files import atomic_write, cache_dir, remove_stale_temp_files
 
@@ -54,12 +54,12 @@ def cached_split(path: str, shape: tuple[int, int, int]) -> dict[str, Any] | Non
     return None
 
 
-def decoded_split(files: list[tuple[str, int]], shape: tuple[int, int, int], skip_bad_files: bool,
-                  progress: bool, keep: bool = True
+def decoded_split(files: list[tuple[str, int]], digests: list[str], shape: tuple[int, int, int],
+                  skip_bad_files: bool, progress: bool, keep: bool = True
                   ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """The images and labels of one split and the content hashes of its files, read from the cache or
-    decoded (then kept there when `keep`: by the main process of several)."""
-    digests = [file_digest(file) for file, _ in files]
+    """The images and labels of one split (files with the hashes of their contents, `digests`) and the
+    hashes of the files kept, read from the cache or decoded (then kept there when `keep`: by the main
+    process of several)."""
     path = os.path.join(image_cache_dir(), f"{cache_key(digests, [label for _, label in files], shape)}.pt")
     kept = cached_split(path, shape)
     if kept is not None:
