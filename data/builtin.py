@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from data import DataError
-from data.bundle import Batching, DataBundle, ImageSpec, Order, TextSpec, data_fingerprint, split_train_val
+from data.bundle import Batching, DataBundle, ImageSpec, TextSpec, data_fingerprint, split_train_val
 from data.fashion_mnist import CLASS_NAMES, MEAN, STD, load_fashion_mnist
 from data.image_batches import ImageBatches
 from data.text import TextBatches, delete_words
@@ -26,16 +26,15 @@ def image_bundle(task: str, splits: tuple[Labelled, Labelled, Labelled], class_n
     """Image splits (train, validation, test) as whole-split tensors: training batches augmented and
     shuffled, evaluation batches in order. `meta` may carry the files' own "data_sha256"."""
     train, val, test = splits
-    in_order = Order(False, batching.seed, batching.rank, batching.world_size)
     evaluated = replace(spec, augment=False, random_erasing=0.0)
     fingerprint = (meta or {}).get("data_sha256") or data_fingerprint(  # the files' own where the source gave it
         (image.numpy().tobytes() for images, _ in splits for image in images),
         (label for _, labels in splits for label in labels.tolist()), list(class_names))
     return DataBundle(
         task=task,
-        train=ImageBatches(*train, batching.batch_size, spec, replace(in_order, shuffle=True), batching.device),
-        val=ImageBatches(*val, batching.eval_batch_size, evaluated, in_order, batching.device),
-        test=ImageBatches(*test, batching.eval_batch_size, evaluated, in_order, batching.device),
+        train=ImageBatches(*train, batching.batch_size, spec, batching.order(shuffle=True), batching.device),
+        val=ImageBatches(*val, batching.eval_batch_size, evaluated, batching.order(shuffle=False), batching.device),
+        test=ImageBatches(*test, batching.eval_batch_size, evaluated, batching.order(shuffle=False), batching.device),
         class_names=list(class_names),
         model_kwargs={"num_classes": len(class_names), **(model_kwargs or {})},
         meta={"mean": spec.mean, "std": spec.std, **(meta or {}), "data_sha256": fingerprint},
@@ -80,8 +79,8 @@ def text_bundle(task: str, splits: tuple[LabelledTexts, LabelledTexts, LabelledT
         encoded, cut = encode_all(tokenizer, split[0], spec.max_length)
         if cut:
             notes.append(f"note: cut {cut} {name} text(s) to --max-length {spec.max_length} tokens")
-        order = Order(shuffle, batching.seed, batching.rank, batching.world_size)
-        return TextBatches(encoded, split[1], size, order, batching.device, spec.bucket, tokenizer.pad_id)
+        return TextBatches(encoded, split[1], size, batching.order(shuffle), batching.device, spec.bucket,
+                           tokenizer.pad_id)
 
     return DataBundle(
         task=task,

@@ -37,6 +37,10 @@ class Batching:
     rank: int = 0
     world_size: int = 1
 
+    def order(self, shuffle: bool) -> "Order":
+        """Which examples this process serves: shuffled (training) or in order (evaluation)."""
+        return Order(shuffle, self.seed, self.rank, self.world_size)
+
 
 @dataclass(frozen=True)
 class Order:

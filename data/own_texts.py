@@ -98,10 +98,10 @@ def own_text_bundle(source: TextSource, batching: Batching, spec: TextSpec) -> D
         if unknown:
             raise DataError(f"--dataset {source.dataset}: the {split} split has labels the training split lacks: "
                             f"{', '.join(unknown[:5])}")
-    train = splits["train"]
-    label_ids = torch.tensor([class_names.index(label) for label in train[1]])
-    parts = hold_out_missing(label_ids, {"test", "val"} - set(splits), {"test": source.test_fraction,
-                             "val": source.val_fraction}, batching.seed, source.split_seed)
+    train, ids = splits["train"], {name: i for i, name in enumerate(class_names)}
+    parts = hold_out_missing(torch.tensor([ids[label] for label in train[1]]), {"test", "val"} - set(splits),
+                             {"test": source.test_fraction, "val": source.val_fraction}, batching.seed,
+                             source.split_seed)
     splits.update({part: subset(train, index.tolist()) for part, index in parts.items() if part != "train"})
     train = subset(train, parts["train"].tolist())
     if "test" in parts:
@@ -109,7 +109,6 @@ def own_text_bundle(source: TextSource, batching: Batching, spec: TextSpec) -> D
                      f"(--test-fraction {source.test_fraction:g}, stratified, seed {batching.seed})")
     if source.limit_train:
         train = (train[0][:source.limit_train], train[1][:source.limit_train])
-    ids = {name: i for i, name in enumerate(class_names)}
 
     def as_ids(split: Split) -> tuple[list[str], list[int]]:
         return list(split[0]), [ids[label] for label in split[1]]

@@ -170,9 +170,11 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
     if teacher_config and teacher_split != validation_split(dataclasses.asdict(config)):
         MESSAGES.info(f"note: the teacher held out other validation examples (split seed {teacher_split[0]}, "
                       f"{teacher_split[1]} examples), so it trained on some of this run's: validation overstates "
-                      f"the student; --split-seed {teacher_split[0]} --val-size {teacher_split[1]} gives the teacher's split")
+                      f"the student; --split-seed {teacher_split[0]} --val-size {teacher_split[1]} gives the "
+                      "teacher's split")
     smoothing = teacher_config.get("label_smoothing", 0)
     if smoothing and config.temperature > 1:
         MESSAGES.info(f"note: the teacher was trained with label smoothing {smoothing}, which flattens its outputs "
-                      f"at --temperature {config.temperature:g}; --temperature 1 worked best for such a teacher (see README)")
+                      f"at --temperature {config.temperature:g}; --temperature 1 worked best for such a teacher "
+                      "(see README)")
     return record
