@@ -58,16 +58,22 @@ def trec_test_questions(data_dir: str, count: int) -> list[str] | None:
 
 def own_data_examples(checkpoint: dict[str, Any], count: int) -> tuple[list[Any], str] | None:
     """Up to `count` inputs of the run's own --dataset, read as predict.py reads inputs (images as model
-    arrays, texts as strings), and what they are; None when the data is not a local folder or file."""
+    arrays, texts as strings), and what they are; None when the data is not a local folder or file, or
+    no longer reads (files changed or gone since training)."""
     config = checkpoint.get("config") or {}
     spec = str(config.get("dataset", ""))
-    if checkpoint["task"] == "image" and os.path.isdir(spec):
-        paths = image_files(spec)[:count]
-        return [read_image(path, checkpoint["meta"], "image") for path in paths], f"{len(paths)} images of {spec}"
-    if checkpoint["task"] == "text" and os.path.isfile(spec) and is_text_file(spec):
-        examples, _ = read_text_file(spec, config.get("text_column") or "text", config.get("label_column") or "label")
-        return [example.text for example in examples[:count]], f"{min(len(examples), count)} texts of {spec}"
-    return None
+    try:
+        if checkpoint["task"] == "image" and os.path.isdir(spec):
+            paths = image_files(spec)[:count]
+            examples, described = [read_image(path, checkpoint["meta"], "image") for path in paths], "images"
+        elif checkpoint["task"] == "text" and os.path.isfile(spec) and is_text_file(spec):
+            rows, _ = read_text_file(spec, config.get("text_column") or "text", config.get("label_column") or "label")
+            examples, described = [row.text for row in rows[:count]], "texts"
+        else:
+            return None
+    except (DataError, InputError):
+        return None
+    return (examples, f"{len(examples)} {described} of {spec}") if examples else None
 
 
 def example_inputs(checkpoint: dict[str, Any], data_dir: str, count: int) -> tuple[Any, str]:
@@ -77,11 +83,8 @@ def example_inputs(checkpoint: dict[str, Any], data_dir: str, count: int) -> tup
     questions = trec_test_questions(data_dir, count) if task == "trec" else None
     if questions:
         return question_inputs(questions, meta), f"{len(questions)} TREC test questions"
-    try:
-        own = own_data_examples(checkpoint, count)
-    except (DataError, InputError):  # files changed or gone since training: checked on generated inputs
-        own = None
-    if own and own[0]:
+    own = own_data_examples(checkpoint, count)
+    if own:
         examples, described = own
         examples = (examples * -(-count // len(examples)))[:count]  # repeated to fill every batch size checked
         return (question_inputs(examples, meta) if task == "text" else image_inputs(examples, meta)), described
@@ -181,11 +184,7 @@ def example_texts(checkpoint: dict[str, Any], data_dir: str, count: int, tokeniz
     questions = trec_test_questions(data_dir, count) if checkpoint["task"] == "trec" else None
     if questions:
         return questions, f"{len(questions)} TREC test questions"
-    try:
-        own = own_data_examples(checkpoint, count)
-    except DataError:
-        own = None
-    return own if own and own[0] else (generated_texts(tokenizer, count), f"{count} texts of random words")
+    return own_data_examples(checkpoint, count) or (generated_texts(tokenizer, count), f"{count} texts of random words")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -29,7 +29,13 @@ class PretrainedEncoder:
     file_dtype: str
 
 
-DTYPE_KEYS = ("dtype", "torch_dtype")  # a config's record of the file's dtype, which from_config would build in
+NOT_KEPT = ("architectures", "_name_or_path", "dtype", "torch_dtype")  # where the model was, the file's dtype
+
+
+def kept_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A model configuration without what describes its files rather than its architecture (their place,
+    and the dtype they hold, which from_config would build the model in)."""
+    return {key: value for key, value in config.items() if key not in NOT_KEPT}
 
 
 def float32_weights(weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
@@ -101,7 +107,7 @@ def load_pretrained_config(name_or_path: str) -> dict[str, Any]:
     except Exception as error:  # noqa: BLE001 - whatever a damaged or missing file raises is one line
         raise pretrained_error("model", name_or_path, error) from error
     check_sizes(config, name_or_path)
-    return {key: value for key, value in config.items() if key not in ("architectures", "_name_or_path", *DTYPE_KEYS)}
+    return kept_config(config)
 
 
 @functools.lru_cache(maxsize=2)
@@ -131,8 +137,7 @@ def load_pretrained_encoder(name_or_path: str) -> PretrainedEncoder:
     """The configuration and float32 weights of a pretrained encoder, whatever dtype its file holds
     (see load_pretrained_model)."""
     encoder = load_pretrained_model(name_or_path)
-    config = {key: value for key, value in encoder.config.to_dict().items()
-              if key not in ("architectures", "_name_or_path", *DTYPE_KEYS)}
+    config = kept_config(encoder.config.to_dict())
     return PretrainedEncoder(config, *float32_weights(encoder.state_dict()))
 
 
