@@ -56,7 +56,8 @@ class Order:
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """What image batches need besides the images: normalisation and training augmentation."""
+    """What image batches need besides the images: normalisation, training augmentation, and the side
+    of the inputs cut from larger stored images."""
 
     mean: Any = 0.0  # a float, or one per channel
     std: Any = 1.0
@@ -64,6 +65,7 @@ class ImageSpec:
     crop_padding: int = 2
     random_erasing: float = 0.0
     channels_last: bool = False
+    input_size: int = 0  # 0: the images as stored; else a centre crop of that side (with `augment`: random crops)
 
 
 @dataclass(frozen=True)

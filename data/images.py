@@ -6,7 +6,6 @@ import hashlib
 import io
 import os
 import warnings
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -85,20 +84,6 @@ def image_files(folder: str) -> list[str]:
         found += [os.path.join(root, name) for name in names if name.lower().endswith(IMAGE_SUFFIXES)
                   and not is_hidden(name) and os.path.isfile(os.path.join(root, name))]
     return sorted(found)
-
-
-def fit_image(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A (C, H, W) uint8 array resized to fit `height` x `width` whole (its aspect kept), centred on black."""
-    channels, old_height, old_width = array.shape
-    if (old_height, old_width) == (height, width):
-        return array
-    scale = min(height / old_height, width / old_width)
-    size = (max(1, round(old_width * scale)), max(1, round(old_height * scale)))
-    planes = [np.asarray(Image.fromarray(plane).resize(size, Image.Resampling.LANCZOS)) for plane in array]
-    canvas = np.zeros((channels, height, width), dtype=np.uint8)
-    top, left = (height - size[1]) // 2, (width - size[0]) // 2
-    canvas[:, top:top + size[1], left:left + size[0]] = np.stack(planes)
-    return canvas
 
 
 def open_image(source: str | bytes, name: str = "") -> Image.Image:
@@ -207,24 +192,3 @@ def scan_images(paths: list[str], headers: bool = True) -> tuple[list[str], list
         if header is not None:
             found.append(header)
     return digests, found
-
-
-def decode_images(paths: Sequence[str], channels: int, height: int, width: int, skip_bad_files: bool,
-                  progress: Callable[[Sequence[str]], Sequence[str]] = lambda items: items
-                  ) -> tuple[np.ndarray, list[int], list[str]]:
-    """Every image as one (N, channels, height, width) uint8 array, the indices of the files kept and
-    the files skipped as unreadable (only with `skip_bad_files`; else the first one is a DataError).
-    `progress` wraps the iteration (a progress bar)."""
-    arrays, kept, skipped = [], [], []
-    for position, path in enumerate(progress(paths)):
-        try:
-            with open_image(path) as image:
-                arrays.append(fit_image(image_array(image, channels), height, width))
-        except DataError:
-            if not skip_bad_files:
-                raise
-            skipped.append(path)
-            continue
-        kept.append(position)
-    stacked = np.stack(arrays) if arrays else np.zeros((0, channels, height, width), dtype=np.uint8)
-    return stacked, kept, skipped

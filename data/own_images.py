@@ -15,16 +15,16 @@ import torch
 from data import DataError, as_test_dataset
 from data.builtin import image_bundle
 from data.bundle import Batching, DataBundle, ImageSpec, class_names_of, data_fingerprint, hold_out_missing
+from data.disk_images import DiskImages, in_memory, size_in_bytes, take
+from data.framing import Framing, choose_shape, frame_image, framings_of
 from data.hf_datasets import find_columns, load_splits
 from data.locations import HUB, LOCAL, location
-from data.images import (find_image_folder, fit_image, image_array, image_shape, is_gray_image, scan_images,
-                         split_layout)
+from data.images import find_image_folder, image_shape, is_gray_image, scan_images, split_layout
 
-DEFAULT_SIZE = 32  # for folders whose images differ in size
-# decode(files as (path, label), their content hashes, (C, H, W), skip bad files)
-#   -> (uint8 images, labels, content hashes of the files kept)
-Decode = Callable[[list[tuple[str, int]], list[str], tuple[int, int, int], bool],
-                  tuple[torch.Tensor, torch.Tensor, list[str]]]
+# decode(files as (path, label), their content hashes, framing, skip bad files)
+#   -> (uint8 images, in memory or on disk; labels; content hashes of the files kept)
+Decode = Callable[[list[tuple[str, int]], list[str], Framing, bool],
+                  tuple[torch.Tensor | DiskImages, torch.Tensor, list[str]]]
 
 
 @dataclass(frozen=True)
@@ -48,18 +48,6 @@ class ImageSource:
     limit_train: int = 0
 
 
-def choose_shape(found: list[tuple[bool, tuple[int, int]]], channels: int, image_size: int) -> tuple[int, int, int]:
-    """(channels, height, width) of images `found` as (gray, (width, height)): the flags' when given (0:
-    automatic), else 1 channel when every image is gray (3 otherwise), and the images' own size when
-    they all share it (else DEFAULT_SIZE)."""
-    channels = channels or (1 if all(gray for gray, _ in found) else 3)
-    if image_size:
-        return channels, image_size, image_size
-    sizes = {size for _, size in found}
-    width, height = sizes.pop() if len(sizes) == 1 else (DEFAULT_SIZE, DEFAULT_SIZE)
-    return channels, height, width
-
-
 STATISTICS_CHUNK = 4096  # images summed at a time: no float copy of the whole split
 
 
@@ -72,7 +60,7 @@ def channel_statistics(images: torch.Tensor) -> tuple[list[float], list[float]]:
         chunk = images[start:start + STATISTICS_CHUNK].double()
         sums += chunk.sum((0, 2, 3))
         squares += chunk.square().sum((0, 2, 3))
-    count = images.numel() // images.size(1)
+    count = len(images) * images.size(2) * images.size(3)
     mean = sums / count
     variance = (squares - count * mean.square()) / max(count - 1, 1)
     return ([round(v / 255.0, 4) for v in mean.tolist()],
@@ -90,7 +78,7 @@ def image_folder_bundle(source: ImageSource, batching: Batching, spec: ImageSpec
         read = read_hub_images if is_hub_dataset(source.test_dataset) else read_folder_images
         try:
             test, test_names, _ = read(source, source.test_dataset, {**(meta or {}), **shape_meta(shape)}, decode,
-                                       notes)
+                                       notes, for_test=True)
         except DataError as error:
             raise as_test_dataset(error) from error
         unknown = sorted(set(test_names) - set(class_names))
@@ -100,7 +88,8 @@ def image_folder_bundle(source: ImageSource, batching: Batching, spec: ImageSpec
         remap = torch.tensor([class_names.index(name) for name in test_names], dtype=torch.long)
         parts = list(test.values())
         digests = [[digest for part in parts for digest in part[2]]] if all(len(p) > 2 for p in parts) else []
-        decoded["test"] = (torch.cat([part[0] for part in parts]), remap[torch.cat([part[1] for part in parts])],
+        decoded["test"] = (torch.cat([in_memory(part[0]) for part in parts]),
+                           remap[torch.cat([part[1] for part in parts])],
                            *digests)
     bundle = bundle_of(source, batching, spec, decoded, class_names, shape, meta, notes)
     bundle.notes = notes
@@ -135,18 +124,19 @@ def shape_of(meta: dict[str, Any] | None, source: ImageSource, found: list[tuple
 
 
 def check_memory(source: ImageSource, spec: str, count: int, shape: tuple[int, int, int]) -> None:
-    """Raise DataError when `count` images of `shape` exceed --max-image-memory-gb."""
+    """Raise DataError when `count` images of `shape` exceed --max-image-memory-gb (a Hugging Face
+    dataset's images are decoded into memory)."""
     needed = count * int(np.prod(shape))
     if needed > source.max_image_memory_gb * 2 ** 30:
         raise DataError(f"--dataset {spec}: {count:,} images of {shape[0]}x{shape[1]}x{shape[2]} need "
                         f"{needed / 2 ** 30:.1f} GiB, more than --max-image-memory-gb {source.max_image_memory_gb:g}:"
-                        " give a smaller --image-size (or --channels 1), or raise it")
+                        " give a smaller --image-size (or --channels 1), write them as an image folder, or raise it")
 
 
 def read_folder_images(source: ImageSource, spec: str, meta: dict[str, Any] | None, decode: Decode,
-                       notes: list[str]) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
+                       notes: list[str], for_test: bool = False) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
     """The decoded splits of a folder of class folders (with their files' hashes), its class names and
-    the images' shape."""
+    the images' shape; `for_test`: every split is framed for evaluation."""
     splits, class_names = find_image_folder(spec)
     layout = split_layout(spec)
     notes.append(f"note: {spec}: " + (", ".join(f"{name}/ as the {split} split" for split, name in layout.items())
@@ -154,10 +144,10 @@ def read_folder_images(source: ImageSource, spec: str, meta: dict[str, Any] | No
     paths = [path for files in splits.values() for path, _ in files]
     digests, found = scan_images(paths, headers=not shape_decided(meta, source))  # each file read once
     shape = shape_of(meta, source, found)
-    check_memory(source, spec, len(paths), shape)
+    training, evaluation = framings_of(shape, meta)
     digest_of = dict(zip(paths, digests))
-    return ({split: decode(files, [digest_of[path] for path, _ in files], shape, source.skip_bad_files)
-             for split, files in splits.items()}, class_names, shape)
+    return ({split: decode(files, [digest_of[path] for path, _ in files], training if split == "train" and not for_test else evaluation,
+                           source.skip_bad_files) for split, files in splits.items()}, class_names, shape)
 
 
 def is_hub_dataset(spec: str) -> bool:
@@ -170,8 +160,9 @@ def is_hub_dataset(spec: str) -> bool:
 
 
 def read_hub_images(source: ImageSource, spec: str, meta: dict[str, Any] | None, decode: Decode,
-                    notes: list[str]) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
-    """The decoded splits of a Hugging Face dataset with an image column, its class names and the shape."""
+                    notes: list[str], for_test: bool = False) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
+    """The decoded splits of a Hugging Face dataset with an image column, its class names and the shape;
+    `for_test`: every split is framed for evaluation."""
     splits = load_splits(spec, "")
     image_column, label_column, names = find_columns(splits["train"], spec, "image", "", "")
     labels = {split: part[label_column] for split, part in splits.items()}
@@ -192,10 +183,23 @@ def read_hub_images(source: ImageSource, spec: str, meta: dict[str, Any] | None,
         present = [(image, i) for image, i in zip(images, kept) if image is not None]
         if len(present) < len(kept):
             notes.append(f"note: skipped {len(kept) - len(present)} {split} example(s) of {spec} without an image")
-        arrays = [fit_image(image_array(image, shape[0]), shape[1], shape[2]) for image, _ in present]
+        framing = framings_of(shape, meta)[split != "train" or for_test]
+        arrays = [frame_image(image, framing) for image, _ in present]
         ids = [labels[split][i] if names else class_names.index(str(labels[split][i])) for _, i in present]
         decoded[split] = torch.from_numpy(np.stack(arrays)), torch.tensor(ids, dtype=torch.long)
     return decoded, class_names, shape
+
+
+def placed(splits: list[tuple[Any, torch.Tensor]], budget_gb: float, notes: list[str]
+           ) -> list[tuple[torch.Tensor | DiskImages, torch.Tensor]]:
+    """The splits' images read into memory when they fit in `budget_gb` GiB together, else left on
+    disk (memory-mapped, with a note)."""
+    total = sum(size_in_bytes(images) for images, _ in splits)
+    if total <= budget_gb * 2 ** 30:
+        return [(in_memory(images), labels) for images, labels in splits]
+    notes.append(f"note: the {total / 2 ** 30:.1f} GiB of decoded images are read from the memory-mapped cache "
+                 f"on disk (more than --max-image-memory-gb {budget_gb:g})")
+    return splits
 
 
 def bundle_of(source: ImageSource, batching: Batching, spec: ImageSpec, decoded: dict[str, Any],
@@ -208,14 +212,14 @@ def bundle_of(source: ImageSource, batching: Batching, spec: ImageSpec, decoded:
     train_images, train_labels = decoded["train"]
     parts = hold_out_missing(train_labels, {"test", "val"} - set(decoded), {"test": source.test_fraction,
                              "val": source.val_fraction}, batching.seed, source.split_seed)
-    decoded.update({part: (train_images[index], train_labels[index]) for part, index in parts.items()
+    decoded.update({part: (take(train_images, index), train_labels[index]) for part, index in parts.items()
                     if part != "train"})
-    train_images, train_labels = train_images[parts["train"]], train_labels[parts["train"]]
+    train_images, train_labels = take(train_images, parts["train"]), train_labels[parts["train"]]
     if "test" in parts:
         notes.append(f"note: {len(parts['test']):,} of the training images held out for the test (--test-fraction "
                      f"{source.test_fraction:g}, stratified, seed {batching.seed})")
     if source.limit_train:
-        train_images, train_labels = train_images[:source.limit_train], train_labels[:source.limit_train]
+        train_images, train_labels = take(train_images, slice(0, source.limit_train)), train_labels[:source.limit_train]
     missing = sorted(set(range(len(class_names))) - set(train_labels.tolist()))
     if missing or not len(decoded["val"][1]) or not len(decoded["test"][1]):
         raise DataError(f"--dataset {source.dataset}: too few images to train, validate and test on every class "
@@ -226,7 +230,9 @@ def bundle_of(source: ImageSource, batching: Batching, spec: ImageSpec, decoded:
     notes.append(f"data: {source.dataset}: {len(class_names)} classes, {len(train_labels):,} training / "
                  f"{len(decoded['val'][1]):,} validation / {len(decoded['test'][1]):,} test images of "
                  f"{shape[0]}x{shape[1]}x{shape[2]}; smallest class {min(counts.values())} training images")
-    return image_bundle("image", ((train_images, train_labels), decoded["val"], decoded["test"]), class_names,
-                        batching, replace(spec, mean=mean, std=std),
+    splits = placed([(train_images, train_labels), decoded["val"], decoded["test"]], source.max_image_memory_gb, notes)
+    cropping = {key: meta[key] for key in ("crop_pct", "interpolation") if key in (meta or {})}
+    return image_bundle("image", tuple(splits), class_names, batching,
+                        replace(spec, mean=mean, std=std, input_size=shape[1] if cropping else 0),
                         model_kwargs={"in_channels": shape[0], "image_size": shape_meta(shape)["image_size"]},
-                        meta={**shape_meta(shape), "dataset": source.dataset, **fingerprint})
+                        meta={**shape_meta(shape), **cropping, "dataset": source.dataset, **fingerprint})

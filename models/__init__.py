@@ -7,6 +7,7 @@ from models.cnn import ConvNet
 from models.dnn import MLP
 from models.resnet import ResNet
 from models.rnn import RecurrentClassifier
+from models.timm_net import TimmClassifier
 from models.transformer import PretrainedClassifier, TransformerClassifier
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -16,6 +17,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "rnn": RecurrentClassifier,
     "transformer": TransformerClassifier,
     "pretrained": PretrainedClassifier,
+    "timm": TimmClassifier,
 }
 
 

@@ -12,7 +12,8 @@ from tiny_data import idx_bytes, separable_images, write_fashion_mnist
 from data import DataError
 from data.fashion_mnist import load_fashion_mnist, parse_idx
 from data.bundle import ImageSpec, Order
-from data.image_batches import ImageBatches, normalise, random_crop_and_flip, random_erase
+from data.augment import random_crop_and_flip, random_erase
+from data.image_batches import ImageBatches, normalise
 
 
 def test_idx_round_trip_gzip_and_plain(tmp_path):

@@ -15,7 +15,8 @@ import train_cnn
 import train_dnn
 from conftest import assert_one_error_line, saved_accuracy
 from data.bundle import stratified_split
-from data.images import find_image_folder, fit_image, image_array, scan_images
+from data.framing import fit_image
+from data.images import find_image_folder, image_array, scan_images
 from utils.serve.inputs import read_image
 from utils.storage.checkpoint import load_checkpoint
 
@@ -85,13 +86,18 @@ def test_a_folder_with_split_folders_trains_predicts_and_exports(folders, tmp_pa
     assert capsys.readouterr().out.split(": ")[1].startswith("red")
 
 
+def cache_files(folder) -> list[str]:
+    """The pixel files of the decoded-image cache in `folder` (one per split decoded)."""
+    return sorted(name for name in os.listdir(folder) if name.endswith(".npy"))
+
+
 def test_gray_images_of_one_size_keep_it_and_a_second_run_reads_the_cache(folders, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("IMAGE_CACHE_DIR", str(tmp_path / "cache"))
     first = train_dnn.main(args(folders["gray"], str(tmp_path / "a"), "--hidden1-size", "16", "--hidden2-size", "8"))
-    assert "of 1x12x12" in capsys.readouterr().out and len(os.listdir(tmp_path / "cache")) == 1
+    assert "of 1x12x12" in capsys.readouterr().out and len(cache_files(tmp_path / "cache")) == 1
     model_kwargs = load_checkpoint(str(tmp_path / "a" / "best.pt"))["model_kwargs"]
     assert model_kwargs["in_channels"] == 1 and model_kwargs["image_size"] == 12
-    monkeypatch.setattr("data.images.open_image", lambda path: pytest.fail("the cache was not read"))
+    monkeypatch.setattr("data.framing.open_image", lambda path: pytest.fail("the cache was not read"))
     second = train_dnn.main(args(folders["gray"], str(tmp_path / "b"), "--hidden1-size", "16", "--hidden2-size", "8"))
     assert second["test_acc"] == first["test_acc"]  # same images, same split, same numbers
 
@@ -147,7 +153,6 @@ def bad_folders(root, good: str) -> dict[str, tuple[str, list[str]]]:
             "no such folder": (str(root / "nowhere"), []),
             "--dataset no_such_photos/: no such folder": ("no_such_photos/", []),  # relative: no hub id either
             f"--test-dataset {root / 'lost'}: no such folder": (good, ["--test-dataset", str(root / "lost")]),
-            "more than --max-image-memory-gb": (good, ["--max-image-memory-gb", "0.0001"]),
             "--image-size is for your own --dataset, not --dataset fashion_mnist": ("fashion_mnist", ["--image-size", "16"])}
 
 
@@ -219,7 +224,7 @@ def test_the_decode_cache_follows_the_files_contents_and_refuses_a_damaged_copy(
     folder = write_image_folder(tmp_path / "photos", splits=("",), per_class=8)
     flags = ("--epochs", "1", "--channels", "3", "--image-size", "12", "--augment", "--crop-padding", "0")
     first = train_cnn.main(args(folder, str(tmp_path / "first"), *flags))
-    (cached,) = os.listdir(tmp_path / "cache")
+    (cached,) = cache_files(tmp_path / "cache")
     with open(tmp_path / "cache" / cached, "r+b") as file:  # 64 bytes of the kept pixels flipped
         file.seek(os.path.getsize(tmp_path / "cache" / cached) // 2)
         middle = file.read(64)
@@ -235,4 +240,4 @@ def test_the_decode_cache_follows_the_files_contents_and_refuses_a_damaged_copy(
     os.utime(picture, ns=(times.st_atime_ns, times.st_mtime_ns))
     assert_one_error_line(train_cnn.main, ["--resume", str(tmp_path / "first"), "--epochs", "2"], capsys,
                           "on other data than this run reads")
-    assert len(os.listdir(tmp_path / "cache")) == 2  # the edited folder was decoded anew
+    assert len(cache_files(tmp_path / "cache")) == 2  # the edited folder was decoded anew

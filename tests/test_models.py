@@ -26,6 +26,8 @@ def example(name: str, **kwargs):
         lengths = torch.tensor([5, 3, 1, 4])
         token_ids = torch.randint(2, 30, (4, 5)) * (torch.arange(5)[None, :] < lengths[:, None])
         return model, (token_ids, lengths)
+    if name == "timm":
+        return build_model(name, num_classes=10, **kwargs), torch.randn(4, 3, 32, 32)
     return build_model(name, **kwargs), torch.randn(4, 1, 28, 28)
 
 
@@ -38,6 +40,7 @@ VARIANTS += [("rnn", {"cell": cell, "pooling": pooling, "bidirectional": bidirec
              for bidirectional, layers in ((False, 1), (True, 2))]
 VARIANTS += [("transformer", {"pooling": pooling}) for pooling in ("cls", "mean", "max", "attention")]
 VARIANTS += [("pretrained", {}), ("pretrained", {"dropout": 0.0})]
+VARIANTS += [("timm", {"architecture": "test_efficientnet"}), ("timm", {"architecture": "test_efficientnet", "dropout": 0.2})]
 
 
 def test_registry_covers_every_variant():
@@ -55,7 +58,7 @@ def test_logits_shape_and_every_parameter_gets_a_gradient(name, kwargs):
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(ValueError, match="choose from: cnn, dnn, pretrained, resnet, rnn, transformer"):
+    with pytest.raises(ValueError, match="choose from: cnn, dnn, pretrained, resnet, rnn, timm, transformer"):
         build_model("densenet")
 
 

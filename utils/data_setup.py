@@ -13,13 +13,31 @@ from data.tokenization import TextTokenizer, tokenizer_from_meta
 from utils.config import default_data_dir, split_seed_of
 from utils.data_flags import FASHION_MNIST, TEACHERS_TOKENIZER, TREC, ImageConfig, TextConfig
 from utils.image_cache import decoded_split
+from utils.errors import ConfigError
 from utils.pretrained import load_subword_tokenizer
+from utils.pretrained_images import image_preprocessing
 from utils.runtime import Runtime
 from utils.storage.checkpoint import load_checkpoint_of_task
 
 
+def pretrained_reading(config: ImageConfig) -> dict[str, Any]:
+    """How the --pretrained network reads images (its preprocessing), at --image-size where given."""
+    reading = image_preprocessing(config.pretrained_source())
+    if config.dataset == FASHION_MNIST:
+        raise ConfigError("--pretrained fine-tunes on your images: give --dataset (a folder of class folders or a "
+                          "Hugging Face dataset); `python bench/pretrained_images.py write-fashion-mnist` writes "
+                          "FashionMNIST as such a folder")
+    if config.channels and config.channels != reading["channels"]:
+        raise ConfigError(f"--channels {config.channels}: the network {config.pretrained_source()} reads "
+                          f"{reading['channels']}-channel images; leave --channels out")
+    return {**reading, "image_size": config.image_size or reading["image_size"]}
+
+
 def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
-    """The images of --dataset (FashionMNIST, or a folder) as batches `config` asks for, sharded for this process."""
+    """The images of --dataset (FashionMNIST, or a folder) as batches `config` asks for, sharded for this
+    process; `meta` (a checkpoint's) says how they are read, else a --pretrained network's preprocessing."""
+    if meta is None and config.pretrained_source():
+        meta = pretrained_reading(config)
     if config.dataset != FASHION_MNIST:  # decoded through the disk cache, kept by the main process
         decode = functools.partial(decoded_split, progress=config.progress and runtime.is_main, keep=runtime.is_main)
         return image_folder_bundle(config.image_source(), config.batching(runtime), config.image_spec(), decode, meta)

@@ -1,21 +1,32 @@
-"""The cache of decoded image folders: each split's uint8 pixels kept in a file named by a hash of its
-files' contents and labels and the target shape, with a checksum of what it holds. An image edited
-in place, whatever its modification time, is another key; a damaged cache file is decoded again."""
+"""The cache of decoded image folders: each split's uint8 pixels in a .npy file that runs memory-map
+(data.disk_images), named by a hash of its files' contents, labels and framing, with a checksum of
+what it holds. An image edited in place, whatever its modification time, is another key; a damaged
+cache file is decoded again. Decoding runs in parallel processes and commits its progress as it
+goes, so a killed decode resumes where it stopped."""
 from __future__ import annotations
 
 import hashlib
+import json
+import multiprocessing
 import os
-from typing import Any
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Iterator
 
+import numpy as np
 import torch
 
 from data import DataError
-from data.images import decode_images
+from data.disk_images import DiskImages
+from data.framing import Framing, decode_images
+from utils.errors import WriteError
 from utils.messages import MESSAGES, progress_bar
-from utils.storage.files import atomic_write, cache_dir, remove_stale_temp_files
+from utils.storage.files import atomic_write, cache_dir, remove_quietly, remove_stale_temp_files
 
 CACHE_DIR_ENV = "IMAGE_CACHE_DIR"
-CACHE_FORMAT = 2  # keyed by the files' contents, with a checksum of what it holds
+CACHE_FORMAT = 3  # a memory-mapped .npy file with a .json record: labels, files kept, checksum
+CHUNK = 64  # images a decoding process takes at a time
+COMMIT_EVERY = 16  # chunks decoded between two commits of the progress
 
 
 def image_cache_dir() -> str:
@@ -23,63 +34,166 @@ def image_cache_dir() -> str:
     return cache_dir(CACHE_DIR_ENV, "image-folders")
 
 
-def cache_key(digests: list[str], labels: list[int], shape: tuple[int, int, int]) -> str:
-    """A hash of the files' contents with their labels, and the target shape."""
-    digest = hashlib.sha256(f"{CACHE_FORMAT}:{shape}".encode())
+def cache_key(digests: list[str], labels: list[int], framing: Framing) -> str:
+    """A hash of the files' contents with their labels, and how they are framed."""
+    digest = hashlib.sha256(f"{CACHE_FORMAT}:{framing}".encode())
     for content, label in zip(digests, labels):
         digest.update(f"{content}:{label};".encode())
     return digest.hexdigest()[:32]
 
 
-def tensor_checksum(*tensors: torch.Tensor) -> str:
-    """A hash of the tensors' bytes: what a cache file must still hold when it is read back."""
+def file_checksum(path: str) -> str:
+    """A hash of a file's bytes, read a block at a time."""
     digest = hashlib.blake2b(digest_size=16)
-    for tensor in tensors:
-        digest.update(tensor.contiguous().numpy().data)
+    with open(path, "rb") as file:
+        while block := file.read(1 << 24):
+            digest.update(block)
     return digest.hexdigest()
 
 
-def cached_split(path: str, shape: tuple[int, int, int]) -> dict[str, Any] | None:
-    """A split kept in the cache file `path` whose checksum holds (None: absent, or damaged, with a note)."""
-    if not os.path.isfile(path):
+def read_json(path: str) -> Any:
+    """The JSON value in `path` (None: absent or unreadable)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except (OSError, ValueError):
+        return None
+
+
+def cached_split(stem: str, framing: Framing) -> tuple[DiskImages, torch.Tensor, list[int]] | None:
+    """The images (on disk), labels and kept file positions of a split in the cache files `stem`.npy
+    and `stem`.json, when the checksum holds (None: absent, or damaged, with a note)."""
+    record = read_json(f"{stem}.json")
+    if record is None:
         return None
     try:
-        kept = torch.load(path, map_location="cpu", weights_only=True)
-        if (kept["images"].dtype == torch.uint8 and tuple(kept["images"].shape[1:]) == shape
-                and tensor_checksum(kept["images"], kept["labels"]) == kept["checksum"]):
-            return kept
+        images = DiskImages(f"{stem}.npy")
+        if (record.get("format") == CACHE_FORMAT and tuple(images.shape[1:]) == framing.shape
+                and len(images) == len(record["labels"]) and file_checksum(f"{stem}.npy") == record["checksum"]):
+            return images, torch.tensor(record["labels"], dtype=torch.long), list(record["kept"])
     except Exception:  # noqa: BLE001 - a damaged file of any kind is decoded again
         pass
-    MESSAGES.info(f"note: the decoded-image cache {path} is damaged: decoding the images again")
+    MESSAGES.info(f"note: the decoded-image cache {stem}.npy is damaged: decoding the images again")
     return None
 
 
-def decoded_split(files: list[tuple[str, int]], digests: list[str], shape: tuple[int, int, int],
-                  skip_bad_files: bool, progress: bool, keep: bool = True
-                  ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """The images and labels of one split (files with the hashes of their contents, `digests`) and the
-    hashes of the files kept, read from the cache or decoded (then kept there when `keep`: by the main
-    process of several)."""
-    path = os.path.join(image_cache_dir(), f"{cache_key(digests, [label for _, label in files], shape)}.pt")
-    kept = cached_split(path, shape)
-    if kept is not None:
-        return kept["images"], kept["labels"], [digests[i] for i in kept["kept"].tolist()]
-    def bar(items: list[str]) -> Any:
-        return progress_bar(items, what="decoding images", unit="image", shown=progress)
+def decode_chunk(paths: list[str], framing: Framing, skip_bad_files: bool, progress: Any = None
+                 ) -> tuple[np.ndarray, list[int], list[str]]:
+    """decode_images of some files (a chunk, in a worker process); an unreadable file's DataError
+    says how to leave such files out."""
     try:
-        images, kept_at, skipped = decode_images([file for file, _ in files], *shape, skip_bad_files, bar)
+        return decode_images(paths, framing, skip_bad_files, *([progress] if progress else []))
     except DataError as error:
         raise DataError(f"{error} (--skip-bad-files leaves such files out)") from error
-    if skipped:
-        MESSAGES.info(f"note: skipped {len(skipped)} unreadable image file(s), e.g. {skipped[0]}")
-    labels = torch.tensor([files[i][1] for i in kept_at], dtype=torch.long)
-    images = torch.from_numpy(images)
+
+
+def decoding_processes(chunks: int) -> int:
+    """How many processes decode: one per CPU this process may use, at most one per chunk."""
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+                      chunks))
+
+
+def decoded_chunks(paths: list[str], framing: Framing, skip_bad_files: bool, start: int
+                   ) -> Iterator[tuple[int, tuple[np.ndarray, list[int], list[str]]]]:
+    """(first position, decode_chunk result) of each chunk of `paths` from position `start`, in order."""
+    starts = list(range(start, len(paths), CHUNK))
+    work = [(paths[first:first + CHUNK], framing, skip_bad_files) for first in starts]
+    processes = decoding_processes(len(work))
+    if processes == 1:
+        yield from zip(starts, (decode_chunk(*args) for args in work))
+        return
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield from zip(starts, pool.map(decode_chunk, *zip(*work)))
+
+
+def check_disk_space(folder: str, needed: int) -> None:
+    """DataError when the cache folder has less room than `needed` bytes."""
+    os.makedirs(folder, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise DataError(f"the decoded images need {needed / 2 ** 30:.1f} GiB in the image cache {folder}, which has "
+                        f"{free / 2 ** 30:.1f} GiB free: free some space, set {CACHE_DIR_ENV} to a larger disk, or "
+                        "give a smaller --image-size")
+
+
+def decode_into_cache(files: list[tuple[str, int]], framing: Framing, skip_bad_files: bool, stem: str,
+                      progress: bool) -> None:
+    """Decode every file into `stem`.npy (and its record `stem`.json), resuming a decode of the same
+    files that was stopped (its progress is in `stem`.partial.npy and `stem`.partial.json)."""
+    paths, count = [path for path, _ in files], len(files)
+    partial, state_path = f"{stem}.partial.npy", f"{stem}.partial.json"
+    state = read_json(state_path)
+    if not (isinstance(state, dict) and state.get("count") == count and os.path.isfile(partial)):
+        check_disk_space(os.path.dirname(stem), 2 * count * int(np.prod(framing.shape)))
+        state = {"count": count, "done": 0, "kept": [], "skipped": []}
+        np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(count, *framing.shape)).flush()
+    elif state["done"]:
+        MESSAGES.info(f"note: resuming the decoding of {count:,} images at image {state['done']:,}")
+    rows = np.load(partial, mmap_mode="r+")
+    bar = progress_bar(what="decoding images", unit="image", total=count, shown=progress)
+    bar.update(state["done"])
+    for chunk, (first, (arrays, kept, skipped)) in enumerate(decoded_chunks(paths, framing, skip_bad_files,
+                                                                            state["done"])):
+        positions = [first + i for i in kept]
+        rows[positions] = arrays
+        state["kept"] += positions
+        state["skipped"] += skipped
+        state["done"] = first + len(paths[first:first + CHUNK])
+        bar.update(len(paths[first:first + CHUNK]))
+        if chunk % COMMIT_EVERY == COMMIT_EVERY - 1 or state["done"] == count:
+            rows.flush()  # the pixels are on disk before the progress says so
+            atomic_write(state_path, lambda tmp: save_json_file(tmp, state))
+    bar.close()
+    if state["skipped"]:
+        MESSAGES.info(f"note: skipped {len(state['skipped'])} unreadable image file(s), e.g. {state['skipped'][0]}")
+    kept = state["kept"]
+    if len(kept) < count:  # rows of unreadable files left out
+        compact = np.lib.format.open_memmap(f"{stem}.npy.tmp", mode="w+", dtype=np.uint8,
+                                            shape=(len(kept), *framing.shape))
+        for start in range(0, len(kept), 1024):
+            compact[start:start + 1024] = rows[kept[start:start + 1024]]
+        compact.flush()
+        del compact
+        os.replace(f"{stem}.npy.tmp", f"{stem}.npy")
+    else:
+        rows.flush()
+        os.replace(partial, f"{stem}.npy")
+    del rows
+    record = {"format": CACHE_FORMAT, "labels": [files[i][1] for i in kept], "kept": kept,
+              "checksum": file_checksum(f"{stem}.npy")}
+    atomic_write(f"{stem}.json", lambda tmp: save_json_file(tmp, record))  # last: marks the cache complete
+    remove_quietly(partial)
+    remove_quietly(state_path)
+
+
+def save_json_file(path: str, value: Any) -> None:
+    """Write `value` as JSON to `path`."""
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(value, file)
+
+
+def decoded_split(files: list[tuple[str, int]], digests: list[str], framing: Framing, skip_bad_files: bool,
+                  progress: bool, keep: bool = True) -> tuple[DiskImages | torch.Tensor, torch.Tensor, list[str]]:
+    """The images and labels of one split (files with the hashes of their contents, `digests`) and the
+    hashes of the files kept: from the cache (decoded into it first where absent) when `keep` (the
+    main process of several), else decoded into memory."""
+    labels = [label for _, label in files]
+    stem = os.path.join(image_cache_dir(), cache_key(digests, labels, framing))
     if keep:
-        store = {"images": images, "labels": labels, "kept": torch.tensor(kept_at, dtype=torch.long),
-                 "checksum": tensor_checksum(images, labels)}
         try:
             remove_stale_temp_files(image_cache_dir())
-            atomic_write(path, lambda tmp: torch.save(store, tmp))
-        except Exception as error:  # noqa: BLE001 - the run goes on without the cache
+            found = cached_split(stem, framing)
+            if found is None:
+                decode_into_cache(files, framing, skip_bad_files, stem, progress)
+                found = cached_split(stem, framing)
+        except (OSError, WriteError) as error:  # the run goes on without the cache
             MESSAGES.info(f"note: the decoded images are not kept for later runs: {error}")
-    return images, labels, [digests[i] for i in kept_at]
+            found = None
+        if found is not None:
+            images, kept_labels, kept = found
+            return images, kept_labels, [digests[i] for i in kept]
+    bar = lambda items: progress_bar(items, what="decoding images", unit="image", shown=progress)  # noqa: E731
+    pixels, kept, skipped = decode_chunk([path for path, _ in files], framing, skip_bad_files, bar)
+    if skipped:
+        MESSAGES.info(f"note: skipped {len(skipped)} unreadable image file(s), e.g. {skipped[0]}")
+    return torch.from_numpy(pixels), torch.tensor([labels[i] for i in kept]), [digests[i] for i in kept]

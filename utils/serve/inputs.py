@@ -12,7 +12,8 @@ from PIL import Image
 from data import DataError
 from data.bundle import kind_of
 from data.image_batches import normalise, per_channel
-from data.images import fit_image, grayscale_0_255, image_array, image_shape, open_image
+from data.framing import eval_framing, fit_image, frame_image
+from data.images import grayscale_0_255, image_shape, open_image
 from data.text import pad_sequences
 from data.tokenization import tokenizer_from_meta
 from utils.errors import InputError
@@ -35,7 +36,8 @@ def read_image(source: str | bytes, meta: dict[str, Any] | None = None, task: st
                name: str = "") -> np.ndarray:
     """An image file, or its bytes (PNG, JPEG, ... any size, mode and bit depth), as the model of a
     checkpoint sees it: for FashionMNIST a 28x28 array drawn like its images (image_to_fashion_mnist),
-    else a (channels, H, W) array of the checkpoint's channels and size, the whole image fitted in.
+    else a (channels, H, W) array of the checkpoint's channels and size: the whole image fitted in, or
+    for a fine-tuned pretrained network scaled and centre-cropped as it was evaluated.
 
     Images that cannot be read, files that are not regular files (a folder, a FIFO that would block),
     and images of more than MAX_IMAGE_PIXELS pixels raise InputError.
@@ -44,8 +46,7 @@ def read_image(source: str | bytes, meta: dict[str, Any] | None = None, task: st
         with open_image(source, name) as image:
             if task == "fashion_mnist":
                 return image_to_fashion_mnist(image)
-            height, width = image_shape(meta or {})
-            return fit_image(image_array(image, int(meta["channels"])), height, width)
+            return frame_image(image, eval_framing(meta, int(meta["channels"]), *image_shape(meta)))
     except DataError as error:
         raise InputError(str(error)) from error
 

@@ -17,7 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from data.image_batches import ImageBatches, mirror_view
+from data.augment import mirror_view
+from data.image_batches import ImageBatches
 from utils.messages import MESSAGES, progress_bar
 from utils.errors import WriteError
 from utils.runtime import Runtime, all_reduce_sum, autocast

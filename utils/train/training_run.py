@@ -18,13 +18,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from data.bundle import DataBundle
+from data.bundle import DataBundle, kind_of
 from data.text import TextBatches
 from models import build_model, count_parameters, parameter_groups
+from models.timm_net import known_architecture, load_backbone_weights
 from models.transformer import load_pretrained_weights
 from utils.config import TrainConfig
 from utils.errors import ConfigError, Interrupted, NonFiniteLoss, PretrainedError
 from utils.pretrained import PretrainedEncoder, load_pretrained_encoder
+from utils.pretrained_images import PretrainedImageNet, load_pretrained_image_net
 from utils.messages import MESSAGES
 from utils.report.runs import write_test_report
 from utils.runtime import Runtime, cpu_bf16_native, machine_description, stop_on_signals
@@ -76,15 +78,25 @@ class TrainingRun:
         return self.folder.describe(self.state.progress["epoch"], self.identity.script)
 
 
+PRETRAINED_ARGUMENTS = ("encoder_config", "architecture", "model_args")  # what a pretrained model is built from
+
+
 def model_arguments(config: TrainConfig, data: DataBundle, resumed: dict[str, Any] | None
-                    ) -> tuple[dict[str, Any], PretrainedEncoder | None]:
-    """The model's arguments from the flags and the data, and the pretrained encoder a new run starts
-    from (None: random). A resumed run takes a pretrained encoder's configuration from its checkpoint."""
+                    ) -> tuple[dict[str, Any], PretrainedEncoder | PretrainedImageNet | None]:
+    """The model's arguments from the flags and the data, and the pretrained network a new run starts
+    from (None: random). A resumed run takes a pretrained network's architecture from its checkpoint."""
     kwargs = {**config.model_kwargs(), **data.model_kwargs}
     if not config.pretrained_source():
         return kwargs, None
     if resumed:
-        return {**kwargs, "encoder_config": resumed["model_kwargs"].get("encoder_config")}, None
+        return {**kwargs, **{key: value for key, value in resumed["model_kwargs"].items()
+                             if key in PRETRAINED_ARGUMENTS}}, None
+    if kind_of(data.task) == "image":
+        network = load_pretrained_image_net(config.pretrained_source())
+        if not known_architecture(network.architecture):
+            raise PretrainedError(f"--pretrained {config.pretrained_source()}: the installed timm has no "
+                                  f"architecture {network.architecture!r} (a newer timm may)")
+        return {**kwargs, "architecture": network.architecture, "model_args": network.model_args}, network
     encoder = load_pretrained_encoder(config.pretrained_source())
     positions, max_length = encoder.config.get("max_position_embeddings"), data.meta.get("max_length")
     if positions and max_length and max_length > positions:
@@ -125,7 +137,8 @@ def set_up(config: TrainConfig, script_name: str, model_name: str, make_data: Ma
     model = build_model(model_name, **model_kwargs)
     if pretrained is not None:
         try:
-            load_pretrained_weights(model, pretrained.weights)
+            load = load_backbone_weights if isinstance(pretrained, PretrainedImageNet) else load_pretrained_weights
+            load(model, pretrained.weights)
         except ValueError as error:  # a folder whose weights are not of the architecture its config names
             raise PretrainedError(f"--pretrained {config.pretrained_source()}: {error}") from error
     if getattr(config, "gradient_checkpointing", False):
