@@ -4,6 +4,7 @@ folder, verified against PyTorch before it is reported done.
     python export.py runs/cnn-.../best.pt                       # writes runs/cnn-.../best.onnx
     python export.py runs/rnn-.../best.pt --out lstm.onnx --data-dir ../shared/data
     python export.py runs/transformer-.../best.pt --format hf --out trec-minilm   # save_pretrained folder
+    python export.py runs/cnn-.../best.pt --format hf --out photos-effnet   # a --pretrained image network, timm's format
 
 The file has a dynamic batch size (and question length), and carries as metadata the class names,
 the task and what turns raw input into model input (image normalisation, vocabulary or tokenizer).
@@ -18,7 +19,10 @@ id2label, its tokenizer and a README.md model card; transformers' pipeline("text
 then reads the folder and must give predict.py's top-1 label on every check text and its
 probabilities to 1e-5. --out must be a new or empty folder, or one this command wrote before: then
 only the files it wrote there (listed in its .written-by-export.json) are replaced, and every other
-file in it (notes, .git) stays.
+file in it (notes, .git) stays. A fine-tuned image network (train_cnn.py --pretrained) is written in
+timm's folder format (config.json with the class names and preprocessing, model.safetensors, README.md),
+which timm.create_model("local-dir:DIR", pretrained=True) and pipeline("image-classification") load;
+both must give predict.py's label on every check image and its probabilities to 1e-4.
 """
 from __future__ import annotations
 
@@ -45,6 +49,8 @@ from utils.serve.inputs import image_inputs, question_inputs, read_image
 from utils.serve.onnx_export import export, verify
 from utils.serve.predictor import load_for_inference, run_summary_of
 from utils.storage.files import atomic_write, write_into_folder, written_before
+from utils.serve.timm_export import write_timm_folder
+from train_cnn import PRESETS as CNN_PRESETS, CNNConfig
 from train_transformer import PRESETS, TransformerConfig
 
 
@@ -144,17 +150,33 @@ def hf_output_folder(checkpoint_path: str, out: str) -> str:
     return out
 
 
+def run_timm_hf(args: argparse.Namespace, out: str, model: Any, checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Write a fine-tuned image network in timm's folder format, checked with timm and pipeline() before
+    it appears at --out; returns the comparison."""
+    saved = checkpoint.get("config") or {}
+    command = command_line(CNNConfig, saved, preset_values(CNNConfig, CNN_PRESETS, saved), "train_cnn.py",
+                           left_out=sorted(fields_with(CNNConfig, "published", False)))
+    result = write_timm_folder(out, model, checkpoint, command, args.examples)
+    print(f"wrote a timm model folder {out}; timm.create_model('local-dir:...') and pipeline('image-classification') "
+          f"on {result['described']}: same label {100 * result['same_top1']:.1f}%, largest probability difference "
+          f"{max(result['max_prob_diff'], result['timm_max_prob_diff']):.1e}")
+    return result
+
+
 def run_hf(args: argparse.Namespace) -> dict[str, Any]:
-    """Write a fine-tuned encoder as a Hugging Face model folder, checked with pipeline() before it
-    appears at --out; returns the comparison."""
+    """Write a fine-tuned encoder as a Hugging Face model folder (an image network in timm's format),
+    checked with pipeline() before it appears at --out; returns the comparison."""
     out = hf_output_folder(args.checkpoint, args.out)
     model, checkpoint = load_for_inference(args.checkpoint)
+    if checkpoint.get("model_name") == "timm":
+        return run_timm_hf(args, out, model, checkpoint)
     check_exportable(checkpoint)
     tokenizer = tokenizer_from_meta(checkpoint["meta"])
     texts, described = example_texts(checkpoint, data_dir_of(args, checkpoint), args.examples, tokenizer)
     summary = run_summary_of(args.checkpoint)
     saved = checkpoint.get("config") or {}
-    command = command_line(TransformerConfig, saved, preset_values(saved), "train_transformer.py",
+    command = command_line(TransformerConfig, saved, preset_values(TransformerConfig, PRESETS, saved),
+                           "train_transformer.py",
                            left_out=sorted(fields_with(TransformerConfig, "published", False)))
     result: dict[str, Any] = {}
 
@@ -173,9 +195,9 @@ def run_hf(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def preset_values(config: dict[str, Any]) -> dict[str, Any]:
-    """The values of the preset a train_transformer.py run used: given, or the one its flags imply."""
-    return PRESETS.get(config.get("preset") or implied_preset(TransformerConfig, set(config), config), {})
+def preset_values(config_class: type, presets: dict[str, dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+    """The values of the preset a run of `config_class` used: given, or the one its flags imply."""
+    return presets.get(config.get("preset") or implied_preset(config_class, set(config), config), {})
 
 
 def example_texts(checkpoint: dict[str, Any], data_dir: str, count: int, tokenizer: Any) -> tuple[list[str], str]:

@@ -11,7 +11,9 @@ PACKAGES = ("data", "models", "utils", "bench", "tests")
 MAX_LINES = 250
 # loading pretrained files; building the architecture; writing a fine-tuned model as transformers' files;
 # the benchmark that measures Hugging Face's Trainer against this project's fine-tuning
-TRANSFORMERS_EDGE = {"utils.pretrained", "models.transformer", "utils.serve.hf_export", "bench.baselines"}
+TRANSFORMERS_EDGE = {"utils.pretrained", "models.transformer", "utils.serve.hf_export", "utils.serve.timm_export",
+                     "bench.baselines"}
+TIMM_EDGE = {"models.timm_net"}  # building timm networks; reading their folders needs only json and safetensors
 
 
 def source_files() -> dict[str, str]:
@@ -84,6 +86,13 @@ def test_transformers_is_imported_at_its_edge_only():
     users = {module for module, path in modules.items() if module.split(".")[0] != "tests"
              and any(name.split(".")[0] == "transformers" for name in imported_names(path))}
     assert users <= TRANSFORMERS_EDGE, users - TRANSFORMERS_EDGE
+
+
+def test_timm_is_imported_at_its_edge_only():
+    modules = source_files()
+    users = {module for module, path in modules.items() if module.split(".")[0] != "tests"
+             and any(name.split(".")[0] == "timm" for name in imported_names(path))}
+    assert users == TIMM_EDGE
 
 
 def test_no_source_file_is_long():

@@ -1,6 +1,9 @@
 """A tiny pretrained BERT and its WordPiece tokenizer, written with save_pretrained as the hub's models
-are, so that loading, fine-tuning and export are tested without the network or ../shared/models."""
+are, and a tiny timm network in timm's folder format, so that loading, fine-tuning and export are tested
+without the network or ../shared/models."""
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -38,4 +41,31 @@ def write_tiny_pretrained(folder: str, seed: int = 0) -> str:
                             sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
     torch.manual_seed(seed)
     BertModel(BertConfig(**tiny_bert_config())).save_pretrained(folder)
+    return folder
+
+
+def write_tiny_timm(folder: str, input_size: int = 32, crop_pct: float = 0.875, seed: int = 0,
+                    weights: bool = True, dtype: str = "float32") -> str:
+    """A folder in timm's format holding a tiny timm network (test_efficientnet, 1,000 classes, random
+    weights drawn with `seed`): config.json with its architecture and pretrained_cfg, and (`weights`)
+    model.safetensors in `dtype`."""
+    import json
+
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    model = timm.create_model("test_efficientnet", num_classes=1000)
+    os.makedirs(folder, exist_ok=True)
+    config = {"architecture": "test_efficientnet", "num_classes": 1000, "num_features": model.num_features,
+              "model_args": {"in_chans": 3, "num_classes": 1000},
+              "pretrained_cfg": {"input_size": [3, input_size, input_size], "interpolation": "bicubic",
+                                 "crop_pct": crop_pct, "crop_mode": "center", "mean": [0.5, 0.4, 0.3],
+                                 "std": [0.2, 0.25, 0.3], "classifier": "classifier", "first_conv": "conv_stem"}}
+    with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as file:
+        json.dump(config, file)
+    if weights:
+        save_file({key: value.to(getattr(torch, dtype)).contiguous() for key, value in model.state_dict().items()},
+                  os.path.join(folder, "model.safetensors"))
     return folder

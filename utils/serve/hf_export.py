@@ -31,8 +31,9 @@ def hf_tokenizer(tokenizer: SubwordTokenizer, max_length: int) -> Any:
 def check_exportable(checkpoint: dict[str, Any]) -> None:
     """Raise InputError unless the checkpoint holds a fine-tuned encoder (train_transformer.py --pretrained)."""
     if checkpoint.get("model_name") != "pretrained":
-        raise InputError(f"--format hf is for fine-tuned encoders (train_transformer.py --pretrained); this "
-                         f"checkpoint holds a {checkpoint.get('model_name')} model: export it to ONNX instead")
+        raise InputError(f"--format hf is for fine-tuned pretrained models (train_transformer.py or train_cnn.py "
+                         f"--pretrained); this checkpoint holds a {checkpoint.get('model_name')} model: export it "
+                         "to ONNX instead")
 
 
 def save_hf_model(model: Any, checkpoint: dict[str, Any], folder: str) -> None:
