@@ -77,7 +77,7 @@ def test_the_exported_folder_is_a_transformers_model_that_agrees_with_predict(fi
 
 def test_only_fine_tuned_encoders_export_to_hf(runs, tmp_path, capsys):
     assert_one_error_line(export.main, [os.path.join(runs["rnn"], "best.pt"), "--format", "hf", "--out",
-                                        str(tmp_path / "m")], capsys, "is for fine-tuned encoders")
+                                        str(tmp_path / "m")], capsys, "is for fine-tuned pretrained models")
     assert not os.path.exists(tmp_path / "m")
 
 

@@ -204,3 +204,13 @@ def test_bad_pretrained_networks_and_flags_are_one_line(network, photos, tmp_pat
     monkeypatch.setattr("shutil.disk_usage", lambda path: type("Usage", (), {"free": 1000})())
     assert_one_error_line(train_cnn.main, flags(photos, str(tmp_path / "run"), "--pretrained", network), capsys,
                           "GiB free: free some space, set IMAGE_CACHE_DIR to a larger disk")
+
+
+def test_a_fine_tuned_network_teaches_the_seed_cnn_at_their_own_resolutions(photos, fine_tuned, tmp_path):
+    teacher = json.loads(open(os.path.join(fine_tuned, "summary.json")).read())
+    student = train_cnn.main(flags(photos, str(tmp_path / "student"), "--teacher", os.path.join(fine_tuned, "best.pt"),
+                                   "--image-size", "20"))
+    record = student["teacher"]
+    assert record["mode"] == "cached" and record["model_name"] == "timm"
+    assert record["test_acc"] == teacher["test_acc"]  # the teacher read the photos as it was trained to
+    assert load_checkpoint(str(tmp_path / "student" / "best.pt"))["meta"]["image_size"] == 20

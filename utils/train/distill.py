@@ -12,9 +12,11 @@ fits the student, and serves `(inputs, targets, teacher_logits)` batches:
   training images, and a resumed run, reuse it;
 - other inputs that change every epoch (random erasing): the teacher runs on exactly the
   student's batch, on the same device (`live`);
-- fixed inputs (text, or images without augmentation): the teacher classifies every training
-  example once, through its own data pipeline (so a Transformer teacher reads a question
-  with its own subword tokenizer while an LSTM student reads words), and each batch looks its
+- fixed inputs (text, or images without augmentation), or a teacher that reads images otherwise than
+  the student (a pretrained network at its own size, crop and normalisation): the teacher classifies
+  every training example once, through its own data pipeline (so a Transformer teacher reads a question
+  with its own subword tokenizer while an LSTM student reads words, and a fine-tuned EfficientNet sees
+  224-pixel crops while the seed CNN trains on 28-pixel images), and each batch looks its
   examples up (`cached`). This table is kept on disk too, so a resumed run, or another run over the
   same examples (the same seed's perturbed copies), skips the teacher. Measured on TREC with the
   MiniLM teacher: see the README.
@@ -132,20 +134,22 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
         raise ConfigError(f"--teacher {config.teacher} holds other weights than the teacher this run began with "
                           f"({recorded.get('path')}): resume with that teacher, or start a new run")
     same_data_or_error(checkpoint.get("meta", {}), data.meta, f"--teacher {config.teacher} was trained")
-    live = data.train.changes_every_epoch
-    reading = ("mean", "std", "channels", "image_size")
-    if live and any(checkpoint.get("meta", {}).get(key) != data.meta.get(key) for key in reading):
-        raise ConfigError(f"--teacher {config.teacher} reads its inputs otherwise than this student "
-                          "(another normalisation), so it cannot see the augmented batches")
+    reading = ("mean", "std", "channels", "image_size", "crop_pct", "interpolation")
+    # a teacher that reads images otherwise (another size, normalisation or crop) labels each training
+    # image once, as it was evaluated, through its own pipeline; the student sees its own augmented views
+    same_reading = all(checkpoint.get("meta", {}).get(key) == data.meta.get(key) for key in reading)
+    live = data.train.changes_every_epoch and same_reading
     if recorded:  # a resumed run goes on as it began
         by_view = recorded["mode"] == "views"
+        live = recorded["mode"] in ("views", "live")
     else:
         by_view = live and views_pay_off(data.train, teacher, config.epochs, len(data.class_names))
     mode = "views" if by_view else "live" if live else "cached"
     alone = dataclasses.replace(runtime, rank=0, world_size=1)  # every process sees all the teacher's data
     if not (live and recorded):  # the teacher's own data: for its cached logits, or its test accuracy
-        seen_by_teacher = make_data(dataclasses.replace(config, batch_size=config.eval_batch_size), alone,
-                                    checkpoint["meta"])
+        unaugmented = {} if same_reading else {"augment": False, "random_erasing": 0.0}
+        seen_by_teacher = make_data(dataclasses.replace(config, batch_size=config.eval_batch_size, **unaugmented),
+                                    alone, checkpoint["meta"])
     if by_view:
         table = load_or_make_view_table(teacher, data.train, runtime, config.eval_batch_size, teacher_digest,
                                         len(data.class_names), config.progress)
