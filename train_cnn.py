@@ -100,10 +100,12 @@ FAST = {"epochs": 5, "lr": 3e-3, "scheduler": "onecycle", "batch_norm": True, "a
 RESNET = {"model": "resnet", "width": 16, "tta": True, "optimizer": "sgd", "nesterov": True, "weight_decay": 5e-4,
           "scheduler": "cosine", "augment": True, "crop_padding": 2, "dropout": 0.25, "label_smoothing": 0.1}
 PRESETS = {
-    # fine-tuning a pretrained network: AdamW, warm-up then cosine decay, the network at a tenth of the new
-    # classifier's learning rate, random resized crops and flips, label smoothing
+    # fine-tuning a pretrained network: AdamW lr 1e-3, one warm-up epoch then cosine decay, random resized
+    # crops and flips, label smoothing. Chosen on validation (EfficientNet-Lite0, 50 FashionMNIST images a
+    # class at 96 px): the whole network at the head's rate 0.860, at 0.3x 0.828, at 0.1x 0.802; lr 3e-3
+    # 0.818, 3e-4 0.824; 20 epochs 0.850
     "finetune": {"epochs": 10, "lr": 1e-3, "batch_size": 32, "optimizer": "adamw", "weight_decay": 0.05,
-                 "scheduler": "cosine", "warmup_epochs": 1.0, "encoder_lr_scale": 0.1, "augment": True,
+                 "scheduler": "cosine", "warmup_epochs": 1.0, "encoder_lr_scale": 1.0, "augment": True,
                  "label_smoothing": 0.1, "dropout": 0.2},
     "fast": FAST,
     # the fast recipe stretched to 25 epochs, with a 1-pixel crop + flip and no dropout: 11 to 15 minutes on

@@ -5,11 +5,18 @@
     # few images: the pretrained network fine-tuned against the seed CNN from scratch, 3 seeds each
     python bench/pretrained_images.py few --folder user-data/fmnist-50 \
         --pretrained ../shared/models/tf_efficientnet_lite0.in1k --image-size 96
+    # the whole set: the pretrained network against the seed CNN's 15-minute recipe, one seed each
+    python bench/pretrained_images.py write --data-dir ../shared/data --out user-data/fmnist-full --eval-per-class 500
+    python bench/pretrained_images.py few --folder user-data/fmnist-full --image-size 64 --epochs 2 --seeds 1 \
+        --scratch-preset budget --name pretrained-images-whole
+    # distillation: a fine-tuned network (`python train_cnn.py --dataset user-data/fmnist-50 --pretrained
+    # ../shared/models/tf_efficientnet_lite0.in1k --image-size 96 --out-dir runs/fmnist-50-effnet`) teaching the seed CNN
+    python bench/pretrained_images.py distill --folder user-data/fmnist-50 --teacher runs/fmnist-50-effnet/best.pt
     # scale: 100,000 JPEGs at 224 px (FashionMNIST upscaled to RGB, mirrored copies to fill), decoded into the
     # cache (images/s), then a fixed number of training steps read from the memory-mapped cache against the
     # same steps on a subset held in memory: images/s and each process's peak resident memory
     python bench/pretrained_images.py write --data-dir ../shared/data --out user-data/fmnist-224 --size 224 \
-        --jpeg --total 100000 --eval-per-class 100
+        --jpeg --total 100000 --eval-per-class 100 --test-per-class 100
     python bench/pretrained_images.py scale --folder user-data/fmnist-224 \
         --pretrained ../shared/models/tf_efficientnet_lite0.in1k
 """
@@ -47,7 +54,7 @@ def write_folder(args: argparse.Namespace) -> None:
         picked["val"] += members[count:count + (args.eval_per_class or args.per_class)].tolist()
     test_images, test_labels = splits["test"].images.numpy(), splits["test"].labels.numpy()
     test_picked = [i for label in range(len(CLASS_NAMES)) for i in
-                   np.flatnonzero(test_labels == label)[:args.eval_per_class or None].tolist()]
+                   np.flatnonzero(test_labels == label)[:args.test_per_class or None].tolist()]
     copies = -(-args.total // len(picked["train"])) if args.total else 1
     suffix = ".jpg" if args.jpeg else ".png"
     written = 0
@@ -87,7 +94,7 @@ def few(args: argparse.Namespace) -> None:
     """The pretrained network fine-tuned and the seed CNN from scratch on the folder, --seeds seeds each."""
     recipes = {"pretrained": ["--pretrained", args.pretrained, "--image-size", str(args.image_size),
                               *(["--epochs", str(args.epochs)] if args.epochs else [])],
-               "seed-cnn": []}
+               "seed-cnn": ["--preset", args.scratch_preset] if args.scratch_preset else []}
     result = {"folder": args.folder, "recipes": recipes, "runs": {}}
     scratch = tempfile.mkdtemp(prefix="bench-pretrained-")
     for name, flags in recipes.items():
@@ -102,6 +109,21 @@ def few(args: argparse.Namespace) -> None:
                                 "test_acc_std": statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0,
                                 "wall_seconds_mean": statistics.mean(row["wall_seconds"] for row in rows)}
     common.save_results(args.name, result)
+
+
+def distill(args: argparse.Namespace) -> None:
+    """The seed CNN taught by a fine-tuned network (--teacher) on the folder, --seeds seeds."""
+    scratch = tempfile.mkdtemp(prefix="bench-distill-")
+    rows = []
+    for seed in range(args.seeds):
+        summary = train(["--dataset", args.folder, "--seed", str(seed), "--teacher", args.teacher],
+                        os.path.join(scratch, f"student-{seed}"))
+        rows.append({key: summary[key] for key in ("test_acc", "best_val_acc", "wall_seconds", "train_seconds")})
+        print(f"student seed {seed}: test {summary['test_acc']:.4f}, {summary['wall_seconds']:.0f} s")
+    accuracy = [row["test_acc"] for row in rows]
+    common.save_results(args.name, {"folder": args.folder, "teacher": summary["teacher"], "seeds": rows,
+                                    "test_acc_mean": statistics.mean(accuracy),
+                                    "test_acc_std": statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0})
 
 
 def steps(args: argparse.Namespace) -> None:
@@ -136,14 +158,26 @@ def steps(args: argparse.Namespace) -> None:
                       "training_images": len(data.train.labels), "peak_rss_mib": common.peak_rss_mib()}))
 
 
+def drop_page_cache() -> bool:
+    """Empty the operating system's page cache (root on Linux only), so that a run starts reading from disk."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w", encoding="ascii") as file:
+            file.write("1")
+    except OSError:
+        return False
+    return True
+
+
 def child_steps(args: argparse.Namespace, limit_train: int) -> dict:
-    """Run `steps` in a child process; its printed result."""
+    """Run `steps` in a child process, the page cache emptied first where allowed; its printed result."""
+    dropped = drop_page_cache()
     command = [sys.executable, os.path.abspath(__file__), "steps", "--folder", args.folder, "--pretrained",
                args.pretrained, "--steps", str(args.steps), "--limit-train", str(limit_train), "--image-size",
                str(args.image_size), "--architecture", args.architecture, "--batch-size", str(args.batch_size),
                *(["--bf16"] if args.bf16 else [])]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return {**json.loads(output.strip().splitlines()[-1]), "page_cache_emptied_first": dropped}
 
 
 def scale(args: argparse.Namespace) -> None:
@@ -183,19 +217,23 @@ def main() -> None:
     writer.add_argument("--data-dir", default="../shared/data")
     writer.add_argument("--out", required=True)
     writer.add_argument("--per-class", type=int, default=0, help="training images a class (0: all but validation)")
-    writer.add_argument("--eval-per-class", type=int, default=0, help="validation and test images a class "
-                        "(0: validation as many as --per-class, test all)")
+    writer.add_argument("--eval-per-class", type=int, default=0, help="validation images a class (0: as many as "
+                        "--per-class)")
+    writer.add_argument("--test-per-class", type=int, default=0, help="test images a class (0: all 1,000)")
     writer.add_argument("--size", type=int, default=0, help="upscale to this side, in RGB (0: 28 px gray)")
     writer.add_argument("--jpeg", action="store_true")
     writer.add_argument("--total", type=int, default=0, help="training images in all (mirrored copies fill)")
-    for name in ("few", "scale", "steps"):
+    for name in ("few", "scale", "steps", "distill"):
         sub = commands.add_parser(name)
         sub.add_argument("--folder", required=True)
         sub.add_argument("--pretrained", default="../shared/models/tf_efficientnet_lite0.in1k")
         sub.add_argument("--image-size", type=int, default=0)
         sub.add_argument("--name", default=f"pretrained-images-{name}")
     commands.choices["few"].add_argument("--seeds", type=int, default=3)
+    commands.choices["distill"].add_argument("--seeds", type=int, default=3)
+    commands.choices["distill"].add_argument("--teacher", required=True, help="a fine-tuned network's best.pt")
     commands.choices["few"].add_argument("--epochs", type=int, default=0)
+    commands.choices["few"].add_argument("--scratch-preset", default="", help="the seed CNN's --preset (default: none)")
     for name in ("scale", "steps"):
         sub = commands.choices[name]
         sub.add_argument("--steps", type=int, default=60)
@@ -208,7 +246,7 @@ def main() -> None:
                                            "in-memory run")
     commands.choices["scale"].add_argument("--cache-parent", default="", help="where the empty cache is made")
     args = parser.parse_args()
-    {"write": write_folder, "few": few, "scale": scale, "steps": steps}[args.command](args)
+    {"write": write_folder, "few": few, "scale": scale, "steps": steps, "distill": distill}[args.command](args)
 
 
 if __name__ == "__main__":

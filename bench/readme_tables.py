@@ -1,5 +1,6 @@
 """The README's generated tables (bench/summary.py writes them between their markers): each model's
-recommended recipe, own data against the built-in loaders, fine-tuning, and serving under load."""
+recommended recipe, pretrained image networks on image files, own data against the built-in loaders,
+serving under load, and the usual pipelines."""
 from __future__ import annotations
 
 import os
@@ -63,7 +64,7 @@ def headline() -> list[str]:
 
 
 def own_data() -> list[str]:
-    """The built-in loaders against the same data in a user's formats, and the folder loading benchmark."""
+    """The built-in loaders against the same data in a user's formats."""
     lines = table(SEEDS_HEADER, [
         seeds_row("seeds-rnn-builtin-trec", "TREC, built-in files (`train_rnn.py`)"),
         seeds_row("seeds-rnn-csv-trec", "TREC as CSV (`--dataset train.csv --test-dataset test.csv`)"),
@@ -71,38 +72,6 @@ def own_data() -> list[str]:
         seeds_row("seeds-dnn-folder-fashion-mnist", "FashionMNIST as 70,000 PNG files (`--dataset DIR`)"),
         seeds_row("seeds-dnn-folder-val-5000-fashion-mnist", "the same, validation as large as the built-in's "
                   "(`--val-fraction 0.0833334`)")])
-    rows = []
-    for name in ("data-loading-fashion-mnist-folder-fast", "data-loading-fashion-mnist-folder-none"):
-        result = load(name)
-        if result:
-            runs = result["runs"]
-            rows.append([f"`{result['command']}`", f"{result['first_decode_seconds']} s ({result['images_per_second']:,} "
-                         "images/s)", f"{result['cached_start_seconds']} s", f"{result['builtin_start_seconds']} s",
-                         f"{runs['folder']['train_seconds']} / {runs['builtin']['train_seconds']} s",
-                         f"{runs['folder']['test_acc']} / {runs['builtin']['test_acc']}", machine_of(result)])
-    return lines + table(["loading benchmark", "first decode", "cached start", "built-in start",
-                          "training, folder / built-in", "test accuracy (seed 0), folder / built-in", "machine"], rows)
-
-
-def fine_tuning() -> list[str]:
-    """The two heads over seeds, the exported folder against predict.py, and gradient checkpointing's trade."""
-    lines = table(["MiniLM-L6 head", "test accuracy", "validation (mean)", "training s per run", "machine", "command"], [
-        seeds_row("seeds-transformer-minilm-hf-head", "the architecture's own (`AutoModelForSequenceClassification`)"),
-        seeds_row("seeds-transformer-minilm-mean-head", "mean pooling + Linear")])
-    export = load("hf-export-trec-minilm")
-    if export:
-        lines += [f"`{export['command']}`: `pipeline(\"text-classification\")` on the exported folder against "
-                  f"`predict.py` on {export['described']}: same label {100 * export['same_top1']:.1f}%, largest "
-                  f"probability difference {export['max_prob_diff']:.1e} ({machine_of(export)}).", ""]
-    checkpointing = load("checkpointing")
-    if checkpointing:
-        plain, saved = ({(r["batch_size"], r.get("accumulate", 1)): r for r in checkpointing["rows"]
-                         if r["checkpointing"] == flag} for flag in (False, True))
-        largest = max(set(plain) & set(saved))
-        lines += [f"Gradient checkpointing at batch {largest[0]} (`{checkpointing['command']}`, "
-                  f"{machine_of(checkpointing)}): peak memory {plain[largest]['peak_rss_mib']:,.0f} -> "
-                  f"{saved[largest]['peak_rss_mib']:,.0f} MiB, {plain[largest]['examples_per_s']} -> "
-                  f"{saved[largest]['examples_per_s']} examples/s (all rows in docs/results.md).", ""]
     return lines
 
 
@@ -147,7 +116,45 @@ def baselines() -> list[str]:
                   "command"], rows)
 
 
-BLOCKS = {"headline": headline, "own-data": own_data, "fine-tuning": fine_tuning, "serving": serving,
+def accuracy_cell(run: dict) -> str:
+    """'mean ± std (n seeds)' of a recipe's runs in a pretrained-images result."""
+    return f"{run['test_acc_mean']:.4f} ± {run['test_acc_std']:.4f} ({len(run['seeds'])} seeds)"
+
+
+def pretrained_images() -> list[str]:
+    """bench/pretrained_images.py: few images and the whole set (pretrained against scratch), distillation
+    into the seed CNN, and a folder larger than memory."""
+    rows = []
+    for name, label in (("pretrained-images-few", "50 images a class"), ("pretrained-images-whole", "the whole set")):
+        result = load(name)
+        for recipe, run in (result or {}).get("runs", {}).items():
+            flags = " ".join(result["recipes"][recipe])
+            rows.append([label, f"`train_cnn.py {flags}`" if flags else "`train_cnn.py`", accuracy_cell(run),
+                         f"{run['wall_seconds_mean']:.0f}", machine_of(result), f"`{result['command']}`"])
+    distilled = load("pretrained-images-distill")
+    if distilled:
+        rows.append(["50 images a class", "`train_cnn.py --teacher EFFNET/best.pt` (seed CNN taught by the first row's "
+                     f"network, test {distilled['teacher']['test_acc']:.4f})",
+                     accuracy_cell({**distilled, "seeds": distilled["seeds"]}),
+                     f"{mean([row['wall_seconds'] for row in distilled['seeds']]):.0f}", machine_of(distilled),
+                     f"`{distilled['command']}`"])
+    lines = table(["FashionMNIST as PNG files", "recipe", "test accuracy", "wall s per run", "machine", "command"], rows) \
+        if rows else ["Not measured yet: `python bench/pretrained_images.py`.", ""]
+    scale = load("pretrained-images-scale")
+    if scale:
+        mapped, held = scale["mapped"], scale["in_memory"]
+        lines += [f"A folder larger than memory (`{scale['command']}`, {machine_of(scale)}, "
+                  f"{scale['machine'].get('memory_gib', '?')} GiB of RAM): {scale['files']:,} JPEGs decoded into a "
+                  f"{scale['cache_gib']:.1f} GiB cache at {scale['decode_images_per_second']:,.0f} images/s; "
+                  f"{scale['steps']} training steps of {scale['batch_size']} read from the memory-mapped cache: "
+                  f"{mapped['images_per_second']:.1f} images/s, peak resident memory "
+                  f"{mapped['peak_rss_mib'] / 1024:.2f} GiB; the same steps on {held['training_images']:,} images "
+                  f"held in memory: {held['images_per_second']:.1f} images/s, {held['peak_rss_mib'] / 1024:.2f} GiB "
+                  f"(ratio {scale['speed_ratio']:.2f}).", ""]
+    return lines
+
+
+BLOCKS = {"headline": headline, "pretrained-images": pretrained_images, "own-data": own_data, "serving": serving,
           "baselines": baselines}
 
 

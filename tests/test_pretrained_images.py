@@ -58,7 +58,7 @@ def test_the_pretrained_weights_load_the_head_is_new_and_the_preprocessing_is_ke
     assert meta["mean"] == [0.5, 0.4, 0.3] and meta["std"] == [0.2, 0.25, 0.3] and meta["channels"] == 3
     assert checkpoint["model_kwargs"]["architecture"] == "test_efficientnet"
     assert checkpoint["pretrained"] == {"source": network, "file_dtype": "float32"}
-    assert checkpoint["config"]["epochs"] == 2 and checkpoint["config"]["encoder_lr_scale"] == 0.1  # the recipe
+    assert checkpoint["config"]["epochs"] == 2 and checkpoint["config"]["warmup_epochs"] == 1.0  # the recipe
     assert checkpoint["model"]["model.classifier.weight"].shape == (len(COLOURS), 256)  # a new head
     # with the backbone frozen, its weights are the file's after training
     out = str(tmp_path / "frozen")

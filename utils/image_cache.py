@@ -129,21 +129,23 @@ def decode_into_cache(files: list[tuple[str, int]], framing: Framing, skip_bad_f
         np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(count, *framing.shape)).flush()
     elif state["done"]:
         MESSAGES.info(f"note: resuming the decoding of {count:,} images at image {state['done']:,}")
-    rows = np.load(partial, mmap_mode="r+")
+    offset, row_bytes = np.load(partial, mmap_mode="r").offset, int(np.prod(framing.shape))
     bar = progress_bar(what="decoding images", unit="image", total=count, shown=progress)
     bar.update(state["done"])
-    for chunk, (first, (arrays, kept, skipped)) in enumerate(decoded_chunks(paths, framing, skip_bad_files,
-                                                                            state["done"])):
-        positions = [first + i for i in kept]
-        rows[positions] = arrays
-        state["kept"] += positions
-        state["skipped"] += skipped
-        state["done"] = first + len(paths[first:first + CHUNK])
-        bar.update(len(paths[first:first + CHUNK]))
-        if chunk % COMMIT_EVERY == COMMIT_EVERY - 1 or state["done"] == count:
-            rows.flush()  # the pixels are on disk before the progress says so
-            atomic_write(state_path, lambda tmp: save_json_file(tmp, state))
+    with open(partial, "r+b") as file:  # written, not mapped: the pages written are not this process's memory
+        for chunk, (first, (arrays, kept, skipped)) in enumerate(decoded_chunks(paths, framing, skip_bad_files,
+                                                                                state["done"])):
+            for array, position in zip(arrays, (first + i for i in kept)):
+                os.pwrite(file.fileno(), array.tobytes(), offset + position * row_bytes)
+            state["kept"] += [first + i for i in kept]
+            state["skipped"] += skipped
+            state["done"] = first + len(paths[first:first + CHUNK])
+            bar.update(len(paths[first:first + CHUNK]))
+            if chunk % COMMIT_EVERY == COMMIT_EVERY - 1 or state["done"] == count:
+                os.fsync(file.fileno())  # the pixels are on disk before the progress says so
+                atomic_write(state_path, lambda tmp: save_json_file(tmp, state))
     bar.close()
+    rows = np.load(partial, mmap_mode="r")
     if state["skipped"]:
         MESSAGES.info(f"note: skipped {len(state['skipped'])} unreadable image file(s), e.g. {state['skipped'][0]}")
     kept = state["kept"]
@@ -156,7 +158,6 @@ def decode_into_cache(files: list[tuple[str, int]], framing: Framing, skip_bad_f
         del compact
         os.replace(f"{stem}.npy.tmp", f"{stem}.npy")
     else:
-        rows.flush()
         os.replace(partial, f"{stem}.npy")
     del rows
     record = {"format": CACHE_FORMAT, "labels": [files[i][1] for i in kept], "kept": kept,

@@ -18,12 +18,17 @@ from utils.errors import ConfigError
 
 
 def machine_description() -> dict:
-    """What this process computes on: CPU model and cores, torch threads and version, GPU (or None), date."""
+    """What this process computes on: CPU model and cores, memory, torch threads and version, GPU (or None), date."""
     cpu = platform.processor() or "unknown"
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as file:
             cpu = next((line.split(":", 1)[1].strip() for line in file if line.startswith("model name")), cpu)
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no such facts on this system
+        memory = 0
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory / 2 ** 30, 1),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "date": time.strftime("%Y-%m-%d %H:%M")}
 
