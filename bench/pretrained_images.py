@@ -29,9 +29,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import common
+import pretrained_scale
 from utils.errors import one_line_errors
 
 
@@ -100,7 +100,8 @@ def few(args: argparse.Namespace) -> None:
     for name, flags in recipes.items():
         rows = []
         for seed in range(args.seeds):
-            summary = train(["--dataset", args.folder, "--seed", str(seed), *flags], os.path.join(scratch, f"{name}-{seed}"))
+            summary = train(["--dataset", args.folder, "--seed", str(seed), *flags],
+                            os.path.join(scratch, f"{name}-{seed}"))
             rows.append({key: summary[key] for key in ("test_acc", "best_val_acc", "wall_seconds", "train_seconds",
                                                        "epochs_run", "num_params", "precision")})
             print(f"{name} seed {seed}: test {summary['test_acc']:.4f}, {summary['wall_seconds']:.0f} s")
@@ -121,93 +122,10 @@ def distill(args: argparse.Namespace) -> None:
         rows.append({key: summary[key] for key in ("test_acc", "best_val_acc", "wall_seconds", "train_seconds")})
         print(f"student seed {seed}: test {summary['test_acc']:.4f}, {summary['wall_seconds']:.0f} s")
     accuracy = [row["test_acc"] for row in rows]
-    common.save_results(args.name, {"folder": args.folder, "teacher": summary["teacher"], "seeds": rows,
+    teacher = {**summary["teacher"], "path": os.path.relpath(summary["teacher"]["path"], common.ROOT)}
+    common.save_results(args.name, {"folder": args.folder, "teacher": teacher, "seeds": rows,
                                     "test_acc_mean": statistics.mean(accuracy),
                                     "test_acc_std": statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0})
-
-
-def steps(args: argparse.Namespace) -> None:
-    """(A child process.) --steps training steps of the pretrained network on the folder's batches;
-    prints images/s, whether the images were read from disk, and this process's peak memory."""
-    import torch
-
-    import train_cnn
-    from models import build_model
-    from utils.data_setup import image_data
-    from utils.runtime import Runtime
-    from utils.train.engine import Trainer, train_step
-
-    config = train_cnn.CNNConfig(dataset=args.folder, pretrained=args.pretrained, batch_size=args.batch_size,
-                                 limit_train=args.limit_train, progress=False, image_size=args.image_size)
-    runtime = Runtime(torch.device("cpu"), "bf16" if args.bf16 else "fp32")
-    data = image_data(config, runtime)
-    from data.disk_images import DiskImages
-    model = build_model("timm", architecture=args.architecture, num_classes=len(data.class_names))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    trainer = Trainer(model.to(memory_format=torch.channels_last), optimizer, runtime, lambda step: 1e-4,
-                      torch.amp.GradScaler("cpu", enabled=False))
-    batches, taken, start = iter(data.train), 0, 0.0
-    for step in range(args.steps + args.warmup):
-        if step == args.warmup:
-            start = time.perf_counter()
-        inputs, targets = next(batches)
-        train_step(trainer, [(inputs, targets, None)])
-        taken += len(targets) if step >= args.warmup else 0
-    seconds = time.perf_counter() - start
-    print(json.dumps({"images_per_second": taken / seconds, "from_disk": isinstance(data.train.images, DiskImages),
-                      "training_images": len(data.train.labels), "peak_rss_mib": common.peak_rss_mib()}))
-
-
-def drop_page_cache() -> bool:
-    """Empty the operating system's page cache (root on Linux only), so that a run starts reading from disk."""
-    os.sync()
-    try:
-        with open("/proc/sys/vm/drop_caches", "w", encoding="ascii") as file:
-            file.write("1")
-    except OSError:
-        return False
-    return True
-
-
-def child_steps(args: argparse.Namespace, limit_train: int) -> dict:
-    """Run `steps` in a child process, the page cache emptied first where allowed; its printed result."""
-    dropped = drop_page_cache()
-    command = [sys.executable, os.path.abspath(__file__), "steps", "--folder", args.folder, "--pretrained",
-               args.pretrained, "--steps", str(args.steps), "--limit-train", str(limit_train), "--image-size",
-               str(args.image_size), "--architecture", args.architecture, "--batch-size", str(args.batch_size),
-               *(["--bf16"] if args.bf16 else [])]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return {**json.loads(output.strip().splitlines()[-1]), "page_cache_emptied_first": dropped}
-
-
-def scale(args: argparse.Namespace) -> None:
-    """Decode the folder into an empty cache (images/s), then train a fixed number of steps from the
-    memory-mapped cache and from a subset held in memory."""
-    import torch
-
-    import train_cnn
-    from data.images import image_files
-    from utils.data_setup import image_data
-    from utils.runtime import Runtime
-
-    os.environ.setdefault("IMAGE_CACHE_DIR", tempfile.mkdtemp(prefix="image-cache-", dir=args.cache_parent or None))
-    files = len(image_files(args.folder))
-    config = train_cnn.CNNConfig(dataset=args.folder, pretrained=args.pretrained, progress=True,
-                                 image_size=args.image_size)
-    start = time.perf_counter()
-    image_data(config, Runtime(torch.device("cpu"), "fp32"))
-    decode_seconds = time.perf_counter() - start
-    cache_bytes = sum(os.path.getsize(os.path.join(os.environ["IMAGE_CACHE_DIR"], name))
-                      for name in os.listdir(os.environ["IMAGE_CACHE_DIR"]) if name.endswith(".npy"))
-    print(f"decoded {files:,} images in {decode_seconds:.0f} s ({files / decode_seconds:.0f} images/s), "
-          f"cache {cache_bytes / 2 ** 30:.1f} GiB")
-    mapped, in_memory = child_steps(args, 0), child_steps(args, args.subset)
-    print(f"from the memory-mapped cache: {mapped}\nfrom a subset in memory: {in_memory}")
-    common.save_results(args.name, {"folder": args.folder, "files": files, "decode_seconds": round(decode_seconds, 1),
-                                    "decode_images_per_second": round(files / decode_seconds, 1),
-                                    "cache_gib": round(cache_bytes / 2 ** 30, 2), "steps": args.steps,
-                                    "batch_size": args.batch_size, "mapped": mapped, "in_memory": in_memory,
-                                    "speed_ratio": mapped["images_per_second"] / in_memory["images_per_second"]})
 
 
 def main() -> None:
@@ -246,7 +164,8 @@ def main() -> None:
                                            "in-memory run")
     commands.choices["scale"].add_argument("--cache-parent", default="", help="where the empty cache is made")
     args = parser.parse_args()
-    {"write": write_folder, "few": few, "scale": scale, "steps": steps, "distill": distill}[args.command](args)
+    {"write": write_folder, "few": few, "scale": pretrained_scale.scale, "steps": pretrained_scale.steps,
+     "distill": distill}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,8 @@ def baselines() -> list[str]:
 
 def accuracy_cell(run: dict) -> str:
     """'mean ± std (n seeds)' of a recipe's runs in a pretrained-images result."""
-    return f"{run['test_acc_mean']:.4f} ± {run['test_acc_std']:.4f} ({len(run['seeds'])} seeds)"
+    seeds = len(run["seeds"])
+    return f"{run['test_acc_mean']:.4f} ± {run['test_acc_std']:.4f} ({seeds} seed{'s' if seeds > 1 else ''})"
 
 
 def pretrained_images() -> list[str]:
@@ -133,13 +134,13 @@ def pretrained_images() -> list[str]:
                          f"{run['wall_seconds_mean']:.0f}", machine_of(result), f"`{result['command']}`"])
     distilled = load("pretrained-images-distill")
     if distilled:
-        rows.append(["50 images a class", "`train_cnn.py --teacher EFFNET/best.pt` (seed CNN taught by the first row's "
-                     f"network, test {distilled['teacher']['test_acc']:.4f})",
+        rows.append(["50 images a class", "`train_cnn.py --teacher EFFNET/best.pt` (the seed CNN taught by the first row's "
+                     f"seed-0 network, test {distilled['teacher']['test_acc']:.4f})",
                      accuracy_cell({**distilled, "seeds": distilled["seeds"]}),
                      f"{mean([row['wall_seconds'] for row in distilled['seeds']]):.0f}", machine_of(distilled),
                      f"`{distilled['command']}`"])
-    lines = table(["FashionMNIST as PNG files", "recipe", "test accuracy", "wall s per run", "machine", "command"], rows) \
-        if rows else ["Not measured yet: `python bench/pretrained_images.py`.", ""]
+    header = ["FashionMNIST as PNG files", "recipe", "test accuracy", "wall s per run", "machine", "command"]
+    lines = table(header, rows) if rows else ["Not measured yet: `python bench/pretrained_images.py`.", ""]
     scale = load("pretrained-images-scale")
     if scale:
         mapped, held = scale["mapped"], scale["in_memory"]

@@ -138,6 +138,14 @@ def hold_out_missing(labels: torch.Tensor, missing: Iterable[str], fractions: di
     return {"train": rest, **parts}
 
 
+def limited(count: int, limit: int, seed: int) -> torch.Tensor:
+    """Indices (in order) of at most `limit` of `count` training examples (0: all), drawn with `seed`: a
+    file sorted by class gives every class its share, not the first classes all of it."""
+    if not limit or limit >= count:
+        return torch.arange(count)
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+
+
 def split_train_val(count: int, val_size: int, seed: int, limit_train: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of the training and validation examples: a seeded permutation, val first."""
     if val_size >= count:

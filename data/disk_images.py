@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+READ_ROWS = 64  # rows read between two releases of the mapped pages
+
 
 class DiskImages:
     """The rows `rows` (default: all) of the (N, C, H, W) uint8 array in the .npy file `path`."""
@@ -19,6 +21,9 @@ class DiskImages:
         if self.array.dtype != np.uint8 or self.array.ndim != 4:
             raise ValueError(f"{path} holds {self.array.dtype} of {self.array.ndim} dimensions, not uint8 images")
         self.rows = torch.arange(len(self.array)) if rows is None else rows.cpu()
+        mapped = self.mapping()
+        if mapped is not None and hasattr(mmap, "MADV_RANDOM"):  # rows are read in any order: no read-ahead
+            mapped.madvise(mmap.MADV_RANDOM)
 
     @property
     def shape(self) -> torch.Size:
@@ -50,16 +55,35 @@ class DiskImages:
         wanted = self.rows[index.cpu() if isinstance(index, torch.Tensor) else index]
         if wanted.dim() == 0:
             return torch.from_numpy(np.array(self.array[int(wanted)]))
-        order = wanted.argsort()  # in file order: neighbouring rows come with one read ahead
+        order = wanted.argsort()  # in file order
         read = np.empty((len(wanted), *self.array.shape[1:]), dtype=np.uint8)
-        read[order.numpy()] = self.array[wanted[order].numpy()]
-        self.release()
+        for start in range(0, len(wanted), READ_ROWS):  # a few rows mapped at a time, whatever the number read
+            part = order[start:start + READ_ROWS]
+            self.prefetch(wanted[part].tolist())
+            read[part.numpy()] = self.array[wanted[part].numpy()]
+            self.release()
         return torch.from_numpy(read)
+
+    def mapping(self) -> mmap.mmap | None:
+        """The memory map under the array (None where numpy keeps it elsewhere)."""
+        mapped = getattr(self.array, "_mmap", None)
+        return mapped if isinstance(mapped, mmap.mmap) else None
+
+    def prefetch(self, rows: list[int]) -> None:
+        """Ask the operating system to read these rows' bytes (exactly those: the map reads nothing ahead)."""
+        mapped = self.mapping()
+        if mapped is None or not hasattr(mmap, "MADV_WILLNEED"):
+            return
+        row_bytes = int(np.prod(self.array.shape[1:]))
+        for row in rows:
+            first = self.array.offset + row * row_bytes
+            start = first - first % mmap.PAGESIZE
+            mapped.madvise(mmap.MADV_WILLNEED, start, first + row_bytes - start)
 
     def release(self) -> None:
         """Unmap the pages read so far from this process (the page cache keeps them for the next read)."""
-        mapped = getattr(self.array, "_mmap", None) or getattr(getattr(self.array, "base", None), "_mmap", None)
-        if isinstance(mapped, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        mapped = self.mapping()
+        if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
             mapped.madvise(mmap.MADV_DONTNEED)
 
     def numpy(self) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Mini-batches of images cut from one uint8 tensor: normalise and augment whole batches at once."""
+"""Mini-batches of images cut from one uint8 tensor (or file): normalise and augment whole batches at once."""
 from __future__ import annotations
 
 from typing import Iterator, Sequence
@@ -14,12 +14,14 @@ from data.sampling import epoch_generator, shard, shard_size
 
 class ImageBatches:
     """Iterate `(inputs, targets)` over a split held as `images` (N, C, H, W) uint8 (or (N, H, W):
-    one channel) and `labels` (N,).
+    one channel), in memory (moved to the device whole) or on disk (data.disk_images: each batch read
+    from the memory-mapped file), and `labels` (N,).
 
     Shuffling is a seeded permutation per epoch (call `set_epoch`); augmentation (random crop with
-    zero padding, horizontal flip; then random erasing) is done on the whole batch. Inputs are
-    float (B, C, H, W), normalised by `spec.mean` and `spec.std`: one number, or one per channel. `order`
-    says whether to shuffle, and which share of the split this process serves.
+    zero padding, horizontal flip; then random erasing) is done on the whole batch. Stored images larger
+    than `spec.input_size` are cut to it: random resized crops (with `spec.augment`) or the centre.
+    Inputs are float (B, C, H, W), normalised by `spec.mean` and `spec.std`: one number, or one per
+    channel. `order` says whether to shuffle, and which share of the split this process serves.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, spec: ImageSpec = ImageSpec(),

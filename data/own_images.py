@@ -14,7 +14,8 @@ import torch
 
 from data import DataError, as_test_dataset
 from data.builtin import image_bundle
-from data.bundle import Batching, DataBundle, ImageSpec, class_names_of, data_fingerprint, hold_out_missing
+from data.bundle import (Batching, DataBundle, ImageSpec, class_names_of, data_fingerprint, hold_out_missing,
+                         limited)
 from data.disk_images import DiskImages, in_memory, size_in_bytes, take
 from data.framing import Framing, choose_shape, frame_image, framings_of
 from data.hf_datasets import find_columns, load_splits
@@ -34,7 +35,7 @@ class ImageSource:
     (0: the images' own size when they share it, else DEFAULT_SIZE) they become; the most memory
     their pixels may take; whether unreadable files are left out; the stratified shares held out where
     the data set has no validation or test split (validation drawn with `split_seed`, negative: the
-    batching seed); and at most `limit_train` training images (0: all)."""
+    batching seed); and at most `limit_train` training images (0: all), drawn with the batching seed."""
 
     dataset: str
     test_dataset: str = ""
@@ -134,7 +135,8 @@ def check_memory(source: ImageSource, spec: str, count: int, shape: tuple[int, i
 
 
 def read_folder_images(source: ImageSource, spec: str, meta: dict[str, Any] | None, decode: Decode,
-                       notes: list[str], for_test: bool = False) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
+                       notes: list[str], for_test: bool = False
+                       ) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
     """The decoded splits of a folder of class folders (with their files' hashes), its class names and
     the images' shape; `for_test`: every split is framed for evaluation."""
     splits, class_names = find_image_folder(spec)
@@ -146,8 +148,9 @@ def read_folder_images(source: ImageSource, spec: str, meta: dict[str, Any] | No
     shape = shape_of(meta, source, found)
     training, evaluation = framings_of(shape, meta)
     digest_of = dict(zip(paths, digests))
-    return ({split: decode(files, [digest_of[path] for path, _ in files], training if split == "train" and not for_test else evaluation,
-                           source.skip_bad_files) for split, files in splits.items()}, class_names, shape)
+    framing = {split: training if split == "train" and not for_test else evaluation for split in splits}
+    return ({split: decode(files, [digest_of[path] for path, _ in files], framing[split], source.skip_bad_files)
+             for split, files in splits.items()}, class_names, shape)
 
 
 def is_hub_dataset(spec: str) -> bool:
@@ -160,7 +163,8 @@ def is_hub_dataset(spec: str) -> bool:
 
 
 def read_hub_images(source: ImageSource, spec: str, meta: dict[str, Any] | None, decode: Decode,
-                    notes: list[str], for_test: bool = False) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
+                    notes: list[str], for_test: bool = False
+                    ) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
     """The decoded splits of a Hugging Face dataset with an image column, its class names and the shape;
     `for_test`: every split is framed for evaluation."""
     splits = load_splits(spec, "")
@@ -218,8 +222,8 @@ def bundle_of(source: ImageSource, batching: Batching, spec: ImageSpec, decoded:
     if "test" in parts:
         notes.append(f"note: {len(parts['test']):,} of the training images held out for the test (--test-fraction "
                      f"{source.test_fraction:g}, stratified, seed {batching.seed})")
-    if source.limit_train:
-        train_images, train_labels = take(train_images, slice(0, source.limit_train)), train_labels[:source.limit_train]
+    kept = limited(len(train_labels), source.limit_train, batching.seed)
+    train_images, train_labels = take(train_images, kept), train_labels[kept]
     missing = sorted(set(range(len(class_names))) - set(train_labels.tolist()))
     if missing or not len(decoded["val"][1]) or not len(decoded["test"][1]):
         raise DataError(f"--dataset {source.dataset}: too few images to train, validate and test on every class "

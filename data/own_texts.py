@@ -10,7 +10,7 @@ import torch
 
 from data import DataError, as_test_dataset
 from data.builtin import text_bundle
-from data.bundle import Batching, DataBundle, TextSpec, class_names_of, hold_out_missing
+from data.bundle import Batching, DataBundle, TextSpec, class_names_of, hold_out_missing, limited
 from data.hf_datasets import find_columns, load_splits
 from data.text_files import canonical_label, is_text_file, read_text_file
 
@@ -22,7 +22,8 @@ class TextSource:
     """A user's texts: the data set (a file, a save_to_disk folder or a hub id) and an optional separate
     test set, the columns of texts and labels (empty: found), a hub configuration, and the stratified
     shares held out where the data set has no validation or test split (the validation part drawn with
-    `split_seed`, negative: the batching seed), and at most `limit_train` training texts (0: all)."""
+    `split_seed`, negative: the batching seed), and at most `limit_train` training texts (0: all), drawn
+    with the batching seed."""
 
     dataset: str
     test_dataset: str = ""
@@ -107,8 +108,7 @@ def own_text_bundle(source: TextSource, batching: Batching, spec: TextSpec) -> D
     if "test" in parts:
         notes.append(f"note: {len(parts['test']):,} of the training texts held out for the test "
                      f"(--test-fraction {source.test_fraction:g}, stratified, seed {batching.seed})")
-    if source.limit_train:
-        train = (train[0][:source.limit_train], train[1][:source.limit_train])
+    train = subset(train, limited(len(train[1]), source.limit_train, batching.seed).tolist())
 
     def as_ids(split: Split) -> tuple[list[str], list[int]]:
         return list(split[0]), [ids[label] for label in split[1]]

@@ -40,7 +40,8 @@ VARIANTS += [("rnn", {"cell": cell, "pooling": pooling, "bidirectional": bidirec
              for bidirectional, layers in ((False, 1), (True, 2))]
 VARIANTS += [("transformer", {"pooling": pooling}) for pooling in ("cls", "mean", "max", "attention")]
 VARIANTS += [("pretrained", {}), ("pretrained", {"dropout": 0.0})]
-VARIANTS += [("timm", {"architecture": "test_efficientnet"}), ("timm", {"architecture": "test_efficientnet", "dropout": 0.2})]
+VARIANTS += [("timm", {"architecture": "test_efficientnet"}),
+             ("timm", {"architecture": "test_efficientnet", "dropout": 0.2})]
 
 
 def test_registry_covers_every_variant():

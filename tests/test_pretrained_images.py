@@ -9,6 +9,7 @@ import os
 import numpy as np
 import onnx
 import pytest
+import timm
 import torch
 from PIL import Image
 from safetensors.torch import load_file
@@ -21,6 +22,7 @@ from conftest import assert_one_error_line, built_once
 from data.disk_images import DiskImages
 from test_image_folders import COLOURS, write_image_folder
 from tiny_models import write_tiny_timm
+from utils.serve.predictor import load_for_inference
 from utils.storage.checkpoint import load_checkpoint
 
 SIZES = ((40, 30), (52, 48), (36, 60))  # photos of mixed sizes and aspect ratios
@@ -85,8 +87,6 @@ def test_predict_reads_photos_as_the_network_was_evaluated(photos, fine_tuned, c
     paths = [os.path.join(photos, "red", f"{i}.png") for i in (0, 6)] + [os.path.join(photos, "blue", "2.gif")]
     assert predict.main([model_path, "--json", "--top", "3", *paths]) == 0
     answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    from utils.serve.predictor import load_for_inference
-
     model, checkpoint = load_for_inference(model_path)
     for path, answer in zip(paths, answers):
         with torch.no_grad():
@@ -106,10 +106,7 @@ def test_onnx_keeps_the_preprocessing_and_the_timm_folder_loads_in_timm_and_pipe
     assert "same label 100.0%" in said
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert config["label_names"] == sorted(COLOURS) and config["pretrained_cfg"]["crop_pct"] == 0.875
-    import timm
-
-    loaded = timm.create_model(f"local-dir:{tmp_path / 'hf'}", pretrained=True)
-    assert loaded.num_classes == len(COLOURS)
+    assert timm.create_model(f"local-dir:{tmp_path / 'hf'}", pretrained=True).num_classes == len(COLOURS)
 
 
 def test_the_server_answers_as_predict(fine_tuned, photos, capsys):
@@ -170,7 +167,8 @@ def test_a_killed_decode_resumes_where_it_stopped(photos, tmp_path, monkeypatch,
         image_cache.decoded_split(files, digests, framing, False, progress=False)
     assert not [name for name in os.listdir(tmp_path / "cache") if name.endswith(".json") and "partial" not in name]
     decoded.clear()
-    monkeypatch.setattr(image_cache, "decode_chunk", lambda paths, *rest: decoded.extend(paths) or real_chunk(paths, *rest))
+    monkeypatch.setattr(image_cache, "decode_chunk",
+                        lambda paths, *rest: decoded.extend(paths) or real_chunk(paths, *rest))
     images, labels, _ = image_cache.decoded_split(files, digests, framing, False, progress=False)
     assert "resuming the decoding of 48 images at image 16" in capsys.readouterr().out
     assert decoded == [path for path, _ in files[16:]]  # the 16 committed images were not decoded again
@@ -186,8 +184,7 @@ def test_bad_pretrained_networks_and_flags_are_one_line(network, photos, tmp_pat
     no_weights = write_tiny_timm(str(tmp_path / "no-weights"), weights=False)
     unknown = write_tiny_timm(str(tmp_path / "unknown"))
     config = json.loads(open(os.path.join(unknown, "config.json")).read())
-    with open(os.path.join(unknown, "config.json"), "w") as file:
-        json.dump({**config, "architecture": "no_such_net"}, file)
+    open(os.path.join(unknown, "config.json"), "w").write(json.dumps({**config, "architecture": "no_such_net"}))
     cases = {
         "not a timm model: no config.json naming its 'architecture'": ["--pretrained", str(not_timm)],
         "no weights (model.safetensors or pytorch_model.bin)": ["--pretrained", f"local-dir:{no_weights}"],
@@ -214,3 +211,38 @@ def test_a_fine_tuned_network_teaches_the_seed_cnn_at_their_own_resolutions(phot
     assert record["mode"] == "cached" and record["model_name"] == "timm"
     assert record["test_acc"] == teacher["test_acc"]  # the teacher read the photos as it was trained to
     assert load_checkpoint(str(tmp_path / "student" / "best.pt"))["meta"]["image_size"] == 20
+
+
+def test_a_bfloat16_file_trains_as_float32_and_a_stopped_run_resumes_exactly(photos, tmp_path):
+    from conftest import interrupt_after_commit, same_weights
+
+    network = write_tiny_timm(str(tmp_path / "bf16-net"), dtype="bfloat16")
+    straight = train_cnn.main(flags(photos, str(tmp_path / "straight"), "--pretrained", network))
+    checkpoint = load_checkpoint(str(tmp_path / "straight" / "best.pt"))
+    assert checkpoint["pretrained"]["file_dtype"] == "bfloat16"
+    assert all(value.dtype == torch.float32 for value in checkpoint["model"].values() if value.is_floating_point())
+    with pytest.MonkeyPatch.context() as interruption:
+        interrupt_after_commit(interruption, epoch=1)
+        with pytest.raises(SystemExit):
+            train_cnn.main(flags(photos, str(tmp_path / "stopped"), "--pretrained", network))
+    resumed = train_cnn.main(["--resume", str(tmp_path / "stopped"), "--no-progress"])
+    assert resumed["test_acc"] == straight["test_acc"] and resumed["best_val_acc"] == straight["best_val_acc"]
+    a, b = (load_checkpoint(str(tmp_path / run / "last.pt")) for run in ("straight", "stopped"))
+    assert same_weights(a["model"], b["model"])
+
+
+def test_a_hub_id_reads_the_hub_cache_offline(photos, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    snapshot = tmp_path / "hub" / "models--someone--tiny-net" / "snapshots" / ("0" * 40)
+    write_tiny_timm(str(snapshot))
+    (tmp_path / "hub" / "models--someone--tiny-net" / "refs").mkdir()
+    (tmp_path / "hub" / "models--someone--tiny-net" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    train_cnn.main(flags(photos, str(tmp_path / "run"), "--pretrained", "someone/tiny-net", "--epochs", "1",
+                         "--freeze-backbone"))
+    checkpoint = load_checkpoint(str(tmp_path / "run" / "best.pt"))
+    assert checkpoint["pretrained"]["source"] == "someone/tiny-net"
+    assert torch.equal(checkpoint["model"]["model.conv_stem.weight"],
+                       load_file(str(snapshot / "model.safetensors"))["conv_stem.weight"])

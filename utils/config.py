@@ -99,7 +99,7 @@ class TrainConfig:
                            role="where")
     val_size: int = option(5000, "of the built-in data set: training examples held out for validation (drawn "
                            "by --split-seed)", minimum=1)
-    limit_train: int = option(0, "use only this many training examples (0 = all), for quick checks", minimum=0)
+    limit_train: int = option(0, "use only this many training examples, drawn by --seed (0 = all)", minimum=0)
     split_seed: int = option(-1, "seed of the training/validation split (-1: --seed); e.g. a teacher's, so that a "
                              "student of any --seed validates on examples the teacher never trained on",
                              minimum=-1, maximum=2**32 - 1)

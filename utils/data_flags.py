@@ -46,10 +46,12 @@ class ImageConfig(TrainConfig):
                           "(DIR/<class>/*, or DIR/train/<class>/* with optional val/ and test/)")
     channels: int = option(0, "with --dataset DIR: 1 (gray) or 3 (RGB); 0: 1 when every image is gray, else 3",
                            minimum=0, maximum=3)
-    image_size: int = option(0, "with --dataset DIR: the side every image is fitted into; 0: the images' own size "
-                             "when they share it, else 32", minimum=0, maximum=1024)
-    max_image_memory_gb: float = option(8.0, "with --dataset DIR: refuse to decode more than this many GiB of "
-                                        "images (lower --image-size instead)", above=0)
+    image_size: int = option(0, "with --dataset DIR: the side every image is fitted into (with --pretrained: "
+                             "cropped to); 0: the images' own size when they share it, else 32 (with --pretrained: "
+                             "the network's input size)", minimum=0, maximum=1024)
+    max_image_memory_gb: float = option(8.0, "with --dataset DIR: hold decoded images up to this many GiB in memory; "
+                                        "larger sets are read from the memory-mapped cache on disk (a Hugging Face "
+                                        "dataset's images must fit)", above=0, role="same_numbers")
     skip_bad_files: bool = option(False, "with --dataset DIR: leave out image files that cannot be decoded "
                                   "(counted in a note) instead of stopping")
 

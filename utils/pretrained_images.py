@@ -40,17 +40,25 @@ def source_name(name_or_path: str) -> str:
 
 
 def fetched(name_or_path: str, filename: str) -> str | None:
-    """The path of `filename` of a folder or hub id (None: the model has no such file)."""
+    """The path of `filename` of a folder or hub id (None: the model has no such file); PretrainedError
+    when the hub cannot be asked (offline and not in the local cache, or unreachable)."""
     if os.path.isdir(name_or_path):
         path = os.path.join(name_or_path, filename)
         return path if os.path.isfile(path) else None
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub import errors, hf_hub_download
+    from huggingface_hub.utils import logging
 
+    logging.set_verbosity_error()  # what went wrong is said below, in one line
+    not_in_repository = getattr(errors, "RemoteEntryNotFoundError", errors.EntryNotFoundError)
     try:
         return hf_hub_download(name_or_path, filename, local_files_only=local_only(name_or_path))
-    except EntryNotFoundError:
+    except errors.LocalEntryNotFoundError as error:
+        raise failure(name_or_path, "HF_HUB_OFFLINE is set and it is not in the local cache; give a folder instead"
+                      if local_only(name_or_path) else "the hub cannot be reached; give a folder instead") from error
+    except not_in_repository:
         return None
+    except Exception as error:  # noqa: BLE001 - the hub client raises many kinds; all mean "not available"
+        raise failure(name_or_path, "not on the hub, or the hub cannot be reached") from error
 
 
 def failure(name_or_path: str, why: str) -> PretrainedError:
@@ -64,18 +72,13 @@ def read_image_config(name_or_path: str) -> dict[str, Any]:
         raise failure(name_or_path, "no such folder")
     if os.path.isfile(name_or_path):
         raise failure(name_or_path, "a file, not a folder in timm's format (config.json and model.safetensors)")
-    try:
-        path = fetched(name_or_path, "config.json")
-        config = None
-        if path:
+    path, config = fetched(name_or_path, "config.json"), None
+    if path:
+        try:
             with open(path, encoding="utf-8") as file:
                 config = json.load(file)
-    except (OSError, ValueError) as error:
-        raise failure(name_or_path, f"its config.json does not read: {why_it_failed(error)}") from error
-    except Exception as error:  # noqa: BLE001 - the hub client raises many kinds; all mean "not available"
-        why = ("HF_HUB_OFFLINE is set and it is not in the local cache; give a folder instead"
-               if local_only(name_or_path) else "not on the hub, or the hub cannot be reached")
-        raise failure(name_or_path, why) from error
+        except (OSError, ValueError) as error:
+            raise failure(name_or_path, f"its config.json does not read: {why_it_failed(error)}") from error
     if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
         raise failure(name_or_path, "not a timm model: no config.json naming its 'architecture'")
     return config

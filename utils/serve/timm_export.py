@@ -72,7 +72,8 @@ def compare_image_loaders(folder: str, model: Any, checkpoint: dict[str, Any], p
     rows = classify(paths)
     theirs = torch.tensor([[{item["label"]: item["score"] for item in row}[name] for name in names] for row in rows])
     same = (theirs.argmax(dim=1) == ours.argmax(dim=1)) & (timm_probs.argmax(dim=1) == ours.argmax(dim=1))
-    return {"max_prob_diff": float((theirs - ours).abs().max()), "timm_max_prob_diff": float((timm_probs - ours).abs().max()),
+    return {"max_prob_diff": float((theirs - ours).abs().max()),
+            "timm_max_prob_diff": float((timm_probs - ours).abs().max()),
             "same_top1": float(same.float().mean())}
 
 
