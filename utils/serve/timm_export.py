@@ -68,8 +68,8 @@ def compare_image_loaders(folder: str, model: Any, checkpoint: dict[str, Any], p
     ours = class_probabilities(model, inputs)
     with torch.no_grad():
         timm_probs = load_timm_folder(folder)(inputs).softmax(dim=1)
-    classify = pipeline("image-classification", model=folder, top_k=None, device="cpu")
-    rows = classify(paths)
+    classify = pipeline("image-classification", model=folder, device="cpu")
+    rows = classify(paths, top_k=len(names))  # every class (its default is the first 5)
     theirs = torch.tensor([[{item["label"]: item["score"] for item in row}[name] for name in names] for row in rows])
     same = (theirs.argmax(dim=1) == ours.argmax(dim=1)) & (timm_probs.argmax(dim=1) == ours.argmax(dim=1))
     return {"max_prob_diff": float((theirs - ours).abs().max()),
