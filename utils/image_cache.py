@@ -10,6 +10,9 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Iterator
 
@@ -102,8 +105,25 @@ def decoded_chunks(paths: list[str], framing: Framing, skip_bad_files: bool, sta
     if processes == 1:
         yield from zip(starts, (decode_chunk(*args) for args in work))
         return
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"),
+                               initializer=start_decoding_process, initargs=(os.getpid(),))
+    try:
         yield from zip(starts, pool.map(decode_chunk, *zip(*work)))
+    finally:  # stopped or failed: the chunks not started are dropped, the running ones end
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def start_decoding_process(parent: int) -> None:
+    """In a decoding process: leave Ctrl-C to the run (which stops the pool), die on SIGTERM, and end
+    when the run that started it is gone (killed with -9), instead of waiting for work forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def end_with_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+    threading.Thread(target=end_with_parent, daemon=True).start()
 
 
 def check_disk_space(folder: str, needed: int) -> None:
