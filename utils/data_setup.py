@@ -3,7 +3,7 @@ process, with the tokenizer a new text run reads its texts with."""
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 from data.builtin import fashion_mnist_bundle, trec_bundle
 from data.bundle import DataBundle
@@ -33,14 +33,29 @@ def pretrained_reading(config: ImageConfig) -> dict[str, Any]:
     return {**reading, "image_size": config.image_size or reading["image_size"]}
 
 
+def main_process_first(runtime: Runtime, build: Callable[[], DataBundle]) -> DataBundle:
+    """`build()` in the main process, then (after it, so that they find what it cached) in the others."""
+    if not runtime.distributed:
+        return build()
+    import torch.distributed as dist
+
+    if runtime.is_main:
+        built = build()
+        dist.barrier()
+        return built
+    dist.barrier()
+    return build()
+
+
 def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:
     """The images of --dataset (FashionMNIST, or a folder) as batches `config` asks for, sharded for this
     process; `meta` (a checkpoint's) says how they are read, else a --pretrained network's preprocessing."""
     if meta is None and config.pretrained_source():
         meta = pretrained_reading(config)
-    if config.dataset != FASHION_MNIST:  # decoded through the disk cache, kept by the main process
-        decode = functools.partial(decoded_split, progress=config.progress and runtime.is_main, keep=runtime.is_main)
-        return image_folder_bundle(config.image_source(), config.batching(runtime), config.image_spec(), decode, meta)
+    if config.dataset != FASHION_MNIST:  # decoded once into the disk cache, which every process then reads
+        decode = functools.partial(decoded_split, progress=config.progress and runtime.is_main)
+        return main_process_first(runtime, lambda: image_folder_bundle(
+            config.image_source(), config.batching(runtime), config.image_spec(), decode, meta))
     return fashion_mnist_bundle(config.data_dir or default_data_dir(), config.batching(runtime), config.image_spec(),
                                 config.val_size, config.limit_train, split_seed_of(config))
 
