@@ -3,7 +3,7 @@ process, with the tokenizer a new text run reads its texts with."""
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any
 
 from data.builtin import fashion_mnist_bundle, trec_bundle
 from data.bundle import DataBundle
@@ -16,7 +16,7 @@ from utils.image_cache import decoded_split
 from utils.errors import ConfigError
 from utils.pretrained import load_subword_tokenizer
 from utils.pretrained_images import image_preprocessing
-from utils.runtime import Runtime
+from utils.runtime import Runtime, main_process_first
 from utils.storage.checkpoint import load_checkpoint_of_task
 
 
@@ -31,20 +31,6 @@ def pretrained_reading(config: ImageConfig) -> dict[str, Any]:
         raise ConfigError(f"--channels {config.channels}: the network {config.pretrained_source()} reads "
                           f"{reading['channels']}-channel images; leave --channels out")
     return {**reading, "image_size": config.image_size or reading["image_size"]}
-
-
-def main_process_first(runtime: Runtime, build: Callable[[], DataBundle]) -> DataBundle:
-    """`build()` in the main process, then (after it, so that they find what it cached) in the others."""
-    if not runtime.distributed:
-        return build()
-    import torch.distributed as dist
-
-    if runtime.is_main:
-        built = build()
-        dist.barrier()
-        return built
-    dist.barrier()
-    return build()
 
 
 def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | None = None) -> DataBundle:

@@ -8,13 +8,15 @@ import random
 import signal
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from utils.errors import ConfigError
+
+T = TypeVar("T")
 
 
 def machine_description() -> dict:
@@ -178,3 +180,15 @@ def stop_on_signals() -> Iterator[Callable[[], bool]]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+def main_process_first(runtime: Runtime, build: Callable[[], T]) -> T:
+    """`build()` in the main process, then (after it, so that they find what it cached) in the others."""
+    if not runtime.distributed:
+        return build()
+    if runtime.is_main:
+        built = build()
+        dist.barrier()
+        return built
+    dist.barrier()
+    return build()

@@ -35,7 +35,7 @@ from models import count_parameters
 from utils.messages import MESSAGES
 from utils.config import TrainConfig, validation_split
 from utils.errors import ConfigError
-from utils.runtime import Runtime, autocast
+from utils.runtime import Runtime, autocast, main_process_first
 from utils.storage.checkpoint import load_checkpoint_of_task, model_from_checkpoint
 from utils.train.evaluation import evaluate
 from utils.train.resume import same_data_or_error
@@ -148,8 +148,8 @@ def attach_teacher(config: TrainConfig, data: DataBundle, runtime: Runtime, make
     alone = dataclasses.replace(runtime, rank=0, world_size=1)  # every process sees all the teacher's data
     if not (live and recorded):  # the teacher's own data: for its cached logits, or its test accuracy
         unaugmented = {} if same_reading else {"augment": False, "random_erasing": 0.0}
-        seen_by_teacher = make_data(dataclasses.replace(config, batch_size=config.eval_batch_size, **unaugmented),
-                                    alone, checkpoint["meta"])
+        seen_by_teacher = main_process_first(runtime, lambda: make_data(  # one process decodes, the others read
+            dataclasses.replace(config, batch_size=config.eval_batch_size, **unaugmented), alone, checkpoint["meta"]))
     if by_view:
         table = load_or_make_view_table(teacher, data.train, runtime, config.eval_batch_size, teacher_digest,
                                         len(data.class_names), config.progress)
