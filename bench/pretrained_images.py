@@ -86,7 +86,9 @@ def train(flags: list[str], out: str) -> dict:
     """Run train_cnn.py with `flags` into `out`; its summary."""
     command = [sys.executable, os.path.join(common.ROOT, "train_cnn.py"), *flags, "--out-dir", out,
                "--no-progress", "--no-tensorboard"]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(command, stdout=subprocess.DEVNULL)
+    if done.returncode:  # its error line is above, on standard error
+        raise SystemExit(done.returncode)
     return summary_of(out)
 
 

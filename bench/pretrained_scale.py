@@ -22,6 +22,7 @@ def steps(args: argparse.Namespace) -> None:
     import torch
 
     import train_cnn
+    from data.disk_images import DiskImages
     from models import build_model
     from utils.data_setup import image_data
     from utils.runtime import Runtime
@@ -31,7 +32,6 @@ def steps(args: argparse.Namespace) -> None:
                                  limit_train=args.limit_train, progress=False, image_size=args.image_size)
     runtime = Runtime(torch.device("cpu"), "bf16" if args.bf16 else "fp32")
     data = image_data(config, runtime)
-    from data.disk_images import DiskImages
     model = build_model("timm", architecture=args.architecture, num_classes=len(data.class_names))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     trainer = Trainer(model.to(memory_format=torch.channels_last), optimizer, runtime, lambda step: 1e-4,
@@ -68,7 +68,7 @@ def child_steps(args: argparse.Namespace, limit_train: int) -> dict:
                *(["--bf16"] if args.bf16 else [])]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
-        raise RuntimeError(f"the training steps failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+        raise SystemExit(f"error: the training steps failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "page_cache_emptied_first": dropped}
 
 

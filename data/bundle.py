@@ -139,9 +139,9 @@ def hold_out_missing(labels: torch.Tensor, missing: Iterable[str], fractions: di
 
 
 def limited(count: int, limit: int, seed: int) -> torch.Tensor:
-    """Indices (in order) of at most `limit` of `count` training examples (0: all), drawn with `seed`: a
-    file sorted by class gives every class its share, not the first classes all of it."""
-    if not limit or limit >= count:
+    """Indices (in order) of at most `limit` of `count` training examples, drawn with `seed`: a file
+    sorted by class gives every class its share, not the first classes all of it."""
+    if limit >= count:
         return torch.arange(count)
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
 

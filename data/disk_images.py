@@ -34,10 +34,6 @@ class DiskImages:
         """As torch.Tensor.size."""
         return self.shape if dim is None else self.shape[dim]
 
-    def dim(self) -> int:
-        """4: images (N, C, H, W)."""
-        return 4
-
     def __len__(self) -> int:
         return len(self.rows)
 
@@ -85,10 +81,6 @@ class DiskImages:
         mapped = self.mapping()
         if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
             mapped.madvise(mmap.MADV_DONTNEED)
-
-    def numpy(self) -> np.ndarray:
-        """All the rows served, read into memory."""
-        return self[torch.arange(len(self.rows))].numpy()
 
 
 def take(images: torch.Tensor | DiskImages, index: torch.Tensor | slice) -> torch.Tensor | DiskImages:

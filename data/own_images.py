@@ -178,7 +178,7 @@ def read_hub_images(source: ImageSource, spec: str, meta: dict[str, Any] | None,
         shape = choose_shape([(is_gray_image(image), image.size) for image in sample if image is not None],
                              source.channels, source.image_size)
     check_memory(source, spec, sum(len(part) for part in splits.values()), shape)
-    decoded = {}
+    decoded, (training, evaluation) = {}, framings_of(shape, meta)
     for split, part in splits.items():
         kept = [i for i, label in enumerate(labels[split]) if label is not None and not (names and label < 0)]
         if len(kept) < len(part):
@@ -187,7 +187,7 @@ def read_hub_images(source: ImageSource, spec: str, meta: dict[str, Any] | None,
         present = [(image, i) for image, i in zip(images, kept) if image is not None]
         if len(present) < len(kept):
             notes.append(f"note: skipped {len(kept) - len(present)} {split} example(s) of {spec} without an image")
-        framing = framings_of(shape, meta)[split != "train" or for_test]
+        framing = training if split == "train" and not for_test else evaluation
         arrays = [frame_image(image, framing) for image, _ in present]
         ids = [labels[split][i] if names else class_names.index(str(labels[split][i])) for _, i in present]
         decoded[split] = torch.from_numpy(np.stack(arrays)), torch.tensor(ids, dtype=torch.long)
@@ -222,8 +222,9 @@ def bundle_of(source: ImageSource, batching: Batching, spec: ImageSpec, decoded:
     if "test" in parts:
         notes.append(f"note: {len(parts['test']):,} of the training images held out for the test (--test-fraction "
                      f"{source.test_fraction:g}, stratified, seed {batching.seed})")
-    kept = limited(len(train_labels), source.limit_train, batching.seed)
-    train_images, train_labels = take(train_images, kept), train_labels[kept]
+    if source.limit_train:
+        kept = limited(len(train_labels), source.limit_train, batching.seed)
+        train_images, train_labels = take(train_images, kept), train_labels[kept]
     missing = sorted(set(range(len(class_names))) - set(train_labels.tolist()))
     if missing or not len(decoded["val"][1]) or not len(decoded["test"][1]):
         raise DataError(f"--dataset {source.dataset}: too few images to train, validate and test on every class "

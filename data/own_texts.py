@@ -108,7 +108,8 @@ def own_text_bundle(source: TextSource, batching: Batching, spec: TextSpec) -> D
     if "test" in parts:
         notes.append(f"note: {len(parts['test']):,} of the training texts held out for the test "
                      f"(--test-fraction {source.test_fraction:g}, stratified, seed {batching.seed})")
-    train = subset(train, limited(len(train[1]), source.limit_train, batching.seed).tolist())
+    if source.limit_train:
+        train = subset(train, limited(len(train[1]), source.limit_train, batching.seed).tolist())
 
     def as_ids(split: Split) -> tuple[list[str], list[int]]:
         return list(split[0]), [ids[label] for label in split[1]]

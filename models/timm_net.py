@@ -31,8 +31,7 @@ class TimmClassifier(nn.Module):
         super().__init__()
         import timm
 
-        args = {key: value for key, value in (model_args or {}).items() if key != "num_classes"}
-        args.setdefault("in_chans", in_channels)  # image_size: any size the network pools over
+        args = {"in_chans": in_channels, **(model_args or {})}  # image_size: any size the network pools over
         self.model = timm.create_model(architecture, pretrained=False, num_classes=num_classes, drop_rate=dropout,
                                        **args)
         head = self.model.get_classifier()
@@ -85,12 +84,10 @@ def timm_folder_config(model: TimmClassifier, architecture: str, model_args: dic
     as label_names, and its preprocessing as pretrained_cfg (what timm's and transformers' image
     processors follow)."""
     size, channels = int(preprocessing["image_size"]), int(preprocessing["channels"])
-    defaults = model.model.pretrained_cfg or {}
+    defaults, pool = model.model.pretrained_cfg or {}, getattr(model.model, "global_pool", "avg")
     return {"architecture": architecture, "num_classes": len(class_names), "num_features": model.model.num_features,
-            "global_pool": getattr(model.model, "global_pool", "avg") if isinstance(
-                getattr(model.model, "global_pool", "avg"), str) else "avg",
-            "label_names": list(class_names),
-            "model_args": {key: value for key, value in model_args.items() if key != "num_classes"},
+            "global_pool": pool if isinstance(pool, str) else "avg", "label_names": list(class_names),
+            "model_args": model_args,  # no num_classes (dropped on reading): transformers' loader passes its own
             "pretrained_cfg": {"input_size": [channels, size, size], "interpolation": preprocessing["interpolation"],
                                "crop_pct": preprocessing["crop_pct"], "crop_mode": "center",
                                "mean": list(preprocessing["mean"]), "std": list(preprocessing["std"]),

@@ -25,7 +25,7 @@ def pretrained_reading(config: ImageConfig) -> dict[str, Any]:
     reading = image_preprocessing(config.pretrained_source())
     if config.dataset == FASHION_MNIST:
         raise ConfigError("--pretrained fine-tunes on your images: give --dataset (a folder of class folders or a "
-                          "Hugging Face dataset); `python bench/pretrained_images.py write-fashion-mnist` writes "
+                          "Hugging Face dataset); `python bench/pretrained_images.py write --out DIR` writes "
                           "FashionMNIST as such a folder")
     if config.channels and config.channels != reading["channels"]:
         raise ConfigError(f"--channels {config.channels}: the network {config.pretrained_source()} reads "

@@ -6,7 +6,6 @@ goes, so a killed decode resumes where it stopped."""
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing
 import os
 import shutil
@@ -22,9 +21,9 @@ import torch
 from data import DataError
 from data.disk_images import DiskImages
 from data.framing import Framing, decode_images
-from utils.errors import WriteError
+from utils.errors import CheckpointError, WriteError
 from utils.messages import MESSAGES, progress_bar
-from utils.storage.files import atomic_write, cache_dir, remove_quietly, remove_stale_temp_files
+from utils.storage.files import cache_dir, read_json, remove_quietly, remove_stale_temp_files, save_json
 
 CACHE_DIR_ENV = "IMAGE_CACHE_DIR"
 CACHE_FORMAT = 3  # a memory-mapped .npy file with a .json record: labels, files kept, checksum
@@ -54,19 +53,18 @@ def file_checksum(path: str) -> str:
     return digest.hexdigest()
 
 
-def read_json(path: str) -> Any:
-    """The JSON value in `path` (None: absent or unreadable)."""
+def record_of(path: str) -> Any:
+    """The JSON record in `path` (None: absent, or unreadable: a killed write)."""
     try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)
-    except (OSError, ValueError):
+        return read_json(path) if os.path.isfile(path) else None
+    except CheckpointError:
         return None
 
 
 def cached_split(stem: str, framing: Framing) -> tuple[DiskImages, torch.Tensor, list[int]] | None:
     """The images (on disk), labels and kept file positions of a split in the cache files `stem`.npy
     and `stem`.json, when the checksum holds (None: absent, or damaged, with a note)."""
-    record = read_json(f"{stem}.json")
+    record = record_of(f"{stem}.json")
     if record is None:
         return None
     try:
@@ -137,12 +135,13 @@ def check_disk_space(folder: str, needed: int) -> None:
 
 
 def decode_into_cache(files: list[tuple[str, int]], framing: Framing, skip_bad_files: bool, stem: str,
-                      progress: bool) -> None:
+                      progress: bool) -> tuple[DiskImages, torch.Tensor, list[int]]:
     """Decode every file into `stem`.npy (and its record `stem`.json), resuming a decode of the same
-    files that was stopped (its progress is in `stem`.partial.npy and `stem`.partial.json)."""
+    files that was stopped (its progress is in `stem`.partial.npy and `stem`.partial.json); returns
+    what cached_split returns."""
     paths, count = [path for path, _ in files], len(files)
     partial, state_path = f"{stem}.partial.npy", f"{stem}.partial.json"
-    state = read_json(state_path)
+    state = record_of(state_path)
     if not (isinstance(state, dict) and state.get("count") == count and os.path.isfile(partial)):
         check_disk_space(os.path.dirname(stem), 2 * count * int(np.prod(framing.shape)))
         state = {"count": count, "done": 0, "kept": [], "skipped": []}
@@ -159,11 +158,11 @@ def decode_into_cache(files: list[tuple[str, int]], framing: Framing, skip_bad_f
                 os.pwrite(file.fileno(), array.tobytes(), offset + position * row_bytes)
             state["kept"] += [first + i for i in kept]
             state["skipped"] += skipped
-            state["done"] = first + len(paths[first:first + CHUNK])
-            bar.update(len(paths[first:first + CHUNK]))
+            bar.update(min(first + CHUNK, count) - state["done"])
+            state["done"] = min(first + CHUNK, count)
             if chunk % COMMIT_EVERY == COMMIT_EVERY - 1 or state["done"] == count:
                 os.fsync(file.fileno())  # the pixels are on disk before the progress says so
-                atomic_write(state_path, lambda tmp: save_json_file(tmp, state))
+                save_json(state_path, state)
     bar.close()
     rows = np.load(partial, mmap_mode="r")
     if state["skipped"]:
@@ -180,39 +179,28 @@ def decode_into_cache(files: list[tuple[str, int]], framing: Framing, skip_bad_f
     else:
         os.replace(partial, f"{stem}.npy")
     del rows
-    record = {"format": CACHE_FORMAT, "labels": [files[i][1] for i in kept], "kept": kept,
-              "checksum": file_checksum(f"{stem}.npy")}
-    atomic_write(f"{stem}.json", lambda tmp: save_json_file(tmp, record))  # last: marks the cache complete
+    labels = [files[i][1] for i in kept]
+    save_json(f"{stem}.json", {"format": CACHE_FORMAT, "labels": labels, "kept": kept,
+                               "checksum": file_checksum(f"{stem}.npy")})  # last: marks the cache complete
     remove_quietly(partial)
     remove_quietly(state_path)
-
-
-def save_json_file(path: str, value: Any) -> None:
-    """Write `value` as JSON to `path`."""
-    with open(path, "w", encoding="utf-8") as file:
-        json.dump(value, file)
+    return DiskImages(f"{stem}.npy"), torch.tensor(labels, dtype=torch.long), kept
 
 
 def decoded_split(files: list[tuple[str, int]], digests: list[str], framing: Framing, skip_bad_files: bool,
-                  progress: bool, keep: bool = True) -> tuple[DiskImages | torch.Tensor, torch.Tensor, list[str]]:
+                  progress: bool) -> tuple[DiskImages | torch.Tensor, torch.Tensor, list[str]]:
     """The images and labels of one split (files with the hashes of their contents, `digests`) and the
-    hashes of the files kept: from the cache (decoded into it first where absent) when `keep` (the
-    main process of several), else decoded into memory."""
+    hashes of the files kept: from the cache (decoded into it first where absent), or, where the cache
+    cannot be written, decoded into memory."""
     labels = [label for _, label in files]
     stem = os.path.join(image_cache_dir(), cache_key(digests, labels, framing))
-    if keep:
-        try:
-            remove_stale_temp_files(image_cache_dir())
-            found = cached_split(stem, framing)
-            if found is None:
-                decode_into_cache(files, framing, skip_bad_files, stem, progress)
-                found = cached_split(stem, framing)
-        except (OSError, WriteError) as error:  # the run goes on without the cache
-            MESSAGES.info(f"note: the decoded images are not kept for later runs: {error}")
-            found = None
-        if found is not None:
-            images, kept_labels, kept = found
-            return images, kept_labels, [digests[i] for i in kept]
+    try:
+        remove_stale_temp_files(image_cache_dir())
+        images, kept_labels, kept = (cached_split(stem, framing)
+                                     or decode_into_cache(files, framing, skip_bad_files, stem, progress))
+        return images, kept_labels, [digests[i] for i in kept]
+    except (OSError, WriteError) as error:  # the run goes on without the cache
+        MESSAGES.info(f"note: the decoded images are not kept for later runs: {error}")
     bar = lambda items: progress_bar(items, what="decoding images", unit="image", shown=progress)  # noqa: E731
     pixels, kept, skipped = decode_chunk([path for path, _ in files], framing, skip_bad_files, bar)
     if skipped:

@@ -23,13 +23,12 @@ EXAMPLE = "(e.g. ../shared/models/tf_efficientnet_lite0.in1k or timm/resnet18.a1
 
 @dataclass(frozen=True)
 class PretrainedImageNet:
-    """A pretrained image network as plain types: its timm architecture and arguments, how it reads
-    images (`preprocessing`: channels, image_size, mean, std, crop_pct, interpolation), its weights as
-    float32 master weights, and the dtype its file held them in."""
+    """A pretrained image network as plain types: its timm architecture and arguments (how it reads
+    images is image_preprocessing's), its weights as float32 master weights, and the dtype its file
+    held them in."""
 
     architecture: str
     model_args: dict[str, Any]
-    preprocessing: dict[str, Any]
     weights: dict[str, torch.Tensor]
     file_dtype: str
 
@@ -66,8 +65,10 @@ def failure(name_or_path: str, why: str) -> PretrainedError:
     return PretrainedError(f"cannot load the image network {name_or_path!r}: {why} {EXAMPLE}")
 
 
+@functools.lru_cache(maxsize=4)
 def read_image_config(name_or_path: str) -> dict[str, Any]:
-    """The checked config.json of a timm model folder or hub id."""
+    """The checked config.json of a timm model folder or hub id (read once: the data's preprocessing
+    and the model both come from it)."""
     if location(name_or_path) == MISSING:
         raise failure(name_or_path, "no such folder")
     if os.path.isfile(name_or_path):
@@ -104,7 +105,6 @@ def preprocessing_of(config: dict[str, Any], name_or_path: str) -> dict[str, Any
             "interpolation": interpolation}
 
 
-@functools.lru_cache(maxsize=4)
 def image_preprocessing(name_or_path: str) -> dict[str, Any]:
     """How the pretrained image network `name_or_path` reads images (see preprocessing_of)."""
     name_or_path = source_name(name_or_path)
@@ -125,7 +125,6 @@ def load_pretrained_image_net(name_or_path: str) -> PretrainedImageNet:
     fetched for a folder, nor under HF_HUB_OFFLINE); PretrainedError when it cannot be had."""
     name_or_path = source_name(name_or_path)
     config = read_image_config(name_or_path)
-    preprocessing = preprocessing_of(config, name_or_path)
     path = next((found for found in (fetched(name_or_path, name) for name in WEIGHT_FILES) if found), None)
     if path is None:
         raise failure(name_or_path, f"no weights ({' or '.join(WEIGHT_FILES)}): it would start from random values")
@@ -134,4 +133,4 @@ def load_pretrained_image_net(name_or_path: str) -> PretrainedImageNet:
     except Exception as error:  # noqa: BLE001 - truncated or pickled-object files are one line
         raise failure(name_or_path, f"its weights do not load: {why_it_failed(error)}") from error
     args = {key: value for key, value in (config.get("model_args") or {}).items() if key != "num_classes"}
-    return PretrainedImageNet(config["architecture"], args, preprocessing, *float32_weights(weights))
+    return PretrainedImageNet(config["architecture"], args, *float32_weights(weights))

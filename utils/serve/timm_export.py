@@ -4,7 +4,6 @@ architecture, class names and preprocessing; model.safetensors; a README.md mode
 load it with the class names; both are checked against predict.py before the folder appears."""
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from typing import Any
@@ -19,7 +18,7 @@ from models.timm_net import load_timm_folder, timm_folder_config
 from utils.errors import InputError
 from utils.serve.inputs import image_inputs, read_image
 from utils.serve.predictor import class_probabilities
-from utils.storage.files import write_into_folder
+from utils.storage.files import save_json, write_into_folder
 
 
 def save_timm_folder(model: Any, checkpoint: dict[str, Any], folder: str) -> None:
@@ -27,8 +26,7 @@ def save_timm_folder(model: Any, checkpoint: dict[str, Any], folder: str) -> Non
     kwargs = checkpoint["model_kwargs"]
     config = timm_folder_config(model, kwargs["architecture"], kwargs.get("model_args") or {},
                                 list(checkpoint["class_names"]), checkpoint["meta"])
-    with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as file:
-        json.dump(config, file, indent=2)
+    save_json(os.path.join(folder, "config.json"), config)
     save_file({key: value.contiguous() for key, value in model.model.state_dict().items()},
               os.path.join(folder, "model.safetensors"))
 
