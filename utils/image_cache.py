@@ -5,6 +5,7 @@ cache file is decoded again. Decoding runs in parallel processes and commits its
 goes, so a killed decode resumes where it stopped."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import multiprocessing
 import os
@@ -195,9 +196,12 @@ def decoded_split(files: list[tuple[str, int]], digests: list[str], framing: Fra
     labels = [label for _, label in files]
     stem = os.path.join(image_cache_dir(), cache_key(digests, labels, framing))
     try:
+        os.makedirs(image_cache_dir(), exist_ok=True)
         remove_stale_temp_files(image_cache_dir())
-        images, kept_labels, kept = (cached_split(stem, framing)
-                                     or decode_into_cache(files, framing, skip_bad_files, stem, progress))
+        with open(f"{stem}.lock", "a") as lock:  # two runs of one folder: the second waits, then reads the cache
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            images, kept_labels, kept = (cached_split(stem, framing)
+                                         or decode_into_cache(files, framing, skip_bad_files, stem, progress))
         return images, kept_labels, [digests[i] for i in kept]
     except (OSError, WriteError) as error:  # the run goes on without the cache
         MESSAGES.info(f"note: the decoded images are not kept for later runs: {error}")
