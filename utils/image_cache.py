@@ -5,7 +5,6 @@ cache file is decoded again. Decoding runs in parallel processes and commits its
 goes, so a killed decode resumes where it stopped."""
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import multiprocessing
 import os
@@ -18,6 +17,11 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+
+try:
+    import fcntl  # POSIX; elsewhere two runs of one folder at once are not kept apart
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 from data import DataError
 from data.disk_images import DiskImages
@@ -199,7 +203,8 @@ def decoded_split(files: list[tuple[str, int]], digests: list[str], framing: Fra
         os.makedirs(image_cache_dir(), exist_ok=True)
         remove_stale_temp_files(image_cache_dir())
         with open(f"{stem}.lock", "a") as lock:  # two runs of one folder: the second waits, then reads the cache
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
             images, kept_labels, kept = (cached_split(stem, framing)
                                          or decode_into_cache(files, framing, skip_bad_files, stem, progress))
         return images, kept_labels, [digests[i] for i in kept]
