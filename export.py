@@ -96,7 +96,7 @@ def example_inputs(checkpoint: dict[str, Any], data_dir: str, count: int) -> tup
         return (question_inputs(examples, meta) if task == "text" else image_inputs(examples, meta)), described
     try:
         if task == "fashion_mnist":
-            images = load_fashion_mnist(data_dir, allow_download=False)["test"].images[:count].numpy()
+            images = load_fashion_mnist(data_dir, allow_download=False).splits["test"].inputs[:count, 0].numpy()
             return image_inputs(list(images), meta), f"{len(images)} FashionMNIST test images"
     except DataError:
         pass

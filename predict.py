@@ -78,11 +78,11 @@ def classify(args) -> None:
         if args.test_index:
             if checkpoint["task"] != "fashion_mnist":
                 raise InputError("--test-index is for FashionMNIST checkpoints; give image files or folders")
-            test = load_fashion_mnist(args.data_dir or default_data_dir())["test"]
+            test = load_fashion_mnist(args.data_dir or default_data_dir()).splits["test"]
             for index in args.test_index:
                 if not 0 <= index < len(test.labels):
                     raise InputError(f"--test-index {index} is outside 0..{len(test.labels) - 1}")
-                images.append(test.images[index].numpy())
+                images.append(test.inputs[index, 0].numpy())
                 labels.append(f"test[{index}] (true: {names[test.labels[index]]})")
         if not images:
             raise InputError("no image given (image files, folders of them, or --test-index N)")

@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from data.builtin import fashion_mnist_bundle
-from data.bundle import Batching, ImageSpec, split_train_val
-from data.trec import COARSE_LABELS, load_trec_files
+from data.bundle import Batching, ImageSpec
+from data.examples import Holdout, split
+from data.trec import COARSE_LABELS, read_trec
 from models import build_model
 from utils.errors import one_line_errors
 from utils.runtime import Runtime, autocast, cpu_bf16_native, seed_everything, select_device
@@ -95,7 +96,7 @@ def cnn_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
     precision = "bf16" if device.type == "cuda" else "fp32"  # the tutorial's arithmetic on each
     loader = common.tutorial_loader(args.data_dir, True, 64, True, workers=2, pin_memory=device.type == "cuda")
     batches = fashion_mnist_bundle(args.data_dir, Batching(64, 1024, device=device),
-                                   ImageSpec(augment=True, channels_last=True), 5000).train
+                                   ImageSpec(augment=True, channels_last=True), Holdout(val_size=5000)).train
     speeds: dict[str, list[float]] = {"tutorial": [], "ours": [], "ours --compile": []}
     for _ in range(args.repeats):  # alternating, so that a slow spell of the machine hits each
         speeds["tutorial"].append(tutorial_cnn(loader, device, precision, args.steps))
@@ -110,12 +111,8 @@ def cnn_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
 
 def trec_split(data_dir: str) -> dict[str, tuple[list[str], list[int]]]:
     """TREC's coarse questions split as train_transformer.py splits them by default (500 for validation)."""
-    files = load_trec_files(data_dir, allow_download=False)
-    label = {name: index for index, name in enumerate(COARSE_LABELS)}
-    train_idx, _ = split_train_val(len(files["train"]), 500, 0)
-    train = [files["train"][i] for i in train_idx.tolist()]
-    return {name: ([q.text for q in part], [label[q.coarse] for q in part]) for name, part in
-            (("train", train), ("test", files["test"]))}
+    splits = split(read_trec(data_dir), Holdout(val_size=500))
+    return {name: (splits[name].inputs, splits[name].labels.tolist()) for name in ("train", "test")}
 
 
 def trainer_minilm(args: argparse.Namespace, device: torch.device) -> dict:

@@ -88,12 +88,13 @@ def flip_average_check(run_dir: str) -> dict[str, float]:
     """Validation accuracy (seed-0 split) of a run's best.pt with and without flip averaging."""
     from data.builtin import fashion_mnist_bundle
     from data.bundle import Batching, ImageSpec
+    from data.examples import Holdout
     from utils.storage.checkpoint import load_checkpoint, model_from_checkpoint
     from utils.train.evaluation import evaluate
     from utils.runtime import Runtime
     model = model_from_checkpoint(load_checkpoint(f"{run_dir}/best.pt"), DEVICE)
     bundle = fashion_mnist_bundle(DATA, Batching(128, 1000, device=torch.device(DEVICE)),
-                                  ImageSpec(channels_last=True), VAL)
+                                  ImageSpec(channels_last=True), Holdout(val_size=VAL))
     accuracies = {}
     for flag in (False, True):
         model.flip_average = flag

@@ -42,8 +42,8 @@ def write_folder(args: argparse.Namespace) -> None:
 
     from data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
 
-    splits = load_fashion_mnist(args.data_dir)
-    train_images, train_labels = splits["train"].images.numpy(), splits["train"].labels.numpy()
+    splits = load_fashion_mnist(args.data_dir).splits
+    train_images, train_labels = splits["train"].inputs[:, 0].numpy(), splits["train"].labels.numpy()
     rng = np.random.default_rng(0)
     order = rng.permutation(len(train_labels))
     picked: dict[str, list[int]] = {"train": [], "val": []}
@@ -52,7 +52,7 @@ def write_folder(args: argparse.Namespace) -> None:
         count = args.per_class or (len(members) - args.eval_per_class)
         picked["train"] += members[:count].tolist()
         picked["val"] += members[count:count + (args.eval_per_class or args.per_class)].tolist()
-    test_images, test_labels = splits["test"].images.numpy(), splits["test"].labels.numpy()
+    test_images, test_labels = splits["test"].inputs[:, 0].numpy(), splits["test"].labels.numpy()
     test_picked = [i for label in range(len(CLASS_NAMES)) for i in
                    np.flatnonzero(test_labels == label)[:args.test_per_class or None].tolist()]
     copies = -(-args.total // len(picked["train"])) if args.total else 1

@@ -46,7 +46,7 @@ def request_bodies(model: str, data_dir: str) -> tuple[list[bytes], dict[str, st
         questions = [q.text for q in load_trec_files(data_dir, allow_download=False)["test"]]
         return [json.dumps({"inputs": q}).encode() for q in questions], {"Content-Type": "application/json"}
     bodies = []
-    for image in load_fashion_mnist(data_dir, allow_download=False)["test"].images[:500].numpy():
+    for image in load_fashion_mnist(data_dir, allow_download=False).splits["test"].inputs[:500, 0].numpy():
         buffer = io.BytesIO()
         Image.fromarray(image, "L").save(buffer, "PNG")
         bodies.append(buffer.getvalue())

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from data.builtin import fashion_mnist_bundle, trec_bundle
+from data.examples import Holdout
 from data.bundle import Batching, ImageSpec, TextSpec
 from models import build_model
 from utils.errors import one_line_errors
@@ -80,7 +81,8 @@ def main() -> None:
     for name, kwargs, channels_last, augment in (("cnn", {}, True, True), ("dnn", {"hidden_sizes": (256, 128)}, False, False)):
         loader = common.tutorial_loader(args.data_dir, True, 64, True)
         bundle = fashion_mnist_bundle(args.data_dir, Batching(64, 1024), ImageSpec(augment=augment,
-                                                                                  channels_last=channels_last), 5000)
+                                                                                  channels_last=channels_last),
+                                      Holdout(val_size=5000))
         bases, fasts = [], {precision: [] for precision in precisions}
         for _ in range(args.repeats):  # alternate them, so a slow spell of the machine hits each
             seed_everything(0)
@@ -98,7 +100,8 @@ def main() -> None:
                          "ratio": round(fast / base, 2), "tutorial_epoch_s": round(55000 / base, 1),
                          "ours_epoch_s": round(55000 / fast, 1)})
     for bucket in (False, True):
-        bundle = trec_bundle(args.data_dir, Batching(64, 512), TextSpec(min_freq=1, bucket=bucket), 500)
+        bundle = trec_bundle(args.data_dir, Batching(64, 512), TextSpec(min_freq=1, bucket=bucket),
+                             Holdout(val_size=500))
         seed_everything(0)
         model = build_model("rnn", cell="lstm", embed_dim=100, hidden_size=128, bidirectional=True, pooling="max",
                             dropout=0.5, **bundle.model_kwargs)

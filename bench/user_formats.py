@@ -20,10 +20,10 @@ from data.trec import load_trec_files  # noqa: E402
 
 def write_fashion_mnist_tree(data_dir: str, out: str) -> int:
     """Every FashionMNIST image as out/<split>/<class>/<index>.png; returns how many."""
-    splits = load_fashion_mnist(data_dir, allow_download=False)
+    splits = load_fashion_mnist(data_dir, allow_download=False).splits
     count = 0
     for split, part in splits.items():
-        for index, (image, label) in enumerate(zip(part.images.numpy(), part.labels.tolist())):
+        for index, (image, label) in enumerate(zip(part.inputs[:, 0].numpy(), part.labels.tolist())):
             folder = os.path.join(out, split, CLASS_NAMES[label].replace("/", "-"))
             os.makedirs(folder, exist_ok=True)
             Image.fromarray(image, "L").save(os.path.join(folder, f"{index:05d}.png"))

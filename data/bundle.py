@@ -1,13 +1,8 @@
 """What a training run needs from a data set, independent of which data set it is."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable
-
-import torch
-
-from data import DataError
+from typing import Any
 
 
 @dataclass
@@ -95,63 +90,3 @@ def class_names_of(labels: list[str]) -> list[str]:
     distinct = set(labels)
     numeric = all(label.lstrip("-").isdigit() for label in distinct)
     return sorted(distinct, key=int) if numeric else sorted(distinct)
-
-
-def data_fingerprint(examples: Iterable[bytes], labels: Iterable[int], class_names: list[str]) -> str:
-    """A hash of a data set as a set of labelled examples (whatever their order or split) and its class
-    names: two runs with the same fingerprint saw the same data."""
-    rows = sorted(hashlib.sha256(bytes(example) + f"|{label}".encode()).digest()
-                  for example, label in zip(examples, labels))
-    digest = hashlib.sha256("\n".join(class_names).encode())
-    for row in rows:
-        digest.update(row)
-    return digest.hexdigest()
-
-
-def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices (kept, held out) of a seeded, stratified hold-out: `fraction` of each class's examples
-    (rounded, at least one of a class with two or more), each part in index order."""
-    generator = torch.Generator().manual_seed(seed)
-    held = []
-    for label in labels.unique().tolist():
-        members = (labels == label).nonzero().flatten()
-        members = members[torch.randperm(len(members), generator=generator)]
-        count = min(len(members) - 1, max(1, round(fraction * len(members)))) if len(members) > 1 else 0
-        held.append(members[:count])
-    held_out = torch.cat(held).sort().values if held else torch.zeros(0, dtype=torch.long)
-    keep = torch.ones(len(labels), dtype=torch.bool)
-    keep[held_out] = False
-    return keep.nonzero().flatten(), held_out
-
-
-def hold_out_missing(labels: torch.Tensor, missing: Iterable[str], fractions: dict[str, float], seed: int,
-                     split_seed: int) -> dict[str, torch.Tensor]:
-    """Indices into a training split of labels `labels` of each part: "train", and the `missing` ones of
-    "test" and "val", held out in that order by stratified_split, `fractions[part]` of each class; the
-    test with `seed`, the validation examples with `split_seed` (a negative one: `seed`)."""
-    parts, rest = {}, torch.arange(len(labels))
-    for part in ("test", "val"):
-        if part in missing:
-            keep, held = stratified_split(labels[rest], fractions[part], seed if part == "test" or split_seed < 0
-                                          else split_seed)
-            parts[part], rest = rest[held], rest[keep]
-    return {"train": rest, **parts}
-
-
-def limited(count: int, limit: int, seed: int) -> torch.Tensor:
-    """Indices (in order) of at most `limit` of `count` training examples, drawn with `seed`: a file
-    sorted by class gives every class its share, not the first classes all of it."""
-    if limit >= count:
-        return torch.arange(count)
-    return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-
-
-def split_train_val(count: int, val_size: int, seed: int, limit_train: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of the training and validation examples: a seeded permutation, val first."""
-    if val_size >= count:
-        raise DataError(f"--val-size {val_size} leaves no training examples out of {count}: give a smaller --val-size")
-    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
-    val, train = order[:val_size], order[val_size:]
-    if limit_train:
-        train = train[:limit_train]
-    return train.sort().values, val.sort().values

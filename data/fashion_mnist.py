@@ -5,12 +5,11 @@ import gzip
 import hashlib
 import os
 import zlib
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from data import DataError
+from data.examples import Examples, LabelledData
 
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -34,14 +33,6 @@ DECODED_MD5 = {  # of the decompressed files: Debian rewrites gzip headers, not 
 MIRRORS = ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 IDX_UBYTE = 0x08
-
-
-@dataclass
-class Split:
-    """One split: `images` (N, 28, 28) uint8 and `labels` (N,) int64."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
 
 
 def raw_dir(data_dir: str) -> str:
@@ -85,8 +76,8 @@ def parse_idx(content: bytes, path: str, ndim: int) -> np.ndarray:
     return np.frombuffer(content, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
-def read_split(folder: str, split: str) -> Split:
-    """Decode one split's images and labels from `folder`, checking that their counts agree."""
+def read_split(folder: str, split: str) -> Examples:
+    """Decode one split's images ((N, 1, 28, 28) uint8) and labels from `folder`, checking that their counts agree."""
     images_name, labels_name = FILES[split]
     images_path, labels_path = find_file(folder, images_name), find_file(folder, labels_name)
     images = parse_idx(read_bytes(images_path), images_path, ndim=3)
@@ -96,7 +87,7 @@ def read_split(folder: str, split: str) -> Split:
                         f"holds {len(labels)} labels")
     if labels.size and labels.max() >= len(CLASS_NAMES):
         raise DataError(f"{labels_path}: label {labels.max()} is not one of the 10 classes")
-    return Split(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))
+    return Examples(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
 def has_all_files(folder: str) -> bool:
@@ -153,7 +144,7 @@ def locate(data_dir: str, allow_download: bool = True) -> str:
     return folder
 
 
-def load_fashion_mnist(data_dir: str, allow_download: bool = True) -> dict[str, Split]:
-    """Both splits, {"train": 60,000 examples, "test": 10,000}, decoded once."""
+def load_fashion_mnist(data_dir: str, allow_download: bool = True) -> LabelledData:
+    """FashionMNIST's two splits, "train" (60,000 images) and "test" (10,000), and its class names."""
     folder = locate(data_dir, allow_download)
-    return {split: read_split(folder, split) for split in FILES}
+    return LabelledData({split: read_split(folder, split) for split in FILES}, list(CLASS_NAMES))

@@ -5,7 +5,6 @@ are and how to read them); what it found and did is in the bundle's notes."""
 from __future__ import annotations
 
 import os
-from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -13,10 +12,10 @@ import numpy as np
 import torch
 
 from data import DataError, as_test_dataset
-from data.builtin import image_bundle
-from data.bundle import (Batching, DataBundle, ImageSpec, class_names_of, data_fingerprint, hold_out_missing,
-                         limited)
-from data.disk_images import DiskImages, in_memory, size_in_bytes, take
+from data.builders import image_bundle
+from data.bundle import Batching, DataBundle, ImageSpec, class_names_of
+from data.disk_images import DiskImages, in_memory, size_in_bytes
+from data.examples import Examples, Holdout, LabelledData, data_fingerprint, split, summary, with_test_set
 from data.framing import Framing, choose_shape, frame_image, framings_of
 from data.hf_datasets import find_columns, load_splits
 from data.locations import HUB, LOCAL, location
@@ -33,9 +32,7 @@ class ImageSource:
     """A user's images: the data set (a folder of class folders, a save_to_disk folder or a hub id) and
     an optional separate test set; the channels (0: 1 when every image is gray, else 3) and side
     (0: the images' own size when they share it, else DEFAULT_SIZE) they become; the most memory
-    their pixels may take; whether unreadable files are left out; the stratified shares held out where
-    the data set has no validation or test split (validation drawn with `split_seed`, negative: the
-    batching seed); and at most `limit_train` training images (0: all), drawn with the batching seed."""
+    their pixels may take; and whether unreadable files are left out."""
 
     dataset: str
     test_dataset: str = ""
@@ -43,10 +40,6 @@ class ImageSource:
     image_size: int = 0
     max_image_memory_gb: float = 8.0
     skip_bad_files: bool = False
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    split_seed: int = -1
-    limit_train: int = 0
 
 
 STATISTICS_CHUNK = 4096  # images summed at a time: no float copy of the whole split
@@ -68,42 +61,45 @@ def channel_statistics(images: torch.Tensor) -> tuple[list[float], list[float]]:
             [round(max(v ** 0.5 / 255.0, 1e-3), 4) for v in variance.clamp(min=0).tolist()])
 
 
-def image_folder_bundle(source: ImageSource, batching: Batching, spec: ImageSpec, decode: Decode,
-                        meta: dict[str, Any] | None = None) -> DataBundle:
-    """The images of `source` as batches, augmented as `spec` says and normalised by the training
-    split's statistics; `meta` (a checkpoint's) fixes channels, size and normalisation."""
-    notes: list[str] = []
+def read_images(source: ImageSource, decode: Decode, meta: dict[str, Any] | None
+                ) -> tuple[LabelledData, tuple[int, int, int]]:
+    """The images of `source` (and of its separate test set) decoded, and their (C, H, W) shape; `meta`
+    (a checkpoint's) fixes channels and size."""
     read = read_hub_images if is_hub_dataset(source.dataset) else read_folder_images
-    decoded, class_names, shape = read(source, source.dataset, meta, decode, notes)
-    if source.test_dataset:
-        read = read_hub_images if is_hub_dataset(source.test_dataset) else read_folder_images
-        try:
-            test, test_names, _ = read(source, source.test_dataset, {**(meta or {}), **shape_meta(shape)}, decode,
-                                       notes, for_test=True)
-        except DataError as error:
-            raise as_test_dataset(error) from error
-        unknown = sorted(set(test_names) - set(class_names))
-        if unknown:
-            raise DataError(f"--test-dataset {source.test_dataset} has classes the training data lacks: "
-                            f"{', '.join(unknown[:5])}")
-        remap = torch.tensor([class_names.index(name) for name in test_names], dtype=torch.long)
-        parts = list(test.values())
-        digests = [[digest for part in parts for digest in part[2]]] if all(len(p) > 2 for p in parts) else []
-        decoded["test"] = (torch.cat([in_memory(part[0]) for part in parts]),
-                           remap[torch.cat([part[1] for part in parts])],
-                           *digests)
-    bundle = bundle_of(source, batching, spec, decoded, class_names, shape, meta, notes)
-    bundle.notes = notes
+    data, shape = read(source, source.dataset, meta, decode)
+    if not source.test_dataset:
+        return data, shape
+    read = read_hub_images if is_hub_dataset(source.test_dataset) else read_folder_images
+    try:
+        test, _ = read(source, source.test_dataset, {**(meta or {}), **shape_meta(shape)}, decode, for_test=True)
+    except DataError as error:
+        raise as_test_dataset(error) from error
+    return with_test_set(data, test, source.test_dataset), shape
+
+
+def image_folder_bundle(source: ImageSource, holdout: Holdout, batching: Batching, spec: ImageSpec, decode: Decode,
+                        meta: dict[str, Any] | None = None) -> DataBundle:
+    """The images of `source` as batches, split as `holdout` says, augmented as `spec` says and normalised
+    by the training split's statistics; `meta` (a checkpoint's) fixes channels, size and normalisation."""
+    data, shape = read_images(source, decode, meta)
+    fingerprint = data_fingerprint(data)
+    splits = split(data, holdout, "images")
+    train, class_names = splits["train"], data.class_names
+    missing = sorted(set(range(len(class_names))) - set(train.labels.tolist()))
+    if missing or not len(splits["val"]) or not len(splits["test"]):
+        raise DataError(f"--dataset {source.dataset}: too few images to train, validate and test on every class "
+                        f"({len(train)} for training; classes without any: "
+                        f"{', '.join(class_names[i] for i in missing) or 'none'})")
+    mean, std = (meta["mean"], meta["std"]) if meta else channel_statistics(train.inputs)
+    data.notes.append(summary(source.dataset, class_names, splits, "images", f" of {shape[0]}x{shape[1]}x{shape[2]}"))
+    placed(splits, source.max_image_memory_gb, data.notes)
+    cropping = {key: meta[key] for key in ("crop_pct", "interpolation") if key in (meta or {})}
+    bundle = image_bundle("image", splits, class_names, batching,
+                          replace(spec, mean=mean, std=std, input_size=shape[1] if cropping else 0),
+                          {"in_channels": shape[0], "image_size": shape_meta(shape)["image_size"]},
+                          {**shape_meta(shape), **cropping, "dataset": source.dataset, "data_sha256": fingerprint})
+    bundle.notes = data.notes
     return bundle
-
-
-def files_fingerprint(parts: list[tuple], class_names: list[str]) -> dict[str, str]:
-    """{"data_sha256": the data_fingerprint of the splits' files (content hashes and labels)}, which a
-    checkpoint records; {} where a split came without files (a Hugging Face dataset: its pixels are hashed)."""
-    if not parts or any(len(part) < 3 for part in parts):
-        return {}
-    return {"data_sha256": data_fingerprint((digest.encode() for part in parts for digest in part[2]),
-                                            (label for part in parts for label in part[1].tolist()), class_names)}
 
 
 def shape_meta(shape: tuple[int, int, int]) -> dict[str, Any]:
@@ -135,22 +131,22 @@ def check_memory(source: ImageSource, spec: str, count: int, shape: tuple[int, i
 
 
 def read_folder_images(source: ImageSource, spec: str, meta: dict[str, Any] | None, decode: Decode,
-                       notes: list[str], for_test: bool = False
-                       ) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
-    """The decoded splits of a folder of class folders (with their files' hashes), its class names and
-    the images' shape; `for_test`: every split is framed for evaluation."""
+                       for_test: bool = False) -> tuple[LabelledData, tuple[int, int, int]]:
+    """The decoded splits of a folder of class folders (with their files' hashes) and the images' shape;
+    `for_test`: every split is framed for evaluation."""
     splits, class_names = find_image_folder(spec)
     layout = split_layout(spec)
-    notes.append(f"note: {spec}: " + (", ".join(f"{name}/ as the {split} split" for split, name in layout.items())
-                                      if layout else "class folders, no split folders (train/, val/, test/)"))
+    note = f"note: {spec}: " + (", ".join(f"{name}/ as the {split} split" for split, name in layout.items())
+                                if layout else "class folders, no split folders (train/, val/, test/)")
     paths = [path for files in splits.values() for path, _ in files]
     digests, found = scan_images(paths, headers=not shape_decided(meta, source))  # each file read once
     shape = shape_of(meta, source, found)
     training, evaluation = framings_of(shape, meta)
     digest_of = dict(zip(paths, digests))
     framing = {split: training if split == "train" and not for_test else evaluation for split in splits}
-    return ({split: decode(files, [digest_of[path] for path, _ in files], framing[split], source.skip_bad_files)
-             for split, files in splits.items()}, class_names, shape)
+    decoded = {split: Examples(*decode(files, [digest_of[path] for path, _ in files], framing[split],
+                                       source.skip_bad_files)) for split, files in splits.items()}
+    return LabelledData(decoded, class_names, [note]), shape
 
 
 def is_hub_dataset(spec: str) -> bool:
@@ -163,13 +159,12 @@ def is_hub_dataset(spec: str) -> bool:
 
 
 def read_hub_images(source: ImageSource, spec: str, meta: dict[str, Any] | None, decode: Decode,
-                    notes: list[str], for_test: bool = False
-                    ) -> tuple[dict[str, Any], list[str], tuple[int, int, int]]:
-    """The decoded splits of a Hugging Face dataset with an image column, its class names and the shape;
-    `for_test`: every split is framed for evaluation."""
+                    for_test: bool = False) -> tuple[LabelledData, tuple[int, int, int]]:
+    """The decoded splits of a Hugging Face dataset with an image column and the images' shape (`decode`,
+    for files, is unused); `for_test`: every split is framed for evaluation."""
     splits = load_splits(spec, "")
     image_column, label_column, names = find_columns(splits["train"], spec, "image", "", "")
-    labels = {split: part[label_column] for split, part in splits.items()}
+    labels = {name: part[label_column] for name, part in splits.items()}
     class_names = names or class_names_of([str(label) for label in labels["train"]])
     if meta and "channels" in meta:
         shape = shape_of(meta, source, [])
@@ -178,66 +173,29 @@ def read_hub_images(source: ImageSource, spec: str, meta: dict[str, Any] | None,
         shape = choose_shape([(is_gray_image(image), image.size) for image in sample if image is not None],
                              source.channels, source.image_size)
     check_memory(source, spec, sum(len(part) for part in splits.values()), shape)
-    decoded, (training, evaluation) = {}, framings_of(shape, meta)
-    for split, part in splits.items():
-        kept = [i for i, label in enumerate(labels[split]) if label is not None and not (names and label < 0)]
+    decoded, notes, (training, evaluation) = {}, [], framings_of(shape, meta)
+    for name, part in splits.items():
+        kept = [i for i, label in enumerate(labels[name]) if label is not None and not (names and label < 0)]
         if len(kept) < len(part):
-            notes.append(f"note: skipped {len(part) - len(kept)} unlabelled {split} image(s) of {spec}")
+            notes.append(f"note: skipped {len(part) - len(kept)} unlabelled {name} image(s) of {spec}")
         images = part.select(kept)[image_column]
         present = [(image, i) for image, i in zip(images, kept) if image is not None]
         if len(present) < len(kept):
-            notes.append(f"note: skipped {len(kept) - len(present)} {split} example(s) of {spec} without an image")
-        framing = training if split == "train" and not for_test else evaluation
+            notes.append(f"note: skipped {len(kept) - len(present)} {name} example(s) of {spec} without an image")
+        framing = training if name == "train" and not for_test else evaluation
         arrays = [frame_image(image, framing) for image, _ in present]
-        ids = [labels[split][i] if names else class_names.index(str(labels[split][i])) for _, i in present]
-        decoded[split] = torch.from_numpy(np.stack(arrays)), torch.tensor(ids, dtype=torch.long)
-    return decoded, class_names, shape
+        ids = [labels[name][i] if names else class_names.index(str(labels[name][i])) for _, i in present]
+        decoded[name] = Examples(torch.from_numpy(np.stack(arrays)), torch.tensor(ids, dtype=torch.long))
+    return LabelledData(decoded, class_names, notes), shape
 
 
-def placed(splits: list[tuple[Any, torch.Tensor]], budget_gb: float, notes: list[str]
-           ) -> list[tuple[torch.Tensor | DiskImages, torch.Tensor]]:
+def placed(splits: dict[str, Examples], budget_gb: float, notes: list[str]) -> None:
     """The splits' images read into memory when they fit in `budget_gb` GiB together, else left on
     disk (memory-mapped, with a note)."""
-    total = sum(size_in_bytes(images) for images, _ in splits)
-    if total <= budget_gb * 2 ** 30:
-        return [(in_memory(images), labels) for images, labels in splits]
-    notes.append(f"note: the {total / 2 ** 30:.1f} GiB of decoded images are read from the memory-mapped cache "
-                 f"on disk (more than --max-image-memory-gb {budget_gb:g})")
-    return splits
-
-
-def bundle_of(source: ImageSource, batching: Batching, spec: ImageSpec, decoded: dict[str, Any],
-              class_names: list[str], shape: tuple[int, int, int], meta: dict[str, Any] | None,
-              notes: list[str]) -> DataBundle:
-    """Batches of decoded splits (images, labels[, the files' hashes]): the test and validation splits held
-    out (stratified) where missing; a fingerprint of the files (of the pixels where they came without)."""
-    fingerprint = files_fingerprint(list(decoded.values()), class_names)
-    decoded = {split: part[:2] for split, part in decoded.items()}
-    train_images, train_labels = decoded["train"]
-    parts = hold_out_missing(train_labels, {"test", "val"} - set(decoded), {"test": source.test_fraction,
-                             "val": source.val_fraction}, batching.seed, source.split_seed)
-    decoded.update({part: (take(train_images, index), train_labels[index]) for part, index in parts.items()
-                    if part != "train"})
-    train_images, train_labels = take(train_images, parts["train"]), train_labels[parts["train"]]
-    if "test" in parts:
-        notes.append(f"note: {len(parts['test']):,} of the training images held out for the test (--test-fraction "
-                     f"{source.test_fraction:g}, stratified, seed {batching.seed})")
-    if source.limit_train:
-        kept = limited(len(train_labels), source.limit_train, batching.seed)
-        train_images, train_labels = take(train_images, kept), train_labels[kept]
-    missing = sorted(set(range(len(class_names))) - set(train_labels.tolist()))
-    if missing or not len(decoded["val"][1]) or not len(decoded["test"][1]):
-        raise DataError(f"--dataset {source.dataset}: too few images to train, validate and test on every class "
-                        f"({len(train_labels)} for training; classes without any: "
-                        f"{', '.join(class_names[i] for i in missing) or 'none'})")
-    mean, std = (meta["mean"], meta["std"]) if meta else channel_statistics(train_images)
-    counts = Counter(train_labels.tolist())
-    notes.append(f"data: {source.dataset}: {len(class_names)} classes, {len(train_labels):,} training / "
-                 f"{len(decoded['val'][1]):,} validation / {len(decoded['test'][1]):,} test images of "
-                 f"{shape[0]}x{shape[1]}x{shape[2]}; smallest class {min(counts.values())} training images")
-    splits = placed([(train_images, train_labels), decoded["val"], decoded["test"]], source.max_image_memory_gb, notes)
-    cropping = {key: meta[key] for key in ("crop_pct", "interpolation") if key in (meta or {})}
-    return image_bundle("image", tuple(splits), class_names, batching,
-                        replace(spec, mean=mean, std=std, input_size=shape[1] if cropping else 0),
-                        model_kwargs={"in_channels": shape[0], "image_size": shape_meta(shape)["image_size"]},
-                        meta={**shape_meta(shape), **cropping, "dataset": source.dataset, **fingerprint})
+    total = sum(size_in_bytes(part.inputs) for part in splits.values())
+    if total > budget_gb * 2 ** 30:
+        notes.append(f"note: the {total / 2 ** 30:.1f} GiB of decoded images are read from the memory-mapped "
+                     f"cache on disk (more than --max-image-memory-gb {budget_gb:g})")
+        return
+    for part in splits.values():
+        part.inputs = in_memory(part.inputs)

@@ -4,7 +4,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import torch
+
 from data import DataError
+from data.examples import Examples, LabelledData
 
 COARSE_LABELS = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
 FILES = {"train": "train_5500.label", "test": "TREC_10.label"}
@@ -103,3 +106,18 @@ def load_trec_hub() -> dict[str, list[Question]]:
     coarse_names, fine_names = features["coarse_label"].names, features["fine_label"].names
     return {split: questions_from_hub_rows(list(loaded[split]), coarse_names, fine_names)
             for split in ("train", "test")}
+
+
+def read_trec(data_dir: str, labels: str = "coarse", source: str = "files") -> LabelledData:
+    """TREC's "train" and "test" questions, labelled by their `labels` ("coarse": 6 classes, "fine": the 50
+    of the training questions), read from the original label files in <data_dir>/TREC/ (`source`
+    "files") or from the hub ("hub")."""
+    questions = load_trec_hub() if source == "hub" else load_trec_files(data_dir)
+    class_names = COARSE_LABELS if labels == "coarse" else sorted({q.fine for q in questions["train"]})
+    label_index = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted({getattr(q, labels) for q in questions["test"]} - set(label_index))
+    if unknown:
+        raise DataError(f"test labels {', '.join(unknown)} never occur in the training data")
+    return LabelledData({split: Examples([q.text for q in part],
+                                         torch.tensor([label_index[getattr(q, labels)] for q in part]))
+                         for split, part in questions.items()}, list(class_names))

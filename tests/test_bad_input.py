@@ -167,12 +167,12 @@ def test_trec_line_breaks_are_only_newlines(tmp_path):
 
 def test_huge_question_is_cut_to_max_length(tmp_path, capsys):
     data = write_trec(str(tmp_path / "d"))
-    with open(os.path.join(data, "TREC", "train_5500.label"), "a", encoding="latin-1") as f:
+    with open(os.path.join(data, "TREC", "TREC_10.label"), "a", encoding="latin-1") as f:
         f.write("DESC:def What is " + "very " * 200_000 + "long ?\n")  # 1 MB on one line
     summary = train_rnn.main(["--data-dir", data, "--out-dir", str(tmp_path / "o"), "--epochs", "1",
                               "--val-size", "40", "--no-progress", "--max-length", "32"])
     assert math.isfinite(summary["test_loss"])
-    assert "cut 1 training text(s) to --max-length 32 tokens" in capsys.readouterr().out
+    assert "cut 1 test text(s) to --max-length 32 tokens" in capsys.readouterr().out
 
 
 def test_a_question_argument_that_is_not_utf8_is_read_as_latin1(runs, capsys):

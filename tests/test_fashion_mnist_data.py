@@ -20,12 +20,12 @@ def test_idx_round_trip_gzip_and_plain(tmp_path):
     images, labels = separable_images(30, seed=3)
     for compress in (True, False):
         data_dir = write_fashion_mnist(str(tmp_path / f"d{compress}"), 30, 10, compress=compress)
-        splits = load_fashion_mnist(data_dir, allow_download=False)
-        assert splits["train"].images.dtype == torch.uint8
-        assert splits["train"].images.shape == (30, 28, 28)
+        splits = load_fashion_mnist(data_dir, allow_download=False).splits
+        assert splits["train"].inputs.dtype == torch.uint8
+        assert splits["train"].inputs.shape == (30, 1, 28, 28)
         assert splits["test"].labels.shape == (10,)
         expected, expected_labels = separable_images(30, seed=0)
-        assert np.array_equal(splits["train"].images.numpy(), expected)
+        assert np.array_equal(splits["train"].inputs[:, 0].numpy(), expected)
         assert np.array_equal(splits["train"].labels.numpy(), expected_labels)
 
 

@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import export
@@ -14,7 +13,6 @@ import predict
 import train_cnn
 import train_dnn
 from conftest import assert_one_error_line, saved_accuracy
-from data.bundle import stratified_split
 from data.framing import fit_image
 from data.images import find_image_folder, image_array, scan_images
 from utils.serve.inputs import read_image
@@ -119,14 +117,6 @@ def test_images_of_any_mode_become_the_asked_channels_and_fit_whole():
     wide = np.full((1, 10, 30), 255, dtype=np.uint8)
     fitted = fit_image(wide, 12, 12)
     assert fitted[0, 6].all() and not fitted[0, 0].any()  # the whole image, centred, black above
-
-
-def test_the_stratified_hold_out_takes_a_share_of_every_class():
-    labels = torch.tensor([0] * 50 + [1] * 10 + [2] * 2)
-    keep, held = stratified_split(labels, 0.1, seed=0)
-    assert sorted(labels[held].tolist()) == [0] * 5 + [1] + [2]
-    assert len(keep) + len(held) == 62 and not set(keep.tolist()) & set(held.tolist())
-    assert torch.equal(stratified_split(labels, 0.1, seed=0)[1], held)
 
 
 def bad_folders(root, good: str) -> dict[str, tuple[str, list[str]]]:

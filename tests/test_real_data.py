@@ -15,8 +15,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_fashion_mnist_decodes_as_published():
-    splits = load_fashion_mnist(shared_data_or_skip("FashionMNIST", "raw"), allow_download=False)
-    assert splits["train"].images.shape == (60000, 28, 28) and splits["test"].images.shape == (10000, 28, 28)
+    splits = load_fashion_mnist(shared_data_or_skip("FashionMNIST", "raw"), allow_download=False).splits
+    assert splits["train"].inputs.shape == (60000, 1, 28, 28) and splits["test"].inputs.shape == (10000, 1, 28, 28)
     assert splits["train"].labels[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
     assert splits["test"].labels[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
     assert set(Counter(splits["train"].labels.tolist()).values()) == {6000}

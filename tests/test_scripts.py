@@ -60,7 +60,7 @@ def test_rnn_script_each_cell(cell, trec_dir, tmp_path):
 
 
 def test_rnn_learns_the_synthetic_questions(trec_dir, tmp_path):
-    summary = train_rnn.main(text_args(trec_dir, str(tmp_path / "r"), "--epochs", "8", "--lr", "5e-3"))
+    summary = train_rnn.main(text_args(trec_dir, str(tmp_path / "r"), "--epochs", "12", "--lr", "1e-2"))
     assert summary["test_acc"] > 0.9
 
 

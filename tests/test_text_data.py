@@ -9,7 +9,8 @@ import torch
 import train_rnn
 from conftest import text_args
 from data import DataError
-from data.bundle import Batching, Order, TextSpec, split_train_val
+from data.bundle import Batching, Order, TextSpec
+from data.examples import Holdout
 from data.builtin import trec_bundle
 from data.text import PAD, UNK, TextBatches, build_vocabulary, tokenize
 from data.tokenization import tokenizer_from_meta
@@ -90,12 +91,13 @@ def test_example_order_maps_batches_back():
 
 def test_bundle_labels_and_vocabulary(trec_dir):
     batching, spec = Batching(16, 64), TextSpec(min_freq=1)
-    coarse = trec_bundle(trec_dir, batching, spec, val_size=40, labels="coarse")
+    coarse = trec_bundle(trec_dir, batching, spec, Holdout(val_size=40), labels="coarse")
     assert coarse.class_names == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
     assert coarse.train.num_examples == 200 and coarse.val.num_examples == 40
-    fine = trec_bundle(trec_dir, batching, spec, val_size=40, labels="fine")
+    fine = trec_bundle(trec_dir, batching, spec, Holdout(val_size=40), labels="fine")
     assert "LOC:city" in fine.class_names and fine.model_kwargs["num_classes"] == len(fine.class_names)
-    again = trec_bundle(trec_dir, batching, TextSpec(tokenizer=tokenizer_from_meta(coarse.meta)), val_size=40)
+    again = trec_bundle(trec_dir, batching, TextSpec(tokenizer=tokenizer_from_meta(coarse.meta)),
+                        Holdout(val_size=40))
     assert again.meta["tokenizer"] == coarse.meta["tokenizer"]
 
 
@@ -106,9 +108,10 @@ def test_split_seed_fixes_the_validation_questions_whatever_the_seed(trec_dir):
         return {tuple(ids[:length].tolist()) for (ids, lengths), _ in getattr(bundle, split)
                 for ids, length in zip(ids, lengths.tolist())}
 
-    assert not torch.equal(split_train_val(240, 40, 0)[1], split_train_val(240, 40, 1)[1])  # the seed draws it
-    seed0 = trec_bundle(trec_dir, Batching(16, 64, seed=0), spec, val_size=40)
-    held_out = trec_bundle(trec_dir, Batching(16, 64, seed=1), spec, val_size=40, split_seed=0)
+    seed0 = trec_bundle(trec_dir, Batching(16, 64, seed=0), spec, Holdout(seed=0, val_size=40))
+    seed1 = trec_bundle(trec_dir, Batching(16, 64, seed=1), spec, Holdout(seed=1, val_size=40))
+    assert questions(seed1, "val") != questions(seed0, "val")  # the seed draws it
+    held_out = trec_bundle(trec_dir, Batching(16, 64, seed=1), spec, Holdout(seed=1, split_seed=0, val_size=40))
     assert questions(held_out, "val") == questions(seed0, "val") and len(questions(seed0, "val")) > 30
     assert questions(held_out, "train") == questions(seed0, "train")
     assert held_out.meta["tokenizer"] == seed0.meta["tokenizer"]  # built from the same training questions

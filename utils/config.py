@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Sequence
 
 from data.bundle import Batching
+from data.examples import Holdout
 from utils.errors import ConfigError
 from utils.flags import (build_parser, describe_range, field_metadata, flag_name, flags_given, option,
                          refuse_removed_flags, within)
@@ -21,18 +22,6 @@ from utils.flags import (build_parser, describe_range, field_metadata, flag_name
 DATA_DIR_ENV = "CLASSIFY_DATA_DIR"
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
 NO_PRESET = "none"  # --preset none: no preset, not even an implied one
-
-
-def validation_split(config: dict[str, Any]) -> tuple[int, int]:
-    """(seed of the split, validation size) of a config or a checkpoint's saved one: which training
-    examples it held out for validation."""
-    split_seed = config.get("split_seed", -1)
-    return (config.get("seed", 0) if split_seed is None or split_seed < 0 else split_seed), config.get("val_size", 0)
-
-
-def split_seed_of(config: Any) -> int:
-    """The seed that draws a config's training/validation split (--split-seed, else --seed)."""
-    return validation_split(dataclasses.asdict(config))[0]
 
 
 def default_data_dir() -> str:
@@ -135,6 +124,11 @@ class TrainConfig:
         """How these flags batch any data set, in the process `runtime` describes."""
         return Batching(self.batch_size, self.eval_batch_size, self.seed, runtime.device, runtime.rank,
                         runtime.world_size)
+
+    def holdout(self) -> Holdout:
+        """How the splits the data set lacks are held out: --val-size of the built-in one, fractions of yours."""
+        val_size = self.val_size if self.dataset == self.task else 0
+        return Holdout(self.seed, self.split_seed, self.val_fraction, val_size, self.test_fraction, self.limit_train)
 
     def pretrained_source(self) -> str:
         """The pretrained encoder (hub id or folder) whose weights start the model ('' for none)."""

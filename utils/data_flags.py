@@ -58,8 +58,7 @@ class ImageConfig(TrainConfig):
     def image_source(self) -> ImageSource:
         """Where --dataset's images are and how to read them."""
         return ImageSource(self.dataset, self.test_dataset, self.channels, self.image_size, self.max_image_memory_gb,
-                           self.skip_bad_files, self.val_fraction, self.test_fraction, self.split_seed,
-                           self.limit_train)
+                           self.skip_bad_files)
 
     def image_spec(self, mean: Any = 0.0, std: Any = 1.0) -> ImageSpec:
         """The augmentation and memory format these flags ask for, with a data set's normalisation."""
@@ -108,8 +107,7 @@ class TextConfig(TrainConfig):
 
     def text_source(self) -> TextSource:
         """Where --dataset's texts are and how to read them."""
-        return TextSource(self.dataset, self.test_dataset, self.text_column, self.label_column, self.dataset_config,
-                          self.val_fraction, self.test_fraction, self.split_seed, self.limit_train)
+        return TextSource(self.dataset, self.test_dataset, self.text_column, self.label_column, self.dataset_config)
 
     def text_spec(self, tokenizer: TextTokenizer | None, max_length: int, split_words: str = "spaces") -> TextSpec:
         """How these flags encode and batch texts, with the tokenizer (None: a word vocabulary) and length."""

@@ -10,7 +10,7 @@ from data.bundle import DataBundle
 from data.own_images import image_folder_bundle
 from data.own_texts import own_text_bundle
 from data.tokenization import TextTokenizer, tokenizer_from_meta
-from utils.config import default_data_dir, split_seed_of
+from utils.config import default_data_dir
 from utils.data_flags import FASHION_MNIST, TEACHERS_TOKENIZER, TREC, ImageConfig, TextConfig
 from utils.image_cache import decoded_split
 from utils.errors import ConfigError
@@ -41,9 +41,10 @@ def image_data(config: ImageConfig, runtime: Runtime, meta: dict[str, Any] | Non
     if config.dataset != FASHION_MNIST:  # decoded once into the disk cache, which every process then reads
         decode = functools.partial(decoded_split, progress=config.progress and runtime.is_main)
         return main_process_first(runtime, lambda: image_folder_bundle(
-            config.image_source(), config.batching(runtime), config.image_spec(), decode, meta))
+            config.image_source(), config.holdout(), config.batching(runtime), config.image_spec(), decode,
+            meta))
     return fashion_mnist_bundle(config.data_dir or default_data_dir(), config.batching(runtime), config.image_spec(),
-                                config.val_size, config.limit_train, split_seed_of(config))
+                                config.holdout())
 
 
 def text_tokenizer(config: TextConfig) -> TextTokenizer | None:
@@ -58,9 +59,8 @@ def text_data(config: TextConfig, runtime: Runtime, meta: dict[str, Any] | None 
     """The texts of --dataset (TREC, a file or a Hugging Face dataset) as batches `config` asks for; a
     checkpoint's `meta` supplies its tokenizer."""
     tokenizer = tokenizer_from_meta(meta) if meta else text_tokenizer(config)
-    if config.dataset != TREC:
-        return own_text_bundle(config.text_source(), config.batching(runtime),
-                               config.text_spec(tokenizer, (meta or {}).get("max_length", config.max_length)))
     spec = config.text_spec(tokenizer, (meta or {}).get("max_length", config.max_length))
-    return trec_bundle(config.data_dir or default_data_dir(), config.batching(runtime), spec, config.val_size,
-                       config.labels, config.source, config.limit_train, split_seed_of(config))
+    if config.dataset != TREC:
+        return own_text_bundle(config.text_source(), config.holdout(), config.batching(runtime), spec)
+    return trec_bundle(config.data_dir or default_data_dir(), config.batching(runtime), spec, config.holdout(),
+                       config.labels, config.source)

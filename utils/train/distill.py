@@ -33,7 +33,7 @@ from torch import nn
 from data.bundle import DataBundle
 from models import count_parameters
 from utils.messages import MESSAGES
-from utils.config import TrainConfig, validation_split
+from utils.config import TrainConfig
 from utils.errors import ConfigError
 from utils.runtime import Runtime, autocast, main_process_first
 from utils.storage.checkpoint import load_checkpoint_of_task, model_from_checkpoint
@@ -41,6 +41,13 @@ from utils.train.evaluation import evaluate
 from utils.train.resume import same_data_or_error
 from utils.train.teacher_tables import (averages_flips, load_or_make_example_table, load_or_make_view_table,
                                         teacher_sha256, weights_sha256)
+
+
+def validation_split(config: dict[str, Any]) -> tuple[int, int]:
+    """(seed of the split, validation size) of a config or a checkpoint's saved one: which training
+    examples it held out for validation."""
+    split_seed = config.get("split_seed", -1)
+    return (config.get("seed", 0) if split_seed is None or split_seed < 0 else split_seed), config.get("val_size", 0)
 
 
 def load_teacher_checkpoint(path: str, config: TrainConfig, class_names: list[str]) -> dict[str, Any]:
