@@ -41,9 +41,11 @@ ROLES = {
 }
 
 
-def option(default: Any, help: str, choices: Sequence[str] | None = None, *, minimum: float | None = None,
-           maximum: float | None = None, above: float | None = None, below: float | None = None,
-           needs: str | tuple[str, Any] | None = None, ignored_with: str | None = None, role: str = "setting") -> Any:
+BOUNDS = ("minimum", "maximum", "above", "below")  # a range: inclusive low and high, exclusive low and high
+
+
+def option(default: Any, help: str, choices: Sequence[str] | None = None, *, needs: str | tuple[str, Any] | None = None,
+           ignored_with: str | None = None, role: str = "setting", **bounds: float) -> Any:
     """A dataclass field that carries its help text and its allowed values (choices, or a range:
     `minimum`/`maximum` inclusive, `above`/`below` exclusive). The range is shown in `--help` and
     checked by `validate`, so the two cannot drift apart. Floats must also be finite.
@@ -54,10 +56,11 @@ def option(default: Any, help: str, choices: Sequence[str] | None = None, *, min
     method) that makes this one useless when set (e.g. "pretrained": the encoder's own shape is used):
     giving both is an error. `role` (a key of ROLES) says whether a resume may change the flag, whether
     it is command-line only, and whether it is part of a published command."""
-    bounds = {"minimum": minimum, "maximum": maximum, "above": above, "below": below}
+    unknown = set(bounds) - set(BOUNDS)
+    if unknown:
+        raise TypeError(f"option() got unknown bounds {sorted(unknown)}; a range is given by {', '.join(BOUNDS)}")
     return field(default=default, metadata={"help": help, "choices": choices, "needs": needs,
-                                            "ignored_with": ignored_with, "role": ROLES[role],
-                                            "bounds": {k: v for k, v in bounds.items() if v is not None}})
+                                            "ignored_with": ignored_with, "role": ROLES[role], "bounds": bounds})
 
 
 def fields_with(config_class: type, prop: str, value: bool = True) -> frozenset[str]:
