@@ -1,4 +1,4 @@
-"""Data sets (FashionMNIST, TREC) and the batches built from them."""
+"""The data layer: sources of one shape, one split, batches. Its errors are DataError."""
 
 
 class DataError(Exception):

@@ -86,8 +86,8 @@ class TrainConfig:
                                   "stratified share of the examples held out for the test", above=0, below=1)
     data_dir: str = option("", f"data folder (default: ${DATA_DIR_ENV} or ./datasets); e.g. ../shared/data",
                            role="where")
-    val_size: int = option(5000, "of the built-in data set: training examples held out for validation (drawn "
-                           "by --split-seed)", minimum=1)
+    val_size: int = option(5000, "of the built-in data set: training examples held out for validation, "
+                           "stratified (drawn by --split-seed)", minimum=1)
     limit_train: int = option(0, "use only this many training examples, drawn by --seed (0 = all)", minimum=0)
     split_seed: int = option(-1, "seed of the training/validation split (-1: --seed); e.g. a teacher's, so that a "
                              "student of any --seed validates on examples the teacher never trained on",

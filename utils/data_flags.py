@@ -93,7 +93,8 @@ class TextConfig(TrainConfig):
     min_freq: int = option(2, "keep training words seen at least this often; the rest become <unk>, "
                            "which so gets trained too", minimum=1, ignored_with="tokenizer_source")
     bucket: bool = option(True, "batch questions of similar length together (less padding)")
-    val_size: int = option(500, "training questions held out for validation (drawn by --split-seed)")
+    val_size: int = option(500, "training questions held out for validation, stratified (drawn by --split-seed)",
+                           minimum=1)
     perturbed_copies: int = option(0, "add this many copies of each training question with each word dropped "
                                    "with probability 0.15; with --teacher, the teacher labels them too",
                                    minimum=0, maximum=100)
