@@ -1,5 +1,5 @@
-"""The code's own shape, read from its imports: no import circles, data/ and models/ below utils/,
-`transformers` loaded at its one edge, and small files."""
+"""The code's own shape, read from its source: no import circles, data/ and models/ below utils/,
+`transformers` and timm loaded at their one edge, small files and small signatures."""
 from __future__ import annotations
 
 import ast
@@ -99,3 +99,22 @@ def test_no_source_file_is_long():
     long = {module: lines for module, path in source_files().items()
             if (lines := sum(1 for _ in open(path, encoding="utf-8"))) > MAX_LINES}
     assert long == {}
+
+
+def parameter_counts(path: str) -> dict[str, int]:
+    """Function name -> how many parameters it takes (self and cls not counted), of every function in the file."""
+    counts = {}
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs] + \
+                [a.arg for a in (args.vararg, args.kwarg) if a]
+            counts[node.name] = len([name for name in names if name not in ("self", "cls")])
+    return counts
+
+
+def test_no_function_of_data_or_utils_takes_more_than_eight_parameters():
+    many = {f"{module}.{name}": count for module, path in source_files().items()
+            if module.split(".")[0] in ("data", "utils")
+            for name, count in parameter_counts(path).items() if count > 8}
+    assert many == {}
