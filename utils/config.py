@@ -144,12 +144,16 @@ def implied_preset(config_class: type, given: set[str], flags: dict[str, Any]) -
                  if not name or (name in given and flags.get(name))), "")
 
 
+def field_defaults(config_class: type) -> dict[str, Any]:
+    """Each field's own default, by name."""
+    return {spec.name: spec.default for spec in dataclasses.fields(config_class)}
+
+
 def show_help(config_class: type, argv: list[str], description: str, presets: dict[str, dict[str, Any]]) -> None:
     """Print --help with the defaults the rest of `argv` would run with (the preset given, or the one its
     flags imply, laid over the script's own), each preset value marked, then exit."""
-    rest = [word for word in argv if word not in ("-h", "--help")]
-    chosen = vars(build_parser(config_class, description, preset_names=list(presets)).parse_args(rest))
-    preset = chosen["preset"] or implied_preset(config_class, flags_given(config_class, rest), chosen)
+    given = flags_given(config_class, [word for word in argv if word not in ("-h", "--help")])
+    preset = given.get("preset") or implied_preset(config_class, set(given), {**field_defaults(config_class), **given})
     build_parser(config_class, description, presets.get(preset, {}), list(presets),
                  preset_name=preset).parse_args(["--help"])
 
@@ -167,23 +171,22 @@ def parse_config(config_class: type, argv: Sequence[str] | None, description: st
     refuse_removed_flags(config_class, argv)
     if "-h" in argv or "--help" in argv:
         show_help(config_class, argv, description, presets)
-    first = build_parser(config_class, description, preset_names=list(presets)).parse_args(argv)
-    given = flags_given(config_class, argv)
-    defaults: dict[str, Any] = {}
-    if first.resume:
-        fields = {spec.name for spec in dataclasses.fields(config_class)}
-        defaults.update({key: value for key, value in saved_config(first.resume).items() if key in fields})
-    preset = (first.preset or defaults.get("preset", "")
-              or implied_preset(config_class, given, vars(first)))
+    given = flags_given(config_class, argv)  # the one parse
+    own = field_defaults(config_class)
+    saved = {key: value for key, value in saved_config(given["resume"]).items() if key in own} \
+        if given.get("resume") else {}
+    preset = given.get("preset") or saved.get("preset", "") or implied_preset(config_class, set(given),
+                                                                               {**own, **given})
+    values = dict(own)
     if preset and preset != NO_PRESET:
         if preset not in presets:
             raise ConfigError(f"unknown preset {preset!r}; choose from: {', '.join([*sorted(presets), NO_PRESET])}")
-        defaults = {**presets[preset], **defaults, "preset": preset}
-    if first.resume:  # the run is where it is now (a copied folder resumes in its new place)
-        defaults.update(resume=first.resume, out_dir="", eval_only=False, checkpoint="")
-    args = build_parser(config_class, description, defaults, list(presets)).parse_args(argv)
-    config = config_class(**vars(args))
-    validate(config, given)
+        values.update(presets[preset])
+    values.update(saved, **({"preset": preset} if preset and preset != NO_PRESET else {}))
+    if given.get("resume"):  # the run is where it is now (a copied folder resumes in its new place)
+        values.update(resume=given["resume"], out_dir="", eval_only=False, checkpoint="")
+    config = config_class(**{**values, **given})
+    validate(config, set(given))
     return config
 
 

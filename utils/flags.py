@@ -149,10 +149,10 @@ def refuse_removed_flags(config_class: type, argv: Sequence[str]) -> None:
             raise ConfigError(f"{flag} was removed: {REMOVED_FLAGS[flag]}")
 
 
-def flags_given(config_class: type, argv: Sequence[str] | None) -> set[str]:
-    """Names of the fields whose flags `argv` sets itself (not through a default, preset or resume)."""
+def flags_given(config_class: type, argv: Sequence[str] | None) -> dict[str, Any]:
+    """The values of the flags `argv` sets itself (not through a default, preset or resume), by field name."""
     unset = {spec.name: argparse.SUPPRESS for spec in dataclasses.fields(config_class)}
-    return set(vars(build_parser(config_class, "", unset).parse_args(argv)))
+    return vars(build_parser(config_class, "", unset).parse_args(argv))
 
 
 def command_line(config_class: type, saved: dict[str, Any], preset_values: dict[str, Any], script: str,
