@@ -124,7 +124,8 @@ def split(data: LabelledData, holdout: Holdout, unit: str = "examples") -> dict[
             if test:
                 data.notes.append(f"note: {len(held):,} of the training {unit} held out for the test "
                                   f"(--test-fraction {holdout.test_fraction:g}, stratified, seed {holdout.seed})")
-    parts["train"] = train.take(limited(len(train), holdout.limit_train, holdout.seed))
+    limit = holdout.limit_train
+    parts["train"] = train.take(limited(len(train), limit, holdout.seed)) if 0 < limit < len(train) else train
     return {name: parts[name] for name in SPLITS}
 
 
