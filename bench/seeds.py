@@ -96,10 +96,15 @@ def run_in_parallel(jobs: list[tuple], processes: int) -> list[dict]:
                                                 initializer=start_worker, initargs=(threads,)) as pool:
         futures = {pool.submit(run_seed, *job): job[2] for job in jobs}
         failed = []
-        for future in concurrent.futures.as_completed(futures):
-            if future.exception() is not None:  # the run's own error line is already printed
-                failed.append(futures[future])
-                print(f"seed {futures[future]} failed: {future.exception()!r}", file=sys.stderr)
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                if future.exception() is not None:  # the run's own error line is already printed
+                    failed.append(futures[future])
+                    print(f"seed {futures[future]} failed: {future.exception()!r}", file=sys.stderr)
+        except BaseException:  # Ctrl-C or SIGTERM: the runs stop after their step (resumable), not run on
+            for worker in multiprocessing.active_children():
+                worker.terminate()
+            raise
     if failed:
         sys.exit(f"error: seed(s) {', '.join(map(str, sorted(failed)))} failed; nothing saved (the others' run "
                  "folders hold their results)")
