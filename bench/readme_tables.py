@@ -24,7 +24,18 @@ HEADLINE = [
 ]
 IMAGE_MODELS = {"seed CNN": ("cnn", {}), "MLP": ("dnn", {})}
 # results whose runs held out a validation split drawn at random (all others: stratified, data.examples.split)
-RANDOM_VALIDATION = frozenset({"seeds-rnn-lstm-subword-distill-k100-a09-xeon"})
+RANDOM_VALIDATION = frozenset({"seeds-rnn-lstm-subword-distill-k100-a09-xeon", "baselines-gpu-minilm"})
+RANDOM_NOTE = "† its runs held out a validation split of the same size drawn at random, not stratified."
+
+
+def marker(name: str) -> str:
+    """' †' after the accuracy of a result in RANDOM_VALIDATION, else ''."""
+    return " †" if name in RANDOM_VALIDATION else ""
+
+
+def with_note(lines: list[str]) -> list[str]:
+    """A table's lines, followed by RANDOM_NOTE where a row is marked."""
+    return lines + [RANDOM_NOTE, ""] if any(" †" in line for line in lines) else lines
 
 
 def parameters(label: str, result: dict) -> str:
@@ -58,15 +69,11 @@ def headline() -> list[str]:
             continue
         runs = seed_rows(result)
         minutes = mean([r["train_seconds"] for r in runs]) / 60
-        marker = " †" if seeds_name in RANDOM_VALIDATION else ""
         rows.append([label, f"`{command}`", f"{result['test_acc_mean']:.4f} ± {result['test_acc_std']:.4f} "
-                     f"({len(runs)} seeds){marker}", parameters(label, result), f"{minutes:.1f} min",
+                     f"({len(runs)} seeds){marker(seeds_name)}", parameters(label, result), f"{minutes:.1f} min",
                      machine_of(result), inference_rate(inference_name, model, part)])
-    lines = table(["model", "recipe", "test accuracy", "parameters", "training time", "trained on",
-                   "examples/s at batch 1 / 256 (measured on)"], rows)
-    if any(" †" in row[2] for row in rows):
-        lines.append("† its runs held out a validation split of the same size drawn at random, not stratified.")
-    return lines[:-1] if lines[-1] == "" else lines
+    return with_note(table(["model", "recipe", "test accuracy", "parameters", "training time", "trained on",
+                            "examples/s at batch 1 / 256 (measured on)"], rows))[:-1]
 
 
 def own_data() -> list[str]:
@@ -114,12 +121,13 @@ BASELINES = ("baselines-cpu-cnn", "baselines-cpu-minilm", "baselines-gpu-cnn", "
 def baselines() -> list[str]:
     """bench/baselines.py on each machine: samples/s of the tutorial pipeline or Trainer against ours."""
     rows = [[r["comparison"], r["pipeline"], f"{r['samples_per_s']:,}", f"{r['ratio']:.2f}x",
-             f"{r['test_acc']:.3f}" if "test_acc" in r else "", machine_of(result), f"`{result['command']}`"]
-            for result in filter(None, map(load, BASELINES)) for r in result["rows"]]
+             f"{r['test_acc']:.3f}{marker(name)}" if "test_acc" in r else "", machine_of(result),
+             f"`{result['command']}`"]
+            for name, result in ((name, load(name)) for name in BASELINES) if result for r in result["rows"]]
     if not rows:
         return ["Not measured yet: `python bench/baselines.py`.", ""]
-    return table(["comparison", "pipeline", "training samples/s", "against the first", "test accuracy", "machine",
-                  "command"], rows)
+    return with_note(table(["comparison", "pipeline", "training samples/s", "against the first", "test accuracy",
+                            "machine", "command"], rows))
 
 
 def accuracy_cell(run: dict) -> str:
