@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
-from data import DataError
+from data import DataError, as_test_dataset
+from data.bundle import class_names_of
 from data.disk_images import in_memory, take
 
 SPLITS = ("train", "val", "test")
@@ -129,9 +130,32 @@ def split(data: LabelledData, holdout: Holdout, unit: str = "examples") -> dict[
     return {name: parts[name] for name in SPLITS}
 
 
-def with_test_set(data: LabelledData, test: LabelledData, spec: str) -> LabelledData:
-    """`data` whose test split is every example of `test` (a separate --test-dataset `spec`), its labels
-    turned into `data`'s class indices; a class the training data lacks is a DataError."""
+def labelled(name: str, splits: dict[str, tuple[Any, list[str]]], class_names: list[str] | None = None,
+             notes: list[str] | None = None) -> LabelledData:
+    """Inputs (a list of texts, or images as one tensor) and their labels as written, by split, as
+    LabelledData of `class_names` (None: the training split's labels, class_names_of); a label of another
+    split that the training split lacks is a DataError naming the data set (`name`)."""
+    class_names = list(class_names or class_names_of(splits["train"][1]))
+    ids = {label: i for i, label in enumerate(class_names)}
+    for split_name, (_, labels) in splits.items():
+        unknown = sorted(set(labels) - set(ids))
+        if unknown:
+            raise DataError(f"{name}: the {split_name} split has labels the training split lacks: "
+                            f"{', '.join(unknown[:5])}")
+    return LabelledData({split_name: Examples(inputs, torch.tensor([ids[label] for label in labels], dtype=torch.long))
+                         for split_name, (inputs, labels) in splits.items()}, class_names, notes or [])
+
+
+def with_test_set(data: LabelledData, spec: str, read: Callable[[str], LabelledData]) -> LabelledData:
+    """`data` whose test split is every example of the separate --test-dataset `spec` (none: `data`),
+    read by `read`, its labels turned into `data`'s class indices; a class the training data lacks, or
+    an error reading it, is a DataError naming --test-dataset."""
+    if not spec:
+        return data
+    try:
+        test = read(spec)
+    except DataError as error:
+        raise as_test_dataset(error) from error
     unknown = sorted(set(test.class_names) - set(data.class_names))
     if unknown:
         raise DataError(f"--test-dataset {spec} has classes the training data lacks: {', '.join(unknown[:5])}")

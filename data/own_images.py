@@ -11,11 +11,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from data import DataError, as_test_dataset
+from data import DataError
 from data.builders import image_bundle
-from data.bundle import Batching, DataBundle, ImageSpec, class_names_of
+from data.bundle import Batching, DataBundle, ImageSpec
 from data.disk_images import DiskImages, in_memory, size_in_bytes
-from data.examples import Examples, Holdout, LabelledData, data_fingerprint, split, summary, with_test_set
+from data.examples import (Examples, Holdout, LabelledData, data_fingerprint, labelled, split, summary,
+                           with_test_set)
 from data.framing import Framing, choose_shape, frame_image, framings_of
 from data.hf_datasets import find_columns, load_splits
 from data.locations import HUB, LOCAL, location
@@ -67,14 +68,11 @@ def read_images(source: ImageSource, decode: Decode, meta: dict[str, Any] | None
     (a checkpoint's) fixes channels and size."""
     read = read_hub_images if is_hub_dataset(source.dataset) else read_folder_images
     data, shape = read(source, source.dataset, meta, decode)
-    if not source.test_dataset:
-        return data, shape
-    read = read_hub_images if is_hub_dataset(source.test_dataset) else read_folder_images
-    try:
-        test, _ = read(source, source.test_dataset, {**(meta or {}), **shape_meta(shape)}, decode, for_test=True)
-    except DataError as error:
-        raise as_test_dataset(error) from error
-    return with_test_set(data, test, source.test_dataset), shape
+
+    def read_test(spec: str) -> LabelledData:  # at the training images' shape, framed for evaluation
+        read = read_hub_images if is_hub_dataset(spec) else read_folder_images
+        return read(source, spec, {**(meta or {}), **shape_meta(shape)}, decode, for_test=True)[0]
+    return with_test_set(data, source.test_dataset, read_test), shape
 
 
 def image_folder_bundle(source: ImageSource, holdout: Holdout, batching: Batching, spec: ImageSpec, decode: Decode,
@@ -165,7 +163,6 @@ def read_hub_images(source: ImageSource, spec: str, meta: dict[str, Any] | None,
     splits = load_splits(spec, "")
     image_column, label_column, names = find_columns(splits["train"], spec, "image", "", "")
     labels = {name: part[label_column] for name, part in splits.items()}
-    class_names = names or class_names_of([str(label) for label in labels["train"]])
     if meta and "channels" in meta:
         shape = shape_of(meta, source, [])
     else:  # decided on the first thousand training images
@@ -173,7 +170,7 @@ def read_hub_images(source: ImageSource, spec: str, meta: dict[str, Any] | None,
         shape = choose_shape([(is_gray_image(image), image.size) for image in sample if image is not None],
                              source.channels, source.image_size)
     check_memory(source, spec, sum(len(part) for part in splits.values()), shape)
-    decoded, notes, (training, evaluation) = {}, [], framings_of(shape, meta)
+    found, notes, (training, evaluation) = {}, [], framings_of(shape, meta)
     for name, part in splits.items():
         kept = [i for i, label in enumerate(labels[name]) if label is not None and not (names and label < 0)]
         if len(kept) < len(part):
@@ -184,9 +181,9 @@ def read_hub_images(source: ImageSource, spec: str, meta: dict[str, Any] | None,
             notes.append(f"note: skipped {len(kept) - len(present)} {name} example(s) of {spec} without an image")
         framing = training if name == "train" and not for_test else evaluation
         arrays = [frame_image(image, framing) for image, _ in present]
-        ids = [labels[name][i] if names else class_names.index(str(labels[name][i])) for _, i in present]
-        decoded[name] = Examples(torch.from_numpy(np.stack(arrays)), torch.tensor(ids, dtype=torch.long))
-    return LabelledData(decoded, class_names, notes), shape
+        found[name] = (torch.from_numpy(np.stack(arrays)),
+                       [names[labels[name][i]] if names else str(labels[name][i]) for _, i in present])
+    return labelled(f"--dataset {spec}", found, names, notes), shape
 
 
 def placed(splits: dict[str, Examples], budget_gb: float, notes: list[str]) -> None:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import torch
-
-from data import DataError, as_test_dataset
+from data import DataError
 from data.builders import text_bundle
-from data.bundle import Batching, DataBundle, TextSpec, class_names_of
-from data.examples import Examples, Holdout, LabelledData, data_fingerprint, split, summary, with_test_set
+from data.bundle import Batching, DataBundle, TextSpec
+from data.examples import Holdout, LabelledData, data_fingerprint, labelled, split, summary, with_test_set
 from data.hf_datasets import find_columns, load_splits
 from data.text_files import canonical_label, is_text_file, read_text_file
 
@@ -27,21 +25,6 @@ class TextSource:
     dataset_config: str = ""
 
 
-def labelled(spec: str, splits: dict[str, tuple[list[str], list[str]]], class_names: list[str] | None,
-             notes: list[str]) -> LabelledData:
-    """Texts and their labels as written, by split, as LabelledData of `class_names` (None: the training
-    split's labels); a label of another split the training split lacks is a DataError."""
-    class_names = class_names or class_names_of(splits["train"][1])
-    ids = {name: i for i, name in enumerate(class_names)}
-    for name, (_, labels) in splits.items():
-        unknown = sorted(set(labels) - set(ids))
-        if unknown:
-            raise DataError(f"--dataset {spec}: the {name} split has labels the training split lacks: "
-                            f"{', '.join(unknown[:5])}")
-    return LabelledData({name: Examples(texts, torch.tensor([ids[label] for label in labels], dtype=torch.long))
-                         for name, (texts, labels) in splits.items()}, class_names, notes)
-
-
 def read_file_texts(path: str, source: TextSource) -> LabelledData:
     """The texts and labels of one file, as its training split; skipped rows are noted (an error when
     none is left)."""
@@ -53,8 +36,8 @@ def read_file_texts(path: str, source: TextSource) -> LabelledData:
                      f"(line {lines})")
     if not examples:
         raise DataError(f"--dataset {path}: no row with both a text and a label")
-    return labelled(path, {"train": ([example.text for example in examples], [example.label for example in examples])},
-                    None, notes)
+    return labelled(f"--dataset {path}", {"train": ([example.text for example in examples],
+                                                    [example.label for example in examples])}, None, notes)
 
 
 def read_hub_texts(spec: str, source: TextSource) -> LabelledData:
@@ -72,7 +55,7 @@ def read_hub_texts(spec: str, source: TextSource) -> LabelledData:
             notes.append(f"note: skipped {len(texts) - len(kept)} {name} example(s) with an empty text or a "
                          "missing label")
         found[name] = ([texts[i] for i in kept], [names[labels[i]] if names else labels[i] for i in kept])
-    return labelled(spec, found, names, notes)
+    return labelled(f"--dataset {spec}", found, names, notes)
 
 
 def read_texts(source: TextSource) -> LabelledData:
@@ -80,14 +63,7 @@ def read_texts(source: TextSource) -> LabelledData:
     def read(spec: str) -> LabelledData:
         return read_file_texts(spec, source) if is_text_file(spec) else read_hub_texts(spec, source)
 
-    data = read(source.dataset)
-    if not source.test_dataset:
-        return data
-    try:
-        test = read(source.test_dataset)
-    except DataError as error:
-        raise as_test_dataset(error) from error
-    return with_test_set(data, test, source.test_dataset)
+    return with_test_set(read(source.dataset), source.test_dataset, read)
 
 
 def own_text_bundle(source: TextSource, holdout: Holdout, batching: Batching, spec: TextSpec) -> DataBundle:

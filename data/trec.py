@@ -4,10 +4,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import torch
-
 from data import DataError
-from data.examples import Examples, LabelledData
+from data.examples import LabelledData, labelled
 
 COARSE_LABELS = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
 FILES = {"train": "train_5500.label", "test": "TREC_10.label"}
@@ -113,11 +111,5 @@ def read_trec(data_dir: str, labels: str = "coarse", source: str = "files") -> L
     of the training questions), read from the original label files in <data_dir>/TREC/ (`source`
     "files") or from the hub ("hub")."""
     questions = load_trec_hub() if source == "hub" else load_trec_files(data_dir)
-    class_names = COARSE_LABELS if labels == "coarse" else sorted({q.fine for q in questions["train"]})
-    label_index = {name: i for i, name in enumerate(class_names)}
-    unknown = sorted({getattr(q, labels) for q in questions["test"]} - set(label_index))
-    if unknown:
-        raise DataError(f"test labels {', '.join(unknown)} never occur in the training data")
-    return LabelledData({split: Examples([q.text for q in part],
-                                         torch.tensor([label_index[getattr(q, labels)] for q in part]))
-                         for split, part in questions.items()}, list(class_names))
+    return labelled("TREC", {split: ([q.text for q in part], [getattr(q, labels) for q in part])
+                             for split, part in questions.items()}, COARSE_LABELS if labels == "coarse" else None)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from data import DataError
-from data.examples import (Examples, Holdout, LabelledData, class_quotas, data_fingerprint, split,
+from data.examples import (Examples, Holdout, LabelledData, class_quotas, data_fingerprint, labelled, split,
                            stratified_split, with_test_set)
 
 
@@ -54,10 +54,11 @@ def test_split_keeps_a_sources_own_splits_and_limits_training_by_seed():
 def test_a_separate_test_set_is_mapped_to_the_training_classes():
     data = LabelledData({"train": texts([0, 1, 2])}, ["a", "b", "c"])
     test = LabelledData({"train": texts([0, 1], "x"), "test": texts([0], "y")}, ["c", "a"])
-    joined = with_test_set(data, test, "t.csv")
+    joined = with_test_set(data, "t.csv", lambda spec: test)
     assert joined.splits["test"].inputs == ["x0", "x1", "y0"] and joined.splits["test"].labels.tolist() == [2, 0, 2]
     with pytest.raises(DataError, match="--test-dataset t.csv has classes the training data lacks: z"):
-        with_test_set(data, LabelledData({"train": texts([0])}, ["z"]), "t.csv")
+        with_test_set(data, "t.csv", lambda spec: LabelledData({"train": texts([0])}, ["z"]))
+    assert with_test_set(data, "", lambda spec: test) is data
 
 
 def test_the_fingerprint_is_of_the_examples_not_their_order_or_split():
@@ -68,3 +69,11 @@ def test_the_fingerprint_is_of_the_examples_not_their_order_or_split():
     files = LabelledData({"train": Examples(["s0", "t2", "t0", "t1"], torch.tensor([0, 1, 0, 1]), list("wxyz"))},
                          ["a", "b"])
     assert len({data_fingerprint(d) for d in (one, relabelled, files)}) == 3
+
+
+def test_labels_as_written_become_class_indices_and_an_unseen_one_is_one_error():
+    data = labelled("--dataset x.csv", {"train": (["p", "q", "r"], ["b", "a", "b"]), "test": (["s"], ["a"])})
+    assert data.class_names == ["a", "b"] and data.splits["train"].labels.tolist() == [1, 0, 1]
+    assert labelled("TREC", {"train": (["p"], ["b"])}, ["b", "a"]).splits["train"].labels.tolist() == [0]
+    with pytest.raises(DataError, match="^--dataset x.csv: the val split has labels the training split lacks: c$"):
+        labelled("--dataset x.csv", {"train": (["p", "q"], ["a", "b"]), "val": (["s"], ["c"])})

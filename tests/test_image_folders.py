@@ -182,6 +182,18 @@ def test_a_saved_hugging_face_dataset_of_images_trains(tmp_path, capsys):
     assert summary["test_acc"] > 0.9
 
 
+def test_a_hugging_face_image_label_the_training_split_lacks_is_one_line(tmp_path, capsys):
+    import datasets
+
+    images = [Image.new("L", (8, 8), 40 * (i % 3)) for i in range(16)]
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"image": images[:12], "label": ["a", "b", "c"] * 4}),
+                          "test": datasets.Dataset.from_dict({"image": images[12:], "label": ["a", "zzz"] * 2})}
+                         ).cast_column("image", datasets.Image()).save_to_disk(str(tmp_path / "saved"))
+    assert_one_error_line(train_cnn.main, args(str(tmp_path / "saved"), str(tmp_path / "run")), capsys,
+                          "the test split has labels the training split lacks: zzz")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("train,val,test", [("training", "validation", "testing"), ("train", "valid", "Test"),
                                             ("Train", "dev", "test")])
 def test_split_folders_read_as_people_name_them_and_hidden_files_are_no_data(train, val, test, tmp_path, capsys):
