@@ -173,19 +173,17 @@ def parse_config(config_class: type, argv: Sequence[str] | None, description: st
         show_help(config_class, argv, description, presets)
     given = flags_given(config_class, argv)  # the one parse
     own = field_defaults(config_class)
-    saved = {key: value for key, value in saved_config(given["resume"]).items() if key in own} \
+    defaults = {key: value for key, value in saved_config(given["resume"]).items() if key in own} \
         if given.get("resume") else {}
-    preset = given.get("preset") or saved.get("preset", "") or implied_preset(config_class, set(given),
-                                                                               {**own, **given})
-    values = dict(own)
+    preset = (given.get("preset") or defaults.get("preset", "")
+              or implied_preset(config_class, set(given), {**own, **given}))
     if preset and preset != NO_PRESET:
         if preset not in presets:
             raise ConfigError(f"unknown preset {preset!r}; choose from: {', '.join([*sorted(presets), NO_PRESET])}")
-        values.update(presets[preset])
-    values.update(saved, **({"preset": preset} if preset and preset != NO_PRESET else {}))
+        defaults = {**presets[preset], **defaults, "preset": preset}
     if given.get("resume"):  # the run is where it is now (a copied folder resumes in its new place)
-        values.update(resume=given["resume"], out_dir="", eval_only=False, checkpoint="")
-    config = config_class(**{**values, **given})
+        defaults.update(resume=given["resume"], out_dir="", eval_only=False, checkpoint="")
+    config = config_class(**{**own, **defaults, **given})
     validate(config, set(given))
     return config
 
